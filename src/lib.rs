@@ -1,0 +1,7 @@
+//! ampsim: a deterministic simulator of a B2B SaaS website's visitors that emits
+//! Amplitude-format events, persists simulations in SQLite and serves them over gRPC.
+//!
+//! See ARCHITECTURE.md for the module map and invariants.
+
+pub mod cli;
+pub mod sim;

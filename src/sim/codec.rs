@@ -1,0 +1,368 @@
+//! The binary form of user states and day records: the form the store persists.
+//!
+//! Both are lists sorted by device number, encoded with LEB128 varints and deltas (device
+//! numbers, days and event times), so a typical event costs 3–4 bytes before compression.
+//! Every blob starts with a format byte so that a later layout can still read old files.
+
+use super::scenario::TrialPath;
+use super::state::{
+    EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
+};
+
+const STATES_FORMAT: u8 = 1;
+const DAYS_FORMAT: u8 = 1;
+
+/// A blob that does not decode: the database is corrupt or from an unknown layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt or unknown record blob: {0}")]
+pub struct CodecError(pub &'static str);
+
+/// Appends an unsigned LEB128 varint.
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A cursor over a blob.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Reads from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Whether everything has been read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    #[inline]
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        let b = *self.buf.get(self.pos).ok_or(CodecError("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// Reads an unsigned varint.
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, CodecError> {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = self.u8()?;
+            if shift >= 64 {
+                return Err(CodecError("varint overflow"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+        }
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        u32::try_from(self.varint()?).map_err(|_| CodecError("value out of range"))
+    }
+}
+
+fn put_touch(out: &mut Vec<u8>, t: Touch) {
+    out.push(t.source);
+    out.push(t.campaign);
+}
+
+fn get_touch(r: &mut Reader<'_>) -> Result<Touch, CodecError> {
+    Ok(Touch {
+        source: r.u8()?,
+        campaign: r.u8()?,
+    })
+}
+
+/// Encodes user states (sorted by device) into one blob.
+pub fn encode_states(states: &[UserState]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(states.len() * 24 + 8);
+    out.push(STATES_FORMAT);
+    put_varint(&mut out, states.len() as u64);
+    let mut prev = 0u64;
+    for st in states {
+        debug_assert!(st.device >= prev, "states must be sorted by device");
+        put_varint(&mut out, st.device - prev);
+        prev = st.device;
+        let flags = u8::from(st.identified_day.is_some())
+            | u8::from(st.form_type.is_some()) << 1
+            | u8::from(st.trial.is_some()) << 2
+            | u8::from(st.converted_to_paid) << 3
+            | u8::from(st.product_sku.is_some()) << 4
+            | u8::from(st.next_session_day.is_some()) << 5;
+        out.push(flags);
+        put_touch(&mut out, st.first_touch);
+        put_touch(&mut out, st.last_touch);
+        put_varint(&mut out, st.sessions.len() as u64);
+        let mut day = super::ids::first_day_of(st.device);
+        for s in &st.sessions {
+            put_varint(&mut out, u64::from(s.day - day));
+            day = s.day;
+            out.push(s.tier);
+        }
+        put_varint(&mut out, u64::from(st.engagement_total));
+        if let Some(d) = st.identified_day {
+            put_varint(&mut out, u64::from(d));
+        }
+        if let Some(f) = st.form_type {
+            out.push(f);
+        }
+        put_varint(&mut out, u64::from(st.forms_submitted));
+        if let Some(t) = st.trial {
+            out.push(t.path as u8 | u8::from(t.converts) << 1 | u8::from(t.ended) << 2);
+            put_varint(&mut out, u64::from(t.start_day));
+            put_varint(&mut out, u64::from(t.end_day - t.start_day));
+            out.push(t.sku);
+        }
+        if let Some(p) = st.product_sku {
+            out.push(p);
+        }
+        if let Some(d) = st.next_session_day {
+            put_varint(&mut out, u64::from(d));
+        }
+        put_varint(&mut out, u64::from(st.event_count));
+    }
+    out
+}
+
+/// Decodes a blob written by [`encode_states`], calling `f` for each state in device order.
+///
+/// # Errors
+/// [`CodecError`] if the blob is truncated or of an unknown format.
+pub fn for_each_state(
+    blob: &[u8],
+    mut f: impl FnMut(UserState),
+) -> Result<(), CodecError> {
+    let mut r = Reader::new(blob);
+    if r.u8()? != STATES_FORMAT {
+        return Err(CodecError("unknown state format"));
+    }
+    let n = r.varint()?;
+    let mut prev = 0u64;
+    for _ in 0..n {
+        let device = prev
+            .checked_add(r.varint()?)
+            .ok_or(CodecError("device overflow"))?;
+        prev = device;
+        let flags = r.u8()?;
+        let first_touch = get_touch(&mut r)?;
+        let last_touch = get_touch(&mut r)?;
+        let ns = r.varint()? as usize;
+        if ns > blob.len() {
+            return Err(CodecError("session count"));
+        }
+        let mut sessions = Vec::with_capacity(ns);
+        let mut day = super::ids::first_day_of(device);
+        for _ in 0..ns {
+            day = day.checked_add(r.u32()?).ok_or(CodecError("day overflow"))?;
+            sessions.push(SessionSummary { day, tier: r.u8()? });
+        }
+        let engagement_total = r.u32()?;
+        let identified_day = if flags & 1 != 0 { Some(r.u32()?) } else { None };
+        let form_type = if flags & 2 != 0 { Some(r.u8()?) } else { None };
+        let forms_submitted =
+            u16::try_from(r.varint()?).map_err(|_| CodecError("forms_submitted"))?;
+        let trial = if flags & 4 != 0 {
+            let b = r.u8()?;
+            let start_day = r.u32()?;
+            let end_day = start_day
+                .checked_add(r.u32()?)
+                .ok_or(CodecError("day overflow"))?;
+            Some(Trial {
+                path: TrialPath::from_u8(b & 1).ok_or(CodecError("trial path"))?,
+                converts: b & 2 != 0,
+                ended: b & 4 != 0,
+                start_day,
+                end_day,
+                sku: r.u8()?,
+            })
+        } else {
+            None
+        };
+        let product_sku = if flags & 16 != 0 { Some(r.u8()?) } else { None };
+        let next_session_day = if flags & 32 != 0 { Some(r.u32()?) } else { None };
+        let event_count = r.u32()?;
+        f(UserState {
+            device,
+            first_touch,
+            last_touch,
+            sessions,
+            engagement_total,
+            identified_day,
+            form_type,
+            forms_submitted,
+            trial,
+            converted_to_paid: flags & 8 != 0,
+            product_sku,
+            next_session_day,
+            event_count,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a blob written by [`encode_states`].
+///
+/// # Errors
+/// [`CodecError`] if the blob is truncated or of an unknown format.
+pub fn decode_states(blob: &[u8]) -> Result<Vec<UserState>, CodecError> {
+    let mut v = Vec::new();
+    for_each_state(blob, |s| v.push(s))?;
+    Ok(v)
+}
+
+/// Encodes the records of one day (sorted by device) into one blob. `day_start_ms` is the
+/// day's midnight; times are stored relative to it.
+pub fn encode_user_days(day_start_ms: i64, records: &[UserDay]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.iter().map(|r| 8 + r.events.len() * 4).sum());
+    out.push(DAYS_FORMAT);
+    put_varint(&mut out, records.len() as u64);
+    let mut prev = 0u64;
+    for r in records {
+        debug_assert!(r.device >= prev, "records must be sorted by device");
+        put_varint(&mut out, r.device - prev);
+        prev = r.device;
+        let flags = u8::from(r.session.is_some())
+            | u8::from(r.session.is_some_and(|s| s.first)) << 1
+            | u8::from(r.trial.is_some()) << 2
+            | u8::from(matches!(r.trial, Some((TrialPath::SalesAssisted, _)))) << 3;
+        out.push(flags);
+        put_varint(&mut out, u64::from(r.event_id_base));
+        put_touch(&mut out, r.first_touch);
+        put_varint(&mut out, u64::from(r.user_id_from));
+        if let Some((_, start)) = r.trial {
+            put_varint(&mut out, u64::from(r.day - start));
+        }
+        if let Some(s) = r.session {
+            put_varint(&mut out, (s.start_ms - day_start_ms) as u64);
+            put_touch(&mut out, s.touch);
+            put_varint(&mut out, u64::from(s.score10));
+            out.push(s.tier);
+        }
+        put_varint(&mut out, r.events.len() as u64);
+        let mut t = day_start_ms;
+        for e in &r.events {
+            out.push(e.kind as u8);
+            out.push(e.aux);
+            put_varint(&mut out, zigzag(e.time_ms - t));
+            t = e.time_ms;
+        }
+    }
+    out
+}
+
+/// Decodes a blob written by [`encode_user_days`] for simulation day `day`, calling `f` for
+/// each record.
+///
+/// # Errors
+/// [`CodecError`] if the blob is truncated or of an unknown format.
+pub fn for_each_user_day(
+    blob: &[u8],
+    day: u32,
+    day_start_ms: i64,
+    mut f: impl FnMut(UserDay),
+) -> Result<(), CodecError> {
+    let mut r = Reader::new(blob);
+    if r.u8()? != DAYS_FORMAT {
+        return Err(CodecError("unknown day format"));
+    }
+    let n = r.varint()?;
+    let mut prev = 0u64;
+    for _ in 0..n {
+        let device = prev
+            .checked_add(r.varint()?)
+            .ok_or(CodecError("device overflow"))?;
+        prev = device;
+        let flags = r.u8()?;
+        let event_id_base = r.u32()?;
+        let first_touch = get_touch(&mut r)?;
+        let user_id_from = u16::try_from(r.varint()?).map_err(|_| CodecError("user_id_from"))?;
+        let trial = if flags & 4 != 0 {
+            let back = r.u32()?;
+            let path = if flags & 8 != 0 {
+                TrialPath::SalesAssisted
+            } else {
+                TrialPath::SelfService
+            };
+            Some((path, day.checked_sub(back).ok_or(CodecError("trial start"))?))
+        } else {
+            None
+        };
+        let session = if flags & 1 != 0 {
+            let start_ms = day_start_ms + r.varint()? as i64;
+            Some(SessionRec {
+                start_ms,
+                touch: get_touch(&mut r)?,
+                score10: u16::try_from(r.varint()?).map_err(|_| CodecError("score"))?,
+                tier: r.u8()?,
+                first: flags & 2 != 0,
+            })
+        } else {
+            None
+        };
+        let ne = r.varint()? as usize;
+        if ne > blob.len() {
+            return Err(CodecError("event count"));
+        }
+        let mut events = Vec::with_capacity(ne);
+        let mut t = day_start_ms;
+        for _ in 0..ne {
+            let kind = EventKind::from_u8(r.u8()?).ok_or(CodecError("event kind"))?;
+            let aux = r.u8()?;
+            t += unzigzag(r.varint()?);
+            events.push(EventRec {
+                time_ms: t,
+                kind,
+                aux,
+            });
+        }
+        f(UserDay {
+            device,
+            day,
+            event_id_base,
+            first_touch,
+            user_id_from,
+            trial,
+            session,
+            events,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a blob written by [`encode_user_days`].
+///
+/// # Errors
+/// [`CodecError`] if the blob is truncated or of an unknown format.
+pub fn decode_user_days(
+    blob: &[u8],
+    day: u32,
+    day_start_ms: i64,
+) -> Result<Vec<UserDay>, CodecError> {
+    let mut v = Vec::new();
+    for_each_user_day(blob, day, day_start_ms, |u| v.push(u))?;
+    Ok(v)
+}

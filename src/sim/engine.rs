@@ -1,0 +1,563 @@
+//! The day step: (scenario, seed, date, the users due that day) → that day's users, sessions,
+//! events and updated states.
+//!
+//! Architecture Invariant: a user's output on a day depends only on the simulation definition,
+//! the day, and that user's state; every random draw comes from a generator keyed by
+//! (seed, day, device, purpose). So users are processed in parallel (rayon) and the output is
+//! collected in device order, independent of the thread count.
+
+use super::ids::{device_num, Ids};
+use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
+use super::scenario::{DelayBucket, Scenario, Targeting, TrialPath};
+use super::state::{EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState};
+use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
+
+/// Version of the engine's output. Stored with every simulation: a database written by one
+/// engine version is not extended by another, because the events would differ.
+pub const ENGINE_VERSION: u32 = 1;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The definition of a simulation: the same definition always gives the same events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The validated scenario.
+    pub scenario: Scenario,
+    /// The seed.
+    pub seed: u64,
+    /// The date of simulation day 0.
+    pub start_date: NaiveDate,
+    /// Multiplies arrivals only.
+    pub population_scale: f64,
+}
+
+/// A weighted choice of a delay in days.
+struct Delay {
+    buckets: Weighted,
+    ranges: Vec<(u32, u32)>,
+}
+
+impl Delay {
+    fn new(buckets: &[DelayBucket]) -> Self {
+        Delay {
+            buckets: Weighted::new(buckets.iter().map(|b| b.weight)),
+            ranges: buckets
+                .iter()
+                .map(|b| (b.days[0] as u32, b.days[1] as u32))
+                .collect(),
+        }
+    }
+
+    fn pick(&self, rng: &mut KeyedRng) -> u32 {
+        let (lo, hi) = self.ranges[self.buckets.pick(rng)];
+        rng.range(lo, hi)
+    }
+}
+
+/// A compiled simulation: the definition plus precomputed tables.
+pub struct Engine {
+    cfg: SimConfig,
+    tag: u64,
+    ids: Ids,
+    day0_ms: i64,
+    weekly: [f64; 7],
+    hours: Weighted,
+    lengths: Weighted,
+    new_sources: Weighted,
+    returning_sources: Weighted,
+    /// Per source: (campaigns eligible on a first session, all campaigns), as campaign indexes.
+    campaigns: Vec<Option<(Weighted, Vec<u8>, Weighted)>>,
+    landing: Weighted,
+    pages: Weighted,
+    high_intent: Vec<bool>,
+    terms: u32,
+    buttons: u32,
+    tier_delay: Vec<Delay>,
+    tier_return: [f64; 5],
+    tier_min: [f64; 5],
+    submit: [f64; 5],
+    forms: Weighted,
+    forms_no_trial: Weighted,
+    trial_form: usize,
+    trial_delay: Delay,
+    products: [Weighted; 2],
+    /// Geography and device tables, used when rendering events.
+    pub(crate) geo: Weighted,
+    pub(crate) devices: Weighted,
+}
+
+impl Engine {
+    /// Compiles a simulation definition.
+    pub fn new(cfg: SimConfig) -> Engine {
+        let s = &cfg.scenario;
+        let mean_week = s.traffic.weekly_curve.iter().sum::<f64>() / 7.0;
+        let mut weekly = [1.0; 7];
+        for (w, x) in weekly.iter_mut().zip(&s.traffic.weekly_curve) {
+            *w = x / mean_week;
+        }
+        let campaigns = s
+            .sources
+            .iter()
+            .map(|src| {
+                if src.medium != "cpc" {
+                    return None;
+                }
+                let new_idx: Vec<u8> = src
+                    .campaigns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.targeting != Targeting::ReturningUsers)
+                    .map(|(i, _)| i as u8)
+                    .collect();
+                let new_w = Weighted::new(new_idx.iter().map(|&i| src.campaigns[i as usize].weight));
+                let all_w = Weighted::new(src.campaigns.iter().map(|c| c.weight));
+                Some((new_w, new_idx, all_w))
+            })
+            .collect();
+        let tiers = s.engagement.tiers.all();
+        let trial_form = s.trial_form_index();
+        let tag = simulation_tag(&cfg);
+        Engine {
+            tag,
+            ids: Ids::new(tag),
+            day0_ms: cfg
+                .start_date
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_millis(),
+            weekly,
+            hours: Weighted::new(s.traffic.daily_curve.iter().copied()),
+            lengths: Weighted::new(s.pages.session_length_weights.iter().copied()),
+            new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
+            returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),
+            campaigns,
+            landing: Weighted::new(s.pages.catalogue.iter().map(|p| p.landing_weight)),
+            pages: Weighted::new(s.pages.catalogue.iter().map(|p| p.weight)),
+            high_intent: s.pages.catalogue.iter().map(|p| p.high_intent).collect(),
+            terms: s.pages.search_terms.len() as u32,
+            buttons: s.pages.buttons.len() as u32,
+            tier_delay: tiers.iter().map(|t| Delay::new(&t.return_delay)).collect(),
+            tier_return: tiers.map(|t| t.return_probability),
+            tier_min: tiers.map(|t| t.min_score),
+            submit: s.forms.submit_probability.all(),
+            forms: Weighted::new(s.forms.types.iter().map(|f| f.share)),
+            forms_no_trial: Weighted::new(s.forms.types.iter().enumerate().map(|(i, f)| {
+                if i == trial_form {
+                    0.0
+                } else {
+                    f.share
+                }
+            })),
+            trial_form,
+            trial_delay: Delay::new(&s.trials.active_return_delay),
+            products: [
+                Weighted::new(s.products.iter().map(|p| p.weight.self_service)),
+                Weighted::new(s.products.iter().map(|p| p.weight.sales_assisted)),
+            ],
+            geo: Weighted::new(s.geography.iter().map(|g| g.weight)),
+            devices: Weighted::new(s.devices.iter().map(|d| d.weight)),
+            cfg,
+        }
+    }
+
+    /// The simulation definition.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.cfg.scenario
+    }
+
+    /// A stable 64-bit tag of the definition; keys ids so that two simulations' ids differ.
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    /// The id codec of this simulation.
+    pub fn ids(&self) -> &Ids {
+        &self.ids
+    }
+
+    /// Midnight UTC of a simulation day, in ms since the epoch.
+    pub fn day_start_ms(&self, day: u32) -> i64 {
+        self.day0_ms + i64::from(day) * DAY_MS
+    }
+
+    /// The calendar date of a simulation day.
+    pub fn date_of(&self, day: u32) -> NaiveDate {
+        self.cfg.start_date + chrono::Days::new(u64::from(day))
+    }
+
+    /// The simulation day of a date, if it is on or after the start date.
+    pub fn day_of(&self, date: NaiveDate) -> Option<u32> {
+        let d = (date - self.cfg.start_date).num_days();
+        u32::try_from(d).ok()
+    }
+
+    /// How many brand-new users arrive on `day`.
+    pub fn new_users_on(&self, day: u32) -> u32 {
+        let t = &self.cfg.scenario.traffic;
+        let dow = self.date_of(day).weekday().num_days_from_monday() as usize;
+        let growth = (1.0 + t.annual_growth).powf(f64::from(day) / 365.0);
+        let mut mean = t.new_users_per_day * self.cfg.population_scale * self.weekly[dow] * growth;
+        let mut rng = KeyedRng::new(self.cfg.seed, day, u64::MAX, Purpose::Arrivals);
+        if t.daily_noise > 0.0 {
+            let z = rng.normal().clamp(-4.0, 4.0);
+            mean *= (t.daily_noise * z - t.daily_noise * t.daily_noise / 2.0).exp();
+        }
+        // Stochastic rounding keeps the expected total exact at small scales.
+        let n = (mean + rng.f64()).floor();
+        n.clamp(0.0, f64::from(u32::MAX >> 1)) as u32
+    }
+
+    /// Generates one day.
+    ///
+    /// `due` holds the users whose [`UserState::next_due`] is `day`, in any order; users
+    /// arriving for the first time are created here. The output lists every processed user's
+    /// new state and day record in device order.
+    pub fn step_day(&self, day: u32, mut due: Vec<UserState>) -> DayOutput {
+        due.sort_unstable_by_key(|u| u.device);
+        debug_assert!(due.iter().all(|u| u.next_due() == Some(day)));
+        let new_users = self.new_users_on(day);
+        let returning = due.len();
+        due.extend((0..new_users).map(|i| UserState::new(device_num(day, i), day)));
+
+        let processed: Vec<(UserState, Option<UserDay>)> = due
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|st| self.process_user(day, st))
+            .collect();
+
+        let mut out = DayOutput {
+            day,
+            new_users,
+            returning_users: returning as u32,
+            sessions: 0,
+            events: 0,
+            records: Vec::with_capacity(processed.len()),
+            states: Vec::with_capacity(processed.len()),
+        };
+        for (st, rec) in processed {
+            if let Some(rec) = rec {
+                out.sessions += u32::from(rec.session.is_some());
+                out.events += rec.events.len() as u64;
+                out.records.push(rec);
+            }
+            out.states.push(st);
+        }
+        out
+    }
+
+    fn process_user(&self, day: u32, mut st: UserState) -> (UserState, Option<UserDay>) {
+        let mut rec = UserDay {
+            device: st.device,
+            day,
+            event_id_base: st.event_count,
+            first_touch: st.first_touch,
+            user_id_from: 0,
+            trial: None,
+            session: None,
+            events: Vec::new(),
+        };
+        let identified_before = st.is_identified();
+        let mut identify_time: Option<i64> = None;
+
+        if st.next_session_day == Some(day) {
+            identify_time = self.session(day, &mut st, &mut rec);
+        }
+        if let Some(t) = st.trial.filter(|t| !t.ended && t.end_day == day) {
+            self.trial_end(day, &mut st, t, &mut rec);
+        }
+        if rec.events.is_empty() {
+            return (st, None);
+        }
+        // Session and out-of-session events interleave by time; ties keep kind order.
+        rec.events.sort_by_key(|e| (e.time_ms, e.kind));
+        rec.first_touch = st.first_touch;
+        rec.trial = st.trial.map(|t| (t.path, t.start_day));
+        rec.user_id_from = if identified_before {
+            0
+        } else if let Some(t) = identify_time {
+            rec.events
+                .iter()
+                .position(|e| e.kind == EventKind::Form && e.time_ms == t)
+                .expect("identifying form is among the events") as u16
+        } else {
+            rec.events.len() as u16
+        };
+        st.event_count += rec.events.len() as u32;
+        (st, Some(rec))
+    }
+
+    /// Generates the user's session on `day`. Returns the time of the identifying form if the
+    /// user became identified in it.
+    fn session(&self, day: u32, st: &mut UserState, rec: &mut UserDay) -> Option<i64> {
+        let s = &self.cfg.scenario;
+        let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
+        let first = st.sessions.is_empty();
+
+        // Attribution: only cpc traffic has a campaign; first sessions never see campaigns
+        // aimed at returning users.
+        let source = if first {
+            self.new_sources.pick(&mut rng)
+        } else {
+            self.returning_sources.pick(&mut rng)
+        };
+        let campaign = match &self.campaigns[source] {
+            None => 0,
+            Some((new_w, new_idx, all_w)) => {
+                if first {
+                    new_idx[new_w.pick(&mut rng)] + 1
+                } else {
+                    all_w.pick(&mut rng) as u8 + 1
+                }
+            }
+        };
+        let touch = Touch {
+            source: source as u8,
+            campaign,
+        };
+
+        // Shape: length, then gaps, then the start time, so the session fits in the day.
+        let n = self.lengths.pick(&mut rng) + 1;
+        let gap = s.pages.event_gap_seconds;
+        let (lmin, lmax) = (gap.min.ln(), gap.max.ln());
+        // n - 1 gaps between page events plus one reserve gap for a form or signal at the end.
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut t = 0i64;
+        offsets.push(0);
+        for _ in 0..n {
+            let secs = (lmin + (lmax - lmin) * rng.f64()).exp();
+            t += (secs * 1000.0) as i64 + 1;
+            offsets.push(t);
+        }
+        let duration = offsets[n - 1];
+        let span = offsets[n];
+        let hour = self.hours.pick(&mut rng) as i64;
+        let day_start = self.day_start_ms(day);
+        let mut start = day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999));
+        if start + span >= day_start + DAY_MS {
+            start = day_start + DAY_MS - 1 - span;
+        }
+
+        let mut hi_pages = 0u32;
+        let mut searches = 0u32;
+        let mut events = Vec::with_capacity(n + 2);
+        for (i, &off) in offsets[..n].iter().enumerate() {
+            let (kind, aux) = if i == 0 {
+                (EventKind::Page, self.landing.pick(&mut rng))
+            } else {
+                let u = rng.f64();
+                if u < s.pages.search_probability {
+                    searches += 1;
+                    (EventKind::Search, rng.range(0, self.terms - 1) as usize)
+                } else if u < s.pages.search_probability + s.pages.button_click_probability {
+                    (EventKind::ButtonClick, rng.range(0, self.buttons - 1) as usize)
+                } else {
+                    (EventKind::Page, self.pages.pick(&mut rng))
+                }
+            };
+            if kind == EventKind::Page && self.high_intent[aux] {
+                hi_pages += 1;
+            }
+            events.push(EventRec {
+                time_ms: start + off,
+                kind,
+                aux: aux as u8,
+            });
+        }
+
+        let e = &s.engagement;
+        let score = e.per_event * n as f64
+            + e.per_high_intent_page * f64::from(hi_pages)
+            + e.per_search * f64::from(searches)
+            + e.per_minute * duration as f64 / 60_000.0;
+        let tier = self.tier_min.iter().rposition(|&m| score >= m).unwrap_or(0);
+
+        // A moment inside the session after event `k`, for a form or a signal.
+        let moment = |k: usize, rng: &mut KeyedRng| -> i64 {
+            let a = start + offsets[k];
+            let b = start + offsets[k + 1];
+            a + 1 + i64::from(rng.range(0, (b - a - 2).max(0) as u32))
+        };
+
+        let mut identify_time = None;
+        let mut trial_started_at = None;
+        if rng.chance(s.forms.reach_probability) {
+            let identified = st.is_identified();
+            let submits = if identified {
+                rng.chance(s.forms.secondary_probability)
+            } else {
+                rng.chance(self.submit[tier])
+            };
+            if submits {
+                // A user has at most one trial: later forms come from the rest of the mix.
+                let form = if st.trial.is_some() {
+                    self.forms_no_trial.pick(&mut rng)
+                } else {
+                    self.forms.pick(&mut rng)
+                };
+                let k = rng.range(0, n as u32 - 1) as usize;
+                let at = moment(k, &mut rng);
+                events.push(EventRec {
+                    time_ms: at,
+                    kind: EventKind::Form,
+                    aux: form as u8,
+                });
+                st.forms_submitted = st.forms_submitted.saturating_add(1);
+                if !identified {
+                    st.identified_day = Some(day);
+                    st.form_type = Some(form as u8);
+                    identify_time = Some(at);
+                }
+                if form == self.trial_form {
+                    st.trial = Some(self.start_trial(day, st.device));
+                    trial_started_at = Some((k, at));
+                }
+            }
+        }
+
+        // Intent signals while a trial runs, consistent with its path.
+        if let Some(tr) = st.trial.filter(|t| t.active_on(day)) {
+            let (p, kind) = match tr.path {
+                TrialPath::SelfService => (s.signals.upgrade_button_clicked, EventKind::UpgradeClicked),
+                TrialPath::SalesAssisted => {
+                    (s.signals.contact_sales_clicked, EventKind::ContactSalesClicked)
+                }
+            };
+            if rng.chance(p) {
+                let (k0, after) = trial_started_at.unwrap_or((0, start));
+                let k = rng.range(k0 as u32, n as u32 - 1) as usize;
+                let at = moment(k, &mut rng).max(after + 1);
+                events.push(EventRec {
+                    time_ms: at,
+                    kind,
+                    aux: 0,
+                });
+            }
+        }
+
+        // When does the user come back?
+        let active_trial = st.trial.is_some_and(|t| t.active_on(day));
+        let (p_return, delay) = if active_trial {
+            (s.trials.active_return_probability, &self.trial_delay)
+        } else {
+            (self.tier_return[tier], &self.tier_delay[tier])
+        };
+        st.next_session_day = if rng.chance(p_return) {
+            Some(day + delay.pick(&mut rng))
+        } else {
+            None
+        };
+
+        let score10 = (score * 10.0).round().min(f64::from(u16::MAX)) as u16;
+        if first {
+            st.first_touch = touch;
+        }
+        st.last_touch = touch;
+        st.engagement_total = st.engagement_total.saturating_add(u32::from(score10));
+        st.sessions.push(SessionSummary {
+            day,
+            tier: tier as u8,
+        });
+        rec.session = Some(SessionRec {
+            start_ms: start,
+            touch,
+            score10,
+            tier: tier as u8,
+            first,
+        });
+        rec.events.extend(events);
+        identify_time
+    }
+
+    /// Starts a trial: its path and outcome are drawn once, here.
+    fn start_trial(&self, day: u32, device: u64) -> Trial {
+        let tr = &self.cfg.scenario.trials;
+        let mut rng = KeyedRng::new(self.cfg.seed, day, device, Purpose::TrialStart);
+        let path = if rng.chance(tr.path_split.self_service) {
+            TrialPath::SelfService
+        } else {
+            TrialPath::SalesAssisted
+        };
+        let converts = rng.chance(tr.conversion_rate.get(path));
+        let offset = if converts {
+            rng.range(tr.conversion_window[0] as u32, tr.conversion_window[1] as u32)
+        } else {
+            tr.expiry_day as u32
+        };
+        let sku = self.products[path as usize].pick(&mut rng) as u8;
+        Trial {
+            path,
+            start_day: day,
+            converts,
+            end_day: day + offset,
+            sku,
+            ended: false,
+        }
+    }
+
+    /// Emits the trial's terminal event (and the purchase when it converts).
+    fn trial_end(&self, day: u32, st: &mut UserState, tr: Trial, rec: &mut UserDay) {
+        let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::TrialEnd);
+        let hour = self.hours.pick(&mut rng) as i64;
+        let day_start = self.day_start_ms(day);
+        let at = (day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999)))
+            .min(day_start + DAY_MS - 2_000);
+        if tr.converts {
+            rec.events.push(EventRec {
+                time_ms: at,
+                kind: EventKind::TrialConverted,
+                aux: tr.sku,
+            });
+            rec.events.push(EventRec {
+                time_ms: at + 1_000,
+                kind: EventKind::Purchase,
+                aux: tr.sku,
+            });
+            st.converted_to_paid = true;
+            st.product_sku = Some(tr.sku);
+        } else {
+            rec.events.push(EventRec {
+                time_ms: at,
+                kind: EventKind::TrialExpired,
+                aux: 0,
+            });
+        }
+        st.trial = Some(Trial { ended: true, ..tr });
+    }
+}
+
+/// The output of one day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayOutput {
+    /// The simulation day.
+    pub day: u32,
+    /// Users who arrived for the first time.
+    pub new_users: u32,
+    /// Users processed because they were due (returning sessions and trial events).
+    pub returning_users: u32,
+    /// Sessions of the day.
+    pub sessions: u32,
+    /// Events of the day.
+    pub events: u64,
+    /// What each active user did, in device order.
+    pub records: Vec<UserDay>,
+    /// The updated state of every processed user, in device order.
+    pub states: Vec<UserState>,
+}
+
+/// A stable tag of a simulation definition.
+pub fn simulation_tag(cfg: &SimConfig) -> u64 {
+    hash_words(&[
+        hash_bytes(cfg.scenario.to_toml().as_bytes()),
+        cfg.seed,
+        cfg.start_date.num_days_from_ce() as u64,
+        cfg.population_scale.to_bits(),
+        u64::from(ENGINE_VERSION),
+    ])
+}

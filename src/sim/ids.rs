@@ -1,0 +1,218 @@
+//! Identifiers: device ids, user ids and insert ids.
+//!
+//! Internally a user is a *device number*: `(first_day << 32) | index`, dense and ordered by
+//! arrival. Outside, Amplitude wants opaque strings. The strings here are reversible: a device id
+//! is a UUID-shaped string holding a keyed Feistel permutation of the device number plus a keyed
+//! check word, and a user id is an e-mail address whose tag is the same kind of permutation. So
+//! the server can find a user's stored events from either id without an id → user table, and a
+//! made-up id is rejected by its check word instead of matching someone.
+
+use super::rng::{hash_words, mix64};
+use std::fmt::Write;
+
+/// Builds a device number from the day the user first arrived and its index that day.
+#[inline]
+pub fn device_num(first_day: u32, index: u32) -> u64 {
+    (u64::from(first_day) << 32) | u64::from(index)
+}
+
+/// The day a device number first arrived.
+#[inline]
+pub fn first_day_of(device: u64) -> u32 {
+    (device >> 32) as u32
+}
+
+const ROUNDS: u64 = 4;
+
+fn feistel(x: u64, key: u64) -> u64 {
+    let (mut l, mut r) = ((x >> 32) as u32, x as u32);
+    for round in 0..ROUNDS {
+        let f = mix64(u64::from(r) ^ key.wrapping_add(round.wrapping_mul(0x9e37_79b9))) as u32;
+        (l, r) = (r, l ^ f);
+    }
+    (u64::from(l) << 32) | u64::from(r)
+}
+
+fn feistel_inv(y: u64, key: u64) -> u64 {
+    let (mut l, mut r) = ((y >> 32) as u32, y as u32);
+    for round in (0..ROUNDS).rev() {
+        let f = mix64(u64::from(l) ^ key.wrapping_add(round.wrapping_mul(0x9e37_79b9))) as u32;
+        (l, r) = (r ^ f, l);
+    }
+    (u64::from(l) << 32) | u64::from(r)
+}
+
+fn write_uuid(out: &mut String, hi: u64, lo: u64) {
+    let _ = write!(
+        out,
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    );
+}
+
+fn parse_uuid(s: &str) -> Option<(u64, u64)> {
+    let b = s.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let mut hex = String::with_capacity(32);
+    for (i, c) in s.chars().enumerate() {
+        if ![8, 13, 18, 23].contains(&i) {
+            if !c.is_ascii_hexdigit() {
+                return None;
+            }
+            hex.push(c);
+        }
+    }
+    let hi = u64::from_str_radix(&hex[..16], 16).ok()?;
+    let lo = u64::from_str_radix(&hex[16..], 16).ok()?;
+    Some((hi, lo))
+}
+
+/// Encodes and decodes the ids of one simulation (keyed by its tag).
+#[derive(Debug, Clone, Copy)]
+pub struct Ids {
+    tag: u64,
+}
+
+const FIRST: [&str; 40] = [
+    "olivia", "liam", "emma", "noah", "ava", "james", "sophia", "lucas", "mia", "mateo", "amelia",
+    "ethan", "harper", "aiden", "ella", "leo", "chloe", "arjun", "priya", "wei", "yuki", "hana",
+    "lena", "jonas", "marie", "louis", "sofia", "diego", "fatima", "omar", "grace", "samuel",
+    "nora", "felix", "ines", "tomas", "zara", "ravi", "anna", "max",
+];
+const LAST: [&str; 40] = [
+    "smith", "johnson", "garcia", "chen", "patel", "kim", "nguyen", "mueller", "schmidt",
+    "dubois", "martin", "rossi", "silva", "santos", "kowalski", "novak", "jansen", "devries",
+    "brown", "jones", "miller", "davis", "lopez", "wilson", "anderson", "taylor", "thomas",
+    "moore", "jackson", "white", "harris", "clark", "lewis", "walker", "hall", "young", "king",
+    "wright", "scott", "green",
+];
+const COMPANIES: [&str; 32] = [
+    "northwind", "contoso", "initech", "globex", "umbrella", "hooli", "piedpiper", "acmecorp",
+    "stark", "wayne", "tyrell", "cyberdyne", "soylent", "vandelay", "wonka", "gringotts",
+    "massive", "oscorp", "aperture", "blackmesa", "dunder", "prestige", "sterling", "bluth",
+    "monarch", "nakatomi", "virtucon", "zorg", "weyland", "ingen", "octan", "rekall",
+];
+const TLDS: [&str; 6] = ["com", "io", "co", "de", "co.uk", "ai"];
+
+const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+impl Ids {
+    /// The ids of the simulation with this tag.
+    pub fn new(tag: u64) -> Self {
+        Ids { tag }
+    }
+
+    fn device_keys(&self) -> (u64, u64) {
+        (hash_words(&[self.tag, 0xd1]), hash_words(&[self.tag, 0xd2]))
+    }
+
+    /// Appends the device id string of a device number.
+    pub fn write_device_id(&self, device: u64, out: &mut String) {
+        let (k1, k2) = self.device_keys();
+        let hi = feistel(device, k1);
+        let lo = mix64(hi ^ k2);
+        write_uuid(out, hi, lo);
+    }
+
+    /// The device id string of a device number.
+    pub fn device_id(&self, device: u64) -> String {
+        let mut s = String::with_capacity(36);
+        self.write_device_id(device, &mut s);
+        s
+    }
+
+    /// The device number of a device id, or `None` if it is not one of this simulation's ids.
+    pub fn parse_device_id(&self, s: &str) -> Option<u64> {
+        let (k1, k2) = self.device_keys();
+        let (hi, lo) = parse_uuid(&s.to_ascii_lowercase())?;
+        (mix64(hi ^ k2) == lo).then(|| feistel_inv(hi, k1))
+    }
+
+    /// Appends the user id (an e-mail address) of a device number.
+    pub fn write_user_id(&self, device: u64, out: &mut String) {
+        let code = feistel(device, hash_words(&[self.tag, 0xe1]));
+        let h = mix64(code ^ self.tag);
+        out.push_str(FIRST[(h % 40) as usize]);
+        out.push('.');
+        out.push_str(LAST[((h >> 8) % 40) as usize]);
+        out.push('.');
+        let mut digits = [0u8; 13];
+        let mut n = code;
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = BASE36[(n % 36) as usize];
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        out.push_str(std::str::from_utf8(&digits[i..]).expect("ascii"));
+        out.push('@');
+        out.push_str(COMPANIES[((h >> 16) % 32) as usize]);
+        out.push('.');
+        out.push_str(TLDS[((h >> 24) % 6) as usize]);
+    }
+
+    /// The user id of a device number.
+    pub fn user_id(&self, device: u64) -> String {
+        let mut s = String::with_capacity(48);
+        self.write_user_id(device, &mut s);
+        s
+    }
+
+    /// The device number of a user id, or `None` if it is not one of this simulation's ids.
+    pub fn parse_user_id(&self, s: &str) -> Option<u64> {
+        let local = s.split('@').next()?;
+        let code_str = local.rsplit('.').next()?;
+        if code_str.is_empty() || code_str.len() > 13 {
+            return None;
+        }
+        let mut code: u64 = 0;
+        for c in code_str.bytes() {
+            let d = BASE36.iter().position(|&b| b == c)? as u64;
+            code = code.checked_mul(36)?.checked_add(d)?;
+        }
+        let device = feistel_inv(code, hash_words(&[self.tag, 0xe1]));
+        // The whole address must round-trip, so a guessed tag with another name fails.
+        (self.user_id(device) == s).then_some(device)
+    }
+
+    /// Appends the insert id of an event: a UUID-shaped hash of (simulation, device, event id),
+    /// stable across regenerations so that re-uploads dedupe.
+    pub fn write_insert_id(&self, device: u64, event_id: u32, out: &mut String) {
+        let hi = hash_words(&[self.tag, device, u64::from(event_id), 0x1a]);
+        let lo = mix64(hi ^ 0x1b);
+        write_uuid(out, hi, lo);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_foreign_ids() {
+        let ids = Ids::new(42);
+        for dev in [0, 1, device_num(0, 7), device_num(364, 43_999), u64::MAX] {
+            let d = ids.device_id(dev);
+            assert_eq!(d.len(), 36);
+            assert_eq!(ids.parse_device_id(&d), Some(dev), "{d}");
+            let u = ids.user_id(dev);
+            assert!(u.contains('@'), "{u}");
+            assert_eq!(ids.parse_user_id(&u), Some(dev), "{u}");
+        }
+        let other = Ids::new(43);
+        let d = ids.device_id(5);
+        assert_eq!(other.parse_device_id(&d), None);
+        assert_eq!(ids.parse_device_id("not-a-device"), None);
+        assert_eq!(ids.parse_user_id("someone@example.com"), None);
+        assert_ne!(ids.device_id(1), ids.device_id(2));
+    }
+}

@@ -1,0 +1,29 @@
+//! The simulation engine: pure and deterministic.
+//!
+//! Architecture Invariant: nothing under `sim` touches SQLite, tokio, the wall clock, the file
+//! system, or the iteration order of a hash map. Given the same [`SimConfig`] and the same due
+//! users, [`Engine::step_day`] returns the same output on any machine and thread count.
+//!
+//! - `scenario`: the TOML scenario, its merge onto the default, and validation.
+//! - `rng`: keyed randomness (seed, day, user, purpose) → PCG.
+//! - `state`: user state and the compact per-user day record.
+//! - `engine`: the day step.
+//! - `render`: compact records → Amplitude HTTP V2 events, canonical JSON, digests.
+//! - `codec`: the binary form of states and records (what the store persists).
+//! - `ids`: reversible device ids and user ids, and insert ids.
+//! - `memory`: an in-memory driver (due queue in a map), for tests and the engine benchmark.
+
+pub mod codec;
+pub mod engine;
+pub mod ids;
+pub mod memory;
+pub mod report;
+pub mod render;
+pub mod rng;
+pub mod scenario;
+pub mod state;
+
+pub use engine::{DayOutput, Engine, SimConfig, ENGINE_VERSION};
+pub use render::{Event, EventDigest, Prop};
+pub use scenario::{Scenario, ScenarioError};
+pub use state::{EventKind, UserDay, UserState};

@@ -1,0 +1,407 @@
+//! Rendering compact day records into Amplitude HTTP V2 events, and the canonical JSON form
+//! that digests, the CLI and exports share.
+
+use super::engine::{DayOutput, Engine};
+use super::rng::{KeyedRng, Purpose};
+use super::state::{EventKind, UserDay};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+/// A property value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prop<'a> {
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+}
+
+impl Prop<'_> {
+    /// The value as a string (how the gRPC `map<string, string>` carries it).
+    pub fn to_string_value(&self) -> String {
+        match self {
+            Prop::Str(s) => s.to_string(),
+            Prop::Int(i) => i.to_string(),
+            Prop::Float(f) => format_float(*f),
+        }
+    }
+}
+
+fn format_float(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Revenue fields of a purchase, with Amplitude's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revenue<'a> {
+    /// Unit price.
+    pub price: f64,
+    /// Quantity (always 1 here).
+    pub quantity: i64,
+    /// price × quantity.
+    pub revenue: f64,
+    /// Amplitude's camelCase `productId`: the SKU.
+    pub product_id: &'a str,
+    /// Amplitude's camelCase `revenueType`.
+    pub revenue_type: &'a str,
+}
+
+/// One event in Amplitude's HTTP V2 shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    /// Event name.
+    pub event_type: &'a str,
+    /// Set from the identifying form on.
+    pub user_id: Option<String>,
+    /// The persistent device id.
+    pub device_id: String,
+    /// Event time, ms since the epoch.
+    pub time: i64,
+    /// Session start in ms, or -1 outside a session.
+    pub session_id: i64,
+    /// Stable dedupe key.
+    pub insert_id: String,
+    /// Per-device event counter.
+    pub event_id: u32,
+    /// `Web`.
+    pub platform: &'a str,
+    /// Browser name.
+    pub os_name: &'a str,
+    /// Browser version.
+    pub os_version: &'a str,
+    /// Device family.
+    pub device_family: &'a str,
+    /// Device type/model.
+    pub device_type: &'a str,
+    /// Country.
+    pub country: &'a str,
+    /// Region.
+    pub region: &'a str,
+    /// City.
+    pub city: &'a str,
+    /// Language.
+    pub language: &'a str,
+    /// Event properties, in a fixed order.
+    pub event_properties: Vec<(&'static str, Prop<'a>)>,
+    /// User properties (attribution on a session's first event; plan on conversion).
+    pub user_properties: Vec<(&'static str, Prop<'a>)>,
+    /// Revenue fields, on purchases only.
+    pub revenue: Option<Revenue<'a>>,
+}
+
+/// Amplitude's placeholder for an attribution value that is not set.
+const EMPTY: &str = "EMPTY";
+
+impl Engine {
+    /// The event type name of a compact event.
+    pub fn event_type_name(&self, kind: EventKind, aux: u8) -> &str {
+        let s = self.scenario();
+        match kind {
+            EventKind::Page => &s.pages.catalogue[aux as usize].event_type,
+            EventKind::Search => "search",
+            EventKind::ButtonClick => "button_click",
+            EventKind::Form => &s.forms.types[aux as usize].event_type,
+            EventKind::UpgradeClicked => "upgrade_button_clicked",
+            EventKind::ContactSalesClicked => "contact_sales_clicked",
+            EventKind::TrialConverted => "trial_converted",
+            EventKind::TrialExpired => "trial_expired",
+            EventKind::Purchase => "purchase",
+        }
+    }
+
+    /// Renders one user's day into Amplitude events (appended to `out`, in time order).
+    pub fn render_user_day<'a>(&'a self, ud: &UserDay, out: &mut Vec<Event<'a>>) {
+        let s = self.scenario();
+        let mut prof = KeyedRng::new(self.config().seed, 0, ud.device, Purpose::Profile);
+        let geo = &s.geography[self.geo.pick(&mut prof)];
+        let dev = &s.devices[self.devices.pick(&mut prof)];
+        let ids = self.ids();
+        let device_id = ids.device_id(ud.device);
+        let user_id = (usize::from(ud.user_id_from) < ud.events.len()).then(|| ids.user_id(ud.device));
+        let first_src = &s.sources[ud.first_touch.source as usize];
+        let first_campaign = campaign_name(s, ud.first_touch);
+        let first_in_session = ud.events.iter().position(|e| e.kind.in_session());
+
+        for (i, e) in ud.events.iter().enumerate() {
+            let event_id = ud.event_id_base + i as u32 + 1;
+            let mut insert_id = String::with_capacity(36);
+            ids.write_insert_id(ud.device, event_id, &mut insert_id);
+            let mut props: Vec<(&'static str, Prop<'a>)> = Vec::with_capacity(8);
+            let mut uprops: Vec<(&'static str, Prop<'a>)> = Vec::new();
+            let mut revenue = None;
+            let session = ud.session.filter(|_| e.kind.in_session());
+            let aux = e.aux as usize;
+            match e.kind {
+                EventKind::Page => {
+                    let p = &s.pages.catalogue[aux];
+                    props.push(("page_path", Prop::Str(Cow::Borrowed(&p.path))));
+                    props.push(("page_title", Prop::Str(Cow::Borrowed(&p.title))));
+                }
+                EventKind::Search => {
+                    props.push((
+                        "search_term",
+                        Prop::Str(Cow::Borrowed(&s.pages.search_terms[aux])),
+                    ));
+                }
+                EventKind::ButtonClick => {
+                    props.push(("button", Prop::Str(Cow::Borrowed(&s.pages.buttons[aux]))));
+                }
+                EventKind::Form => {
+                    let f = &s.forms.types[aux];
+                    props.push(("form_type", Prop::Str(Cow::Borrowed(&f.form_type))));
+                    if f.starts_trial {
+                        if let Some((path, _)) = ud.trial {
+                            props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
+                        }
+                    }
+                }
+                EventKind::UpgradeClicked | EventKind::ContactSalesClicked => {
+                    if let Some((path, _)) = ud.trial {
+                        props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
+                    }
+                }
+                EventKind::TrialConverted | EventKind::TrialExpired => {
+                    if let Some((path, start)) = ud.trial {
+                        props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
+                        let days = i64::from(ud.day) - i64::from(start);
+                        if e.kind == EventKind::TrialConverted {
+                            let p = &s.products[aux];
+                            props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                            props.push(("conversion_day", Prop::Int(days)));
+                            uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
+                            uprops.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                        } else {
+                            props.push(("trial_length_days", Prop::Int(days)));
+                        }
+                    }
+                }
+                EventKind::Purchase => {
+                    let p = &s.products[aux];
+                    props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                    props.push(("product_name", Prop::Str(Cow::Borrowed(&p.name))));
+                    props.push(("plan_tier", Prop::Str(Cow::Borrowed(&p.tier))));
+                    props.push(("billing_period", Prop::Str(Cow::Borrowed(&p.billing_period))));
+                    revenue = Some(Revenue {
+                        price: p.price,
+                        quantity: 1,
+                        revenue: p.price,
+                        product_id: &p.sku,
+                        revenue_type: "purchase",
+                    });
+                }
+            }
+            if let Some(sess) = session {
+                let src = &s.sources[sess.touch.source as usize];
+                props.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
+                props.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
+                if let Some(c) = campaign_name(s, sess.touch) {
+                    props.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
+                }
+                if !src.referrer.is_empty() {
+                    props.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
+                }
+                // Web attribution: the session's first event sets the user's attribution.
+                if first_in_session == Some(i) {
+                    uprops.push(("initial_utm_source", Prop::Str(Cow::Borrowed(&first_src.source))));
+                    uprops.push(("initial_utm_medium", Prop::Str(Cow::Borrowed(&first_src.medium))));
+                    uprops.push((
+                        "initial_utm_campaign",
+                        Prop::Str(Cow::Borrowed(first_campaign.unwrap_or(EMPTY))),
+                    ));
+                    uprops.push((
+                        "initial_referrer",
+                        Prop::Str(Cow::Borrowed(if first_src.referrer.is_empty() {
+                            EMPTY
+                        } else {
+                            &first_src.referrer
+                        })),
+                    ));
+                    uprops.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
+                    uprops.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
+                    if let Some(c) = campaign_name(s, sess.touch) {
+                        uprops.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
+                    }
+                    if !src.referrer.is_empty() {
+                        uprops.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
+                    }
+                }
+            }
+            out.push(Event {
+                event_type: self.event_type_name(e.kind, e.aux),
+                user_id: (i >= usize::from(ud.user_id_from)).then(|| user_id.clone()).flatten(),
+                device_id: device_id.clone(),
+                time: e.time_ms,
+                session_id: session.map_or(-1, |s| s.start_ms),
+                insert_id,
+                event_id,
+                platform: &dev.platform,
+                os_name: &dev.os_name,
+                os_version: &dev.os_version,
+                device_family: &dev.device_family,
+                device_type: &dev.device_type,
+                country: &geo.country,
+                region: &geo.region,
+                city: &geo.city,
+                language: &geo.language,
+                event_properties: props,
+                user_properties: uprops,
+                revenue,
+            });
+        }
+    }
+
+    /// Renders a whole day's events in stream order: by time, then device, then event id.
+    pub fn render_day<'a>(&'a self, out: &DayOutput) -> Vec<Event<'a>> {
+        self.render_sorted(&out.records)
+    }
+
+    /// Renders user-day records into events in stream order (time, device, event id), whatever
+    /// the order of the records.
+    pub fn render_sorted<'a>(&'a self, records: &[UserDay]) -> Vec<Event<'a>> {
+        let total: usize = records.iter().map(|r| r.events.len()).sum();
+        let mut keys: Vec<(i64, u64, u32, u32)> = Vec::with_capacity(total);
+        let mut events = Vec::with_capacity(total);
+        for r in records {
+            for (i, e) in r.events.iter().enumerate() {
+                keys.push((e.time_ms, r.device, r.event_id_base + i as u32, keys.len() as u32));
+            }
+            self.render_user_day(r, &mut events);
+        }
+        keys.sort_unstable();
+        let mut slots: Vec<Option<Event<'a>>> = events.into_iter().map(Some).collect();
+        keys.iter()
+            .map(|k| slots[k.3 as usize].take().expect("each event is taken once"))
+            .collect()
+    }
+}
+
+impl Event<'_> {
+    /// Appends the event as one canonical JSON object (HTTP V2 field names, fixed order, no
+    /// trailing newline). Digests are taken over this form.
+    pub fn write_json(&self, out: &mut String) {
+        fn s(out: &mut String, v: &str) {
+            out.push_str(&serde_json::to_string(v).expect("string serialises"));
+        }
+        fn props(out: &mut String, ps: &[(&'static str, Prop<'_>)]) {
+            out.push('{');
+            for (i, (k, v)) in ps.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                s(out, k);
+                out.push(':');
+                match v {
+                    Prop::Str(x) => s(out, x),
+                    Prop::Int(x) => out.push_str(&x.to_string()),
+                    Prop::Float(x) => out.push_str(&format_float(*x)),
+                }
+            }
+            out.push('}');
+        }
+        out.push_str("{\"event_type\":");
+        s(out, self.event_type);
+        if let Some(u) = &self.user_id {
+            out.push_str(",\"user_id\":");
+            s(out, u);
+        }
+        out.push_str(",\"device_id\":");
+        s(out, &self.device_id);
+        out.push_str(&format!(
+            ",\"time\":{},\"session_id\":{},\"insert_id\":\"{}\",\"event_id\":{}",
+            self.time, self.session_id, self.insert_id, self.event_id
+        ));
+        for (k, v) in [
+            ("platform", self.platform),
+            ("os_name", self.os_name),
+            ("os_version", self.os_version),
+            ("device_family", self.device_family),
+            ("device_type", self.device_type),
+            ("country", self.country),
+            ("region", self.region),
+            ("city", self.city),
+            ("language", self.language),
+        ] {
+            out.push_str(",\"");
+            out.push_str(k);
+            out.push_str("\":");
+            s(out, v);
+        }
+        out.push_str(",\"event_properties\":");
+        props(out, &self.event_properties);
+        out.push_str(",\"user_properties\":");
+        props(out, &self.user_properties);
+        if let Some(r) = &self.revenue {
+            out.push_str(&format!(
+                ",\"price\":{},\"quantity\":{},\"revenue\":{},\"productId\":",
+                format_float(r.price),
+                r.quantity,
+                format_float(r.revenue)
+            ));
+            s(out, r.product_id);
+            out.push_str(",\"revenueType\":");
+            s(out, r.revenue_type);
+        }
+        out.push('}');
+    }
+
+    /// The canonical JSON object as a string.
+    pub fn to_json(&self) -> String {
+        let mut s = String::with_capacity(512);
+        self.write_json(&mut s);
+        s
+    }
+}
+
+/// A running SHA-256 digest over events in stream order (one canonical JSON line each).
+#[derive(Default, Clone)]
+pub struct EventDigest {
+    hasher: Sha256,
+    count: u64,
+    buf: String,
+}
+
+impl EventDigest {
+    /// An empty digest.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one event.
+    pub fn add(&mut self, e: &Event<'_>) {
+        self.buf.clear();
+        e.write_json(&mut self.buf);
+        self.buf.push('\n');
+        self.hasher.update(self.buf.as_bytes());
+        self.count += 1;
+    }
+
+    /// Adds a canonical JSON line that is already rendered (without its newline).
+    pub fn add_json(&mut self, json: &str) {
+        self.hasher.update(json.as_bytes());
+        self.hasher.update(b"\n");
+        self.count += 1;
+    }
+
+    /// Events added so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The hex digest.
+    pub fn finish(self) -> String {
+        let d = self.hasher.finalize();
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The campaign name of a touch, if it has one.
+pub fn campaign_name(s: &super::scenario::Scenario, t: super::state::Touch) -> Option<&str> {
+    (t.campaign > 0)
+        .then(|| s.sources[t.source as usize].campaigns[t.campaign as usize - 1].name.as_str())
+}

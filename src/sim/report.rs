@@ -1,0 +1,466 @@
+//! The acceptance report: DESIGN section 3's table and the source plan's testing checklist,
+//! measured on generated data.
+//!
+//! A [`ReportBuilder`] is fed every user's latest state and every stored day record (in day
+//! order); it never needs all events in memory. Rates use only observations whose outcome is
+//! known by the last generated day (a session's return window, a trial's conversion window).
+//! Volume targets are the seed's year figures times the population scale, pro rata for the
+//! number of days generated.
+
+use super::engine::Engine;
+use super::scenario::{Targeting, TrialPath, MAX_DELAY_DAYS};
+use super::state::{EventKind, UserDay, UserState};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRow {
+    /// Stable key, e.g. `return_rate_bounce`.
+    pub key: String,
+    /// Human-readable name.
+    pub name: String,
+    /// The target value.
+    pub target: f64,
+    /// Allowed absolute deviation from the target (already widened for sampling error).
+    pub tolerance: f64,
+    /// The measured value.
+    pub measured: f64,
+    /// How the value is expressed: `count`, `ratio` or `violations`.
+    pub unit: String,
+    /// Whether |measured − target| ≤ tolerance.
+    pub pass: bool,
+    /// How many observations the measurement rests on.
+    pub sample: u64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Days generated.
+    pub days: u32,
+    /// Population scale.
+    pub population_scale: f64,
+    /// The rows, in DESIGN section 3 order, then the checklist.
+    pub rows: Vec<ReportRow>,
+}
+
+impl Report {
+    /// Whether every row passes.
+    pub fn all_pass(&self) -> bool {
+        self.rows.iter().all(|r| r.pass)
+    }
+
+    /// A row by key.
+    pub fn row(&self, key: &str) -> Option<&ReportRow> {
+        self.rows.iter().find(|r| r.key == key)
+    }
+
+    /// The report as a text table.
+    pub fn to_table(&self) -> String {
+        let mut s = format!(
+            "acceptance report: {} days at population scale {}\n",
+            self.days, self.population_scale
+        );
+        s.push_str(&format!(
+            "{:<46} {:>14} {:>14} {:>14} {:>10}  {}\n",
+            "figure", "target", "tolerance", "measured", "sample", "result"
+        ));
+        for r in &self.rows {
+            let f = |v: f64| match r.unit.as_str() {
+                "ratio" => format!("{:.2}%", v * 100.0),
+                _ => format!("{v:.0}"),
+            };
+            let tol = match r.unit.as_str() {
+                "ratio" => format!("±{:.2}pp", r.tolerance * 100.0),
+                "violations" => "exact".to_string(),
+                _ => format!("±{:.0}", r.tolerance),
+            };
+            s.push_str(&format!(
+                "{:<46} {:>14} {:>14} {:>14} {:>10}  {}\n",
+                r.name,
+                f(r.target),
+                tol,
+                f(r.measured),
+                r.sample,
+                if r.pass { "PASS" } else { "FAIL" }
+            ));
+        }
+        s
+    }
+}
+
+/// Where a user stands in the funnel while scanning its events in order.
+#[derive(Default, Clone, Copy)]
+struct Progress {
+    identified: bool,
+    trial_start: Option<u32>,
+    ended: bool,
+    converted: bool,
+}
+
+/// Accumulates the report.
+pub struct ReportBuilder<'e> {
+    engine: &'e Engine,
+    last_day: u32,
+    // from states
+    users: u64,
+    multi_session_users: u64,
+    sessions_from_states: u64,
+    returning_sessions: u64,
+    tier_sessions: [u64; 5],
+    tier_returned: [u64; 5],
+    identified: u64,
+    trials_closed: [u64; 2],
+    converted_closed: [u64; 2],
+    // from records
+    sessions: u64,
+    events: u64,
+    forms: Vec<u64>,
+    trial_signups: u64,
+    trials_by_path: [u64; 2],
+    purchases: u64,
+    purchases_without_sku: u64,
+    reengagement_on_new: u64,
+    campaign_on_non_cpc: u64,
+    out_of_order: u64,
+    progress: HashMap<u64, Progress>,
+}
+
+impl<'e> ReportBuilder<'e> {
+    /// A builder for a simulation whose last generated day is `last_day`.
+    pub fn new(engine: &'e Engine, last_day: u32) -> Self {
+        ReportBuilder {
+            engine,
+            last_day,
+            users: 0,
+            multi_session_users: 0,
+            sessions_from_states: 0,
+            returning_sessions: 0,
+            tier_sessions: [0; 5],
+            tier_returned: [0; 5],
+            identified: 0,
+            trials_closed: [0; 2],
+            converted_closed: [0; 2],
+            sessions: 0,
+            events: 0,
+            forms: vec![0; engine.scenario().forms.types.len()],
+            trial_signups: 0,
+            trials_by_path: [0; 2],
+            purchases: 0,
+            purchases_without_sku: 0,
+            reengagement_on_new: 0,
+            campaign_on_non_cpc: 0,
+            out_of_order: 0,
+            progress: HashMap::new(),
+        }
+    }
+
+    fn max_delay(&self, tier: usize) -> u32 {
+        let s = self.engine.scenario();
+        let t = s.engagement.tiers.all()[tier];
+        let tier_max = t.return_delay.iter().map(|b| b.days[1]).max().unwrap_or(0);
+        let trial_max = s.trials.active_return_delay.iter().map(|b| b.days[1]).max().unwrap_or(0);
+        tier_max.max(trial_max).clamp(0, i64::from(MAX_DELAY_DAYS)) as u32
+    }
+
+    /// Adds a user's latest state.
+    pub fn add_state(&mut self, st: &UserState) {
+        let s = self.engine.scenario();
+        self.users += 1;
+        let n = st.sessions.len() as u64;
+        self.sessions_from_states += n;
+        self.returning_sessions += n.saturating_sub(1);
+        if n >= 2 {
+            self.multi_session_users += 1;
+        }
+        for (i, sess) in st.sessions.iter().enumerate() {
+            let tier = sess.tier as usize;
+            if sess.day + self.max_delay(tier) <= self.last_day {
+                self.tier_sessions[tier] += 1;
+                if i + 1 < st.sessions.len() {
+                    self.tier_returned[tier] += 1;
+                }
+            }
+        }
+        if st.is_identified() {
+            self.identified += 1;
+        }
+        if let Some(t) = st.trial {
+            let window = s.trials.conversion_window[1].max(s.trials.expiry_day) as u32;
+            if t.start_day + window <= self.last_day {
+                self.trials_closed[t.path as usize] += 1;
+                if t.converts && t.ended {
+                    self.converted_closed[t.path as usize] += 1;
+                }
+            }
+        }
+    }
+
+    /// Adds one stored day record; records must come in day order.
+    pub fn add_user_day(&mut self, ud: &UserDay) {
+        let s = self.engine.scenario();
+        self.events += ud.events.len() as u64;
+        if let Some(sess) = ud.session {
+            self.sessions += 1;
+            let src = &s.sources[sess.touch.source as usize];
+            if sess.touch.campaign > 0 {
+                if src.medium != "cpc" {
+                    self.campaign_on_non_cpc += 1;
+                } else if sess.first
+                    && src.campaigns[sess.touch.campaign as usize - 1].targeting
+                        == Targeting::ReturningUsers
+                {
+                    self.reengagement_on_new += 1;
+                }
+            }
+        }
+        let trial_form = s.trial_form_index() as u8;
+        let mut p = self.progress.get(&ud.device).copied().unwrap_or_default();
+        let tracked = p.identified || usize::from(ud.user_id_from) < ud.events.len();
+        for (i, e) in ud.events.iter().enumerate() {
+            let has_user_id = i >= usize::from(ud.user_id_from);
+            // Identity never goes backwards, and only a form identifies.
+            if has_user_id && !p.identified {
+                if e.kind == EventKind::Form {
+                    p.identified = true;
+                } else {
+                    self.out_of_order += 1;
+                }
+            } else if !has_user_id && p.identified {
+                self.out_of_order += 1;
+            }
+            match e.kind {
+                EventKind::Form => {
+                    self.forms[e.aux as usize] += 1;
+                    if e.aux == trial_form {
+                        self.trial_signups += 1;
+                        if let Some((path, _)) = ud.trial {
+                            self.trials_by_path[path as usize] += 1;
+                        }
+                        if !p.identified || p.trial_start.is_some() {
+                            self.out_of_order += 1;
+                        }
+                        p.trial_start = Some(ud.day);
+                    }
+                }
+                EventKind::UpgradeClicked | EventKind::ContactSalesClicked => {
+                    let consistent = matches!(
+                        (e.kind, ud.trial),
+                        (EventKind::UpgradeClicked, Some((TrialPath::SelfService, _)))
+                            | (EventKind::ContactSalesClicked, Some((TrialPath::SalesAssisted, _)))
+                    );
+                    if p.trial_start.is_none() || p.ended || !consistent {
+                        self.out_of_order += 1;
+                    }
+                }
+                EventKind::TrialConverted | EventKind::TrialExpired => {
+                    let w = s.trials.conversion_window;
+                    let ok_day = match (e.kind, p.trial_start) {
+                        (EventKind::TrialConverted, Some(st)) => {
+                            let d = i64::from(ud.day - st);
+                            d >= w[0] && d <= w[1]
+                        }
+                        (EventKind::TrialExpired, Some(st)) => {
+                            i64::from(ud.day - st) == s.trials.expiry_day
+                        }
+                        _ => false,
+                    };
+                    if !ok_day || p.ended {
+                        self.out_of_order += 1;
+                    }
+                    p.ended = true;
+                    p.converted = e.kind == EventKind::TrialConverted;
+                }
+                EventKind::Purchase => {
+                    self.purchases += 1;
+                    if usize::from(e.aux) >= s.products.len() || s.products[e.aux as usize].sku.is_empty()
+                    {
+                        self.purchases_without_sku += 1;
+                    }
+                    if !p.converted {
+                        self.out_of_order += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if tracked {
+            self.progress.insert(ud.device, p);
+        }
+    }
+
+    /// Finishes the report.
+    pub fn finish(self) -> Report {
+        let s = self.engine.scenario();
+        let scale = self.engine.config().population_scale;
+        let days = self.last_day + 1;
+        let pro_rata = scale * f64::from(days) / 365.0;
+        let mut rows = Vec::new();
+
+        let mut count = |key: &str, name: &str, target_year: f64, rel_tol: f64, measured: u64| {
+            let target = target_year * pro_rata;
+            // Sampling error of a count is about sqrt(target); allow 4 sigma at small scales.
+            let tolerance = (target * rel_tol).max(4.0 * target.sqrt());
+            rows.push(ReportRow {
+                key: key.into(),
+                name: name.into(),
+                target,
+                tolerance,
+                measured: measured as f64,
+                unit: "count".into(),
+                pass: (measured as f64 - target).abs() <= tolerance,
+                sample: measured,
+            });
+        };
+        count("sessions", "sessions", 27_400_000.0, 0.05, self.sessions);
+        count("unique_users", "unique users (device ids)", 16_200_000.0, 0.07, self.users);
+        count(
+            "returning_sessions",
+            "sessions of returning users",
+            11_200_000.0,
+            0.07,
+            self.returning_sessions,
+        );
+        let forms: u64 = self.forms.iter().sum();
+        count("form_submissions", "form submissions", 82_000.0, 0.10, forms);
+        count("identified_users", "identified users", 82_000.0, 0.10, self.identified);
+        count("trial_signups", "trial signups", 29_000.0, 0.07, self.trial_signups);
+        count("paid_subscriptions", "paid subscriptions", 10_000.0, 0.10, self.purchases);
+
+        let mut rate = |key: &str, name: &str, target: f64, tol: f64, num: u64, den: u64| {
+            let measured = if den == 0 { 0.0 } else { num as f64 / den as f64 };
+            let sigma = if den == 0 {
+                1.0
+            } else {
+                (target * (1.0 - target) / den as f64).sqrt()
+            };
+            let tolerance = tol.max(4.0 * sigma);
+            rows.push(ReportRow {
+                key: key.into(),
+                name: name.into(),
+                target,
+                tolerance,
+                measured,
+                unit: "ratio".into(),
+                pass: den > 0 && (measured - target).abs() <= tolerance,
+                sample: den,
+            });
+        };
+        rate(
+            "multi_session_users",
+            "users with 2+ sessions",
+            0.41,
+            0.02,
+            self.multi_session_users,
+            self.users,
+        );
+        let tiers = s.engagement.tiers.all();
+        rate(
+            "return_rate_bounce",
+            "return rate after a bounce session",
+            tiers[0].return_probability,
+            0.01,
+            self.tier_returned[0],
+            self.tier_sessions[0],
+        );
+        rate(
+            "return_rate_high",
+            "return rate after a high-engagement session",
+            tiers[3].return_probability,
+            0.02,
+            self.tier_returned[3],
+            self.tier_sessions[3],
+        );
+        rate(
+            "trial_share_of_forms",
+            "trial signups / form submissions",
+            s.forms.types[s.trial_form_index()].share,
+            0.02,
+            self.trial_signups,
+            forms,
+        );
+        for (i, f) in s.forms.types.iter().enumerate() {
+            rate(
+                &format!("form_mix_{}", f.form_type),
+                &format!("form mix: {}", f.event_type),
+                f.share,
+                0.015,
+                self.forms[i],
+                forms,
+            );
+        }
+        rate(
+            "trial_path_self_service",
+            "trial path split: self-service",
+            s.trials.path_split.self_service,
+            0.02,
+            self.trials_by_path[0],
+            self.trials_by_path[0] + self.trials_by_path[1],
+        );
+        rate(
+            "conversion_self_service",
+            "trial → paid, self-service",
+            s.trials.conversion_rate.self_service,
+            0.02,
+            self.converted_closed[0],
+            self.trials_closed[0],
+        );
+        rate(
+            "conversion_sales_assisted",
+            "trial → paid, sales-assisted",
+            s.trials.conversion_rate.sales_assisted,
+            0.02,
+            self.converted_closed[1],
+            self.trials_closed[1],
+        );
+
+        let mut exact = |key: &str, name: &str, measured: u64, sample: u64| {
+            rows.push(ReportRow {
+                key: key.into(),
+                name: name.into(),
+                target: 0.0,
+                tolerance: 0.0,
+                measured: measured as f64,
+                unit: "violations".into(),
+                pass: measured == 0,
+                sample,
+            });
+        };
+        exact(
+            "reengagement_on_new_users",
+            "re-engagement campaigns on a new user's session",
+            self.reengagement_on_new,
+            self.sessions,
+        );
+        exact(
+            "campaign_on_non_cpc",
+            "campaigns on non-cpc traffic",
+            self.campaign_on_non_cpc,
+            self.sessions,
+        );
+        exact(
+            "purchases_without_sku",
+            "purchases without a product SKU",
+            self.purchases_without_sku,
+            self.purchases,
+        );
+        exact(
+            "journeys_out_of_order",
+            "journeys out of order",
+            self.out_of_order,
+            self.progress.len() as u64,
+        );
+        exact(
+            "session_count_mismatch",
+            "sessions in events ≠ sessions in user state",
+            self.sessions.abs_diff(self.sessions_from_states),
+            self.sessions,
+        );
+        Report {
+            days,
+            population_scale: scale,
+            rows,
+        }
+    }
+}

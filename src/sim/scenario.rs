@@ -1,0 +1,1094 @@
+//! The scenario: every number of the domain model, as a serde-typed TOML document.
+//!
+//! The default scenario (`default_scenario.toml`) is embedded in the binary. A user's TOML is
+//! merged onto it key by key (tables merge recursively; arrays and scalars replace), then the
+//! result is deserialised with unknown keys rejected and validated. Every error names the key
+//! path, for example `forms.types[2].share`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The embedded default scenario, readable by users (`ampsim scenario` prints it).
+pub const DEFAULT_SCENARIO_TOML: &str = include_str!("default_scenario.toml");
+
+/// The largest scenario TOML accepted, in bytes. Real scenarios are a few KiB.
+pub const MAX_SCENARIO_BYTES: usize = 256 * 1024;
+
+/// Deepest table/array nesting accepted in a user's scenario; the schema needs 4.
+const MAX_NESTING: usize = 16;
+
+/// An invalid scenario, naming the key path that is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ScenarioError {
+    /// Dotted key path, e.g. `trials.conversion_rate.self_service`; empty for document-level errors.
+    pub path: String,
+    /// What is wrong with the value at that path.
+    pub message: String,
+}
+
+impl ScenarioError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A complete, validated scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A human-readable name, reported back by the server.
+    pub name: String,
+    /// How many visitors arrive, and when.
+    pub traffic: Traffic,
+    /// Traffic sources with their shares and campaigns.
+    pub sources: Vec<Source>,
+    /// Pages, session lengths and in-session actions.
+    pub pages: Pages,
+    /// The engagement score, its tiers and the return behaviour per tier.
+    pub engagement: Engagement,
+    /// Form reach, submit probabilities and the form mix.
+    pub forms: Forms,
+    /// Trial paths, outcomes and timing.
+    pub trials: Trials,
+    /// Intent signals in trial users' sessions.
+    pub signals: Signals,
+    /// The product catalogue bought by converting trials.
+    pub products: Vec<Product>,
+    /// Where visitors are.
+    pub geography: Vec<Geo>,
+    /// Browsers and devices.
+    pub devices: Vec<Device>,
+}
+
+/// Arrivals of brand-new visitors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// New visitors per day at population scale 1.0, before the weekly curve.
+    pub new_users_per_day: f64,
+    /// Monday..Sunday multipliers, normalised to mean 1.
+    pub weekly_curve: Vec<f64>,
+    /// Relative weight of session starts per UTC hour.
+    pub daily_curve: Vec<f64>,
+    /// Fractional growth of arrivals per 365 days.
+    #[serde(default)]
+    pub annual_growth: f64,
+    /// Relative standard deviation of day-to-day noise on arrivals.
+    #[serde(default)]
+    pub daily_noise: f64,
+}
+
+/// A traffic source/medium pair.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `utm_source`, e.g. `google`.
+    pub source: String,
+    /// `utm_medium`, e.g. `organic`, `cpc`, `email`, `none`.
+    pub medium: String,
+    /// The referrer URL; empty for direct and email traffic.
+    #[serde(default)]
+    pub referrer: String,
+    /// Share of first sessions arriving through this source.
+    pub new_share: f64,
+    /// Share of returning sessions arriving through this source.
+    pub returning_share: f64,
+    /// Paid campaigns; only allowed (and required) when `medium = "cpc"`.
+    #[serde(default)]
+    pub campaigns: Vec<Campaign>,
+}
+
+/// Who a campaign may be shown to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Targeting {
+    /// Acquisition campaigns: first sessions only.
+    NewUsers,
+    /// Shown to anyone.
+    AllUsers,
+    /// Re-engagement campaigns: never on a first session.
+    ReturningUsers,
+}
+
+/// A paid campaign of a cpc source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Campaign {
+    /// `utm_campaign`.
+    pub name: String,
+    /// Who may see it.
+    pub targeting: Targeting,
+    /// Relative selection weight among the eligible campaigns of the source.
+    pub weight: f64,
+}
+
+/// Pages and in-session behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pages {
+    /// Weight of sessions with 1, 2, ..., N page-level events (N ≤ 15).
+    pub session_length_weights: Vec<f64>,
+    /// Seconds between consecutive events (log-uniform).
+    pub event_gap_seconds: Range,
+    /// Chance that a non-landing event slot is a search.
+    pub search_probability: f64,
+    /// Chance that a non-landing event slot is a button click.
+    pub button_click_probability: f64,
+    /// Search terms, reported in `search_term`.
+    pub search_terms: Vec<String>,
+    /// Button names, reported in `button`.
+    pub buttons: Vec<String>,
+    /// The page catalogue.
+    pub catalogue: Vec<Page>,
+}
+
+/// An inclusive numeric range.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// Lower bound.
+    pub min: f64,
+    /// Upper bound.
+    pub max: f64,
+}
+
+/// One page of the website.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// URL path, reported in `page_path`.
+    pub path: String,
+    /// Page title, reported in `page_title`.
+    pub title: String,
+    /// `page_view`, `pricing_page_view` or `features_page_view`.
+    pub event_type: String,
+    /// High-intent pages add `engagement.per_high_intent_page` to the score.
+    #[serde(default)]
+    pub high_intent: bool,
+    /// Weight as the first page of a session.
+    pub landing_weight: f64,
+    /// Weight as any later page.
+    pub weight: f64,
+}
+
+/// The page event types a catalogue page may have.
+pub const PAGE_EVENT_TYPES: [&str; 3] = ["page_view", "pricing_page_view", "features_page_view"];
+
+/// Engagement scoring and tiers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Engagement {
+    /// Points per page-level event.
+    pub per_event: f64,
+    /// Extra points per high-intent page.
+    pub per_high_intent_page: f64,
+    /// Extra points per search.
+    pub per_search: f64,
+    /// Points per minute of session duration.
+    pub per_minute: f64,
+    /// The five tiers.
+    pub tiers: Tiers,
+}
+
+/// The five engagement tiers, lowest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tiers {
+    /// Bounces: the lowest tier; its `min_score` must be 0.
+    pub bounce: Tier,
+    /// Low engagement.
+    pub low: Tier,
+    /// Medium engagement.
+    pub medium: Tier,
+    /// High engagement.
+    pub high: Tier,
+    /// Very high engagement.
+    pub very_high: Tier,
+}
+
+impl Tiers {
+    /// The tiers in ascending order.
+    pub fn all(&self) -> [&Tier; 5] {
+        [
+            &self.bounce,
+            &self.low,
+            &self.medium,
+            &self.high,
+            &self.very_high,
+        ]
+    }
+}
+
+/// Names of the tiers, in the order of [`Tiers::all`].
+pub const TIER_NAMES: [&str; 5] = ["bounce", "low", "medium", "high", "very_high"];
+
+/// One engagement tier.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// The lowest score in this tier.
+    pub min_score: f64,
+    /// Chance the user comes back after a session in this tier.
+    pub return_probability: f64,
+    /// When the user comes back, in days after the session.
+    pub return_delay: Vec<DelayBucket>,
+}
+
+/// A weighted range of days.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DelayBucket {
+    /// Inclusive `[first, last]` day offsets; the first must be at least 1.
+    pub days: [i64; 2],
+    /// Relative weight.
+    pub weight: f64,
+}
+
+/// Per-tier probabilities.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PerTier {
+    /// Bounce tier.
+    pub bounce: f64,
+    /// Low tier.
+    pub low: f64,
+    /// Medium tier.
+    pub medium: f64,
+    /// High tier.
+    pub high: f64,
+    /// Very high tier.
+    pub very_high: f64,
+}
+
+impl PerTier {
+    /// The values in tier order.
+    pub fn all(&self) -> [f64; 5] {
+        [self.bounce, self.low, self.medium, self.high, self.very_high]
+    }
+}
+
+/// Forms.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Forms {
+    /// Chance a session reaches a form.
+    pub reach_probability: f64,
+    /// Chance of submitting given reach, for anonymous users, per tier.
+    pub submit_probability: PerTier,
+    /// Chance of submitting given reach, for identified users.
+    pub secondary_probability: f64,
+    /// The form mix.
+    pub types: Vec<FormType>,
+}
+
+/// One form type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FormType {
+    /// Reported in `form_type`.
+    pub form_type: String,
+    /// The event emitted on submission.
+    pub event_type: String,
+    /// Share of submissions.
+    pub share: f64,
+    /// Whether submitting starts a trial.
+    #[serde(default)]
+    pub starts_trial: bool,
+}
+
+/// A value per trial path.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PerPath {
+    /// Self-service trials.
+    pub self_service: f64,
+    /// Sales-assisted trials.
+    pub sales_assisted: f64,
+}
+
+impl PerPath {
+    /// The value for a path.
+    pub fn get(&self, path: TrialPath) -> f64 {
+        match path {
+            TrialPath::SelfService => self.self_service,
+            TrialPath::SalesAssisted => self.sales_assisted,
+        }
+    }
+}
+
+/// The two trial paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TrialPath {
+    /// Self-service trial.
+    SelfService = 0,
+    /// Sales-assisted trial.
+    SalesAssisted = 1,
+}
+
+impl TrialPath {
+    /// The name used in event properties.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrialPath::SelfService => "self_service",
+            TrialPath::SalesAssisted => "sales_assisted",
+        }
+    }
+
+    /// Parses a path name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "self_service" => Some(TrialPath::SelfService),
+            "sales_assisted" => Some(TrialPath::SalesAssisted),
+            _ => None,
+        }
+    }
+
+    /// Decodes the stored byte.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(TrialPath::SelfService),
+            1 => Some(TrialPath::SalesAssisted),
+            _ => None,
+        }
+    }
+}
+
+/// Trials.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Trials {
+    /// Share of trials per path.
+    pub path_split: PerPath,
+    /// Conversion rate per path, drawn once per trial.
+    pub conversion_rate: PerPath,
+    /// Inclusive window of conversion days since trial start.
+    pub conversion_window: [i64; 2],
+    /// The day a non-converting trial expires.
+    pub expiry_day: i64,
+    /// Return probability after a session during an active trial.
+    pub active_return_probability: f64,
+    /// Return delay during an active trial.
+    pub active_return_delay: Vec<DelayBucket>,
+}
+
+/// Signal probabilities per session of a user in an active trial.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Signals {
+    /// Self-service trials: chance of `upgrade_button_clicked`.
+    pub upgrade_button_clicked: f64,
+    /// Sales-assisted trials: chance of `contact_sales_clicked`.
+    pub contact_sales_clicked: f64,
+}
+
+/// A product (SKU).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    /// The SKU, reported as `productId` and `product_sku`.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Plan tier, e.g. `growth`.
+    pub tier: String,
+    /// Price per purchase.
+    pub price: f64,
+    /// `monthly` or `annual`.
+    pub billing_period: String,
+    /// Selection weight per trial path.
+    pub weight: PerPath,
+}
+
+/// A place.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Geo {
+    /// Country name.
+    pub country: String,
+    /// Region name.
+    pub region: String,
+    /// City name.
+    pub city: String,
+    /// Browser language.
+    pub language: String,
+    /// Share of visitors.
+    pub weight: f64,
+}
+
+/// A browser/device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// Amplitude platform, `Web` for a website.
+    pub platform: String,
+    /// Browser name (Amplitude's `os_name` for web).
+    pub os_name: String,
+    /// Browser version.
+    pub os_version: String,
+    /// Device family, e.g. `Mac`.
+    pub device_family: String,
+    /// Device type/model.
+    pub device_type: String,
+    /// Share of visitors.
+    pub weight: f64,
+}
+
+impl Scenario {
+    /// The embedded default scenario.
+    pub fn default_scenario() -> Scenario {
+        Scenario::from_toml("").expect("the embedded default scenario is valid")
+    }
+
+    /// Parses a user's scenario TOML, merged onto the default, and validates it.
+    /// An empty (or all-whitespace) text means the default scenario.
+    ///
+    /// # Errors
+    /// A [`ScenarioError`] naming the key path for TOML syntax errors, unknown keys, wrong
+    /// types and out-of-range values.
+    pub fn from_toml(user_toml: &str) -> Result<Scenario, ScenarioError> {
+        if user_toml.len() > MAX_SCENARIO_BYTES {
+            return Err(ScenarioError::new(
+                "",
+                format!(
+                    "scenario TOML is {} bytes; the limit is {MAX_SCENARIO_BYTES}",
+                    user_toml.len()
+                ),
+            ));
+        }
+        let mut base: toml::Table =
+            toml::from_str(DEFAULT_SCENARIO_TOML).expect("embedded default scenario parses");
+        if !user_toml.trim().is_empty() {
+            check_nesting(user_toml)?;
+            let user: toml::Table = toml::from_str(user_toml).map_err(|e| {
+                let msg = e.message().trim().to_string();
+                match e.span() {
+                    Some(span) => {
+                        let line = user_toml[..span.start.min(user_toml.len())]
+                            .matches('\n')
+                            .count()
+                            + 1;
+                        ScenarioError::new("", format!("not valid TOML (line {line}): {msg}"))
+                    }
+                    None => ScenarioError::new("", format!("not valid TOML: {msg}")),
+                }
+            })?;
+            merge(&mut base, user);
+        }
+        let value = toml::Value::Table(base);
+        let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ScenarioError::new(path, e.into_inner().message().to_string())
+        })?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Serialises the scenario back to TOML (all keys, merged).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("scenario serialises")
+    }
+
+    /// Checks every value range and cross-field rule.
+    ///
+    /// # Errors
+    /// The first problem found, naming its key path.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let mut v = Validator::default();
+        v.validate(self);
+        match v.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Index of the form type that starts a trial.
+    pub fn trial_form_index(&self) -> usize {
+        self.forms
+            .types
+            .iter()
+            .position(|f| f.starts_trial)
+            .expect("validated: one form starts a trial")
+    }
+}
+
+/// Rejects documents nested deeper than the schema could ever need, before the TOML parser
+/// recurses into them.
+fn check_nesting(text: &str) -> Result<(), ScenarioError> {
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    let mut in_str: Option<char> = None;
+    let mut prev = '\0';
+    let mut in_comment = false;
+    for c in text.chars() {
+        if in_comment {
+            if c == '\n' {
+                in_comment = false;
+            }
+            continue;
+        }
+        match in_str {
+            Some(q) => {
+                if c == q && prev != '\\' {
+                    in_str = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => in_str = Some(c),
+                '#' => in_comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                '\n' => {}
+                _ => {}
+            },
+        }
+        prev = if prev == '\\' && c == '\\' { '\0' } else { c };
+    }
+    if max > MAX_NESTING {
+        return Err(ScenarioError::new(
+            "",
+            format!("scenario TOML nests {max} levels deep; the limit is {MAX_NESTING}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Merges `over` onto `base`: tables merge recursively, everything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ScenarioError>,
+}
+
+impl Validator {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(ScenarioError::new(path, msg));
+    }
+
+    fn finite(&mut self, path: &str, x: f64) -> bool {
+        if !x.is_finite() {
+            self.err(path, format!("must be a finite number, got {x}"));
+            return false;
+        }
+        true
+    }
+
+    fn prob(&mut self, path: &str, x: f64) {
+        if self.finite(path, x) && !(0.0..=1.0).contains(&x) {
+            self.err(path, format!("probability must be in [0, 1], got {x}"));
+        }
+    }
+
+    fn non_negative(&mut self, path: &str, x: f64) {
+        if self.finite(path, x) && x < 0.0 {
+            self.err(path, format!("must not be negative, got {x}"));
+        }
+    }
+
+    /// Weights: each finite and ≥ 0, and at least one positive.
+    fn weights(&mut self, path: &str, items: impl IntoIterator<Item = (String, f64)>) {
+        let mut total = 0.0;
+        let mut n = 0;
+        for (p, w) in items {
+            n += 1;
+            self.non_negative(&p, w);
+            if w.is_finite() {
+                total += w;
+            }
+        }
+        if n == 0 {
+            self.err(path, "must not be empty");
+        } else if total <= 0.0 {
+            self.err(path, "weights must not all be zero");
+        }
+    }
+
+    /// Shares: probabilities that sum to 1 within 1e-6.
+    fn shares(&mut self, path: &str, items: impl IntoIterator<Item = (String, f64)>) {
+        let mut total = 0.0;
+        let mut n = 0;
+        for (p, w) in items {
+            n += 1;
+            self.prob(&p, w);
+            if w.is_finite() {
+                total += w;
+            }
+        }
+        if n == 0 {
+            self.err(path, "must not be empty");
+        } else if (total - 1.0).abs() > 1e-6 {
+            self.err(path, format!("shares must sum to 1, got {total}"));
+        }
+    }
+
+    fn non_empty_str(&mut self, path: &str, s: &str) {
+        if s.trim().is_empty() {
+            self.err(path, "must not be empty");
+        } else if s.len() > 200 {
+            self.err(path, "must be at most 200 characters");
+        }
+    }
+
+    fn delays(&mut self, path: &str, buckets: &[DelayBucket]) {
+        self.weights(
+            path,
+            buckets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("{path}[{i}].weight"), b.weight)),
+        );
+        for (i, b) in buckets.iter().enumerate() {
+            let p = format!("{path}[{i}].days");
+            if b.days[0] < 1 {
+                self.err(&p, format!("return delays start at 1 day, got {}", b.days[0]));
+            } else if b.days[1] < b.days[0] {
+                self.err(
+                    &p,
+                    format!("range ends ({}) before it starts ({})", b.days[1], b.days[0]),
+                );
+            } else if b.days[1] > MAX_DELAY_DAYS as i64 {
+                self.err(
+                    &p,
+                    format!("return delays are at most {MAX_DELAY_DAYS} days, got {}", b.days[1]),
+                );
+            }
+        }
+    }
+
+    fn validate(&mut self, s: &Scenario) {
+        self.non_empty_str("name", &s.name);
+
+        // traffic
+        let t = &s.traffic;
+        self.non_negative("traffic.new_users_per_day", t.new_users_per_day);
+        if t.new_users_per_day.is_finite() && t.new_users_per_day > 10_000_000.0 {
+            self.err(
+                "traffic.new_users_per_day",
+                "must be at most 10,000,000 (use population_scale for load tests)",
+            );
+        }
+        if t.weekly_curve.len() != 7 {
+            self.err(
+                "traffic.weekly_curve",
+                format!("needs 7 values (Monday..Sunday), got {}", t.weekly_curve.len()),
+            );
+        }
+        self.weights(
+            "traffic.weekly_curve",
+            t.weekly_curve
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("traffic.weekly_curve[{i}]"), *w)),
+        );
+        if t.daily_curve.len() != 24 {
+            self.err(
+                "traffic.daily_curve",
+                format!("needs 24 values (UTC hours 0..23), got {}", t.daily_curve.len()),
+            );
+        }
+        self.weights(
+            "traffic.daily_curve",
+            t.daily_curve
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("traffic.daily_curve[{i}]"), *w)),
+        );
+        if self.finite("traffic.annual_growth", t.annual_growth)
+            && !(-0.99..=100.0).contains(&t.annual_growth)
+        {
+            self.err("traffic.annual_growth", "must be in [-0.99, 100]");
+        }
+        if self.finite("traffic.daily_noise", t.daily_noise) && !(0.0..=0.5).contains(&t.daily_noise)
+        {
+            self.err("traffic.daily_noise", "must be in [0, 0.5]");
+        }
+
+        // sources and campaigns
+        if s.sources.len() > 250 {
+            self.err("sources", "at most 250 sources");
+        }
+        self.shares(
+            "sources",
+            s.sources
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (format!("sources[{i}].new_share"), x.new_share)),
+        );
+        self.shares(
+            "sources",
+            s.sources
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (format!("sources[{i}].returning_share"), x.returning_share)),
+        );
+        let mut seen = BTreeSet::new();
+        for (i, src) in s.sources.iter().enumerate() {
+            let p = format!("sources[{i}]");
+            self.non_empty_str(&format!("{p}.source"), &src.source);
+            self.non_empty_str(&format!("{p}.medium"), &src.medium);
+            if !seen.insert((src.source.clone(), src.medium.clone())) {
+                self.err(
+                    &p,
+                    format!("duplicate source/medium {}/{}", src.source, src.medium),
+                );
+            }
+            if src.medium == "cpc" {
+                if src.campaigns.is_empty() {
+                    self.err(format!("{p}.campaigns"), "cpc sources need at least one campaign");
+                }
+                if src.campaigns.len() > 250 {
+                    self.err(format!("{p}.campaigns"), "at most 250 campaigns per source");
+                }
+                self.weights(
+                    &format!("{p}.campaigns"),
+                    src.campaigns
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| (format!("{p}.campaigns[{j}].weight"), c.weight)),
+                );
+                let new_weight: f64 = src
+                    .campaigns
+                    .iter()
+                    .filter(|c| c.targeting != Targeting::ReturningUsers)
+                    .map(|c| c.weight)
+                    .filter(|w| w.is_finite())
+                    .sum();
+                if src.new_share > 0.0 && new_weight <= 0.0 {
+                    self.err(
+                        format!("{p}.campaigns"),
+                        "a cpc source with new_share > 0 needs a campaign targeting new_users or all_users with weight > 0",
+                    );
+                }
+                for (j, c) in src.campaigns.iter().enumerate() {
+                    self.non_empty_str(&format!("{p}.campaigns[{j}].name"), &c.name);
+                }
+            } else if !src.campaigns.is_empty() {
+                self.err(
+                    format!("{p}.campaigns"),
+                    format!("only cpc traffic has campaigns; this source's medium is {:?}", src.medium),
+                );
+            }
+        }
+
+        // pages
+        let pg = &s.pages;
+        if pg.session_length_weights.is_empty() || pg.session_length_weights.len() > 15 {
+            self.err(
+                "pages.session_length_weights",
+                format!(
+                    "needs 1 to 15 weights (sessions of 1..15 events), got {}",
+                    pg.session_length_weights.len()
+                ),
+            );
+        }
+        self.weights(
+            "pages.session_length_weights",
+            pg.session_length_weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("pages.session_length_weights[{i}]"), *w)),
+        );
+        let g = pg.event_gap_seconds;
+        if self.finite("pages.event_gap_seconds.min", g.min)
+            && self.finite("pages.event_gap_seconds.max", g.max)
+        {
+            if g.min < 1.0 {
+                self.err("pages.event_gap_seconds.min", "must be at least 1 second");
+            } else if g.max < g.min {
+                self.err("pages.event_gap_seconds.max", "must not be less than min");
+            } else if g.max > 3600.0 {
+                self.err("pages.event_gap_seconds.max", "must be at most 3600 seconds");
+            }
+        }
+        self.prob("pages.search_probability", pg.search_probability);
+        self.prob("pages.button_click_probability", pg.button_click_probability);
+        if pg.search_probability + pg.button_click_probability > 1.0 {
+            self.err(
+                "pages.button_click_probability",
+                "search_probability + button_click_probability must not exceed 1",
+            );
+        }
+        if pg.search_terms.is_empty() || pg.search_terms.len() > 256 {
+            self.err("pages.search_terms", "needs 1 to 256 terms");
+        }
+        if pg.buttons.is_empty() || pg.buttons.len() > 256 {
+            self.err("pages.buttons", "needs 1 to 256 buttons");
+        }
+        if pg.catalogue.len() > 256 {
+            self.err("pages.catalogue", "at most 256 pages");
+        }
+        self.weights(
+            "pages.catalogue",
+            pg.catalogue
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("pages.catalogue[{i}].landing_weight"), p.landing_weight)),
+        );
+        self.weights(
+            "pages.catalogue",
+            pg.catalogue
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("pages.catalogue[{i}].weight"), p.weight)),
+        );
+        for (i, p) in pg.catalogue.iter().enumerate() {
+            self.non_empty_str(&format!("pages.catalogue[{i}].path"), &p.path);
+            if !PAGE_EVENT_TYPES.contains(&p.event_type.as_str()) {
+                self.err(
+                    format!("pages.catalogue[{i}].event_type"),
+                    format!(
+                        "must be one of {}, got {:?}",
+                        PAGE_EVENT_TYPES.join(", "),
+                        p.event_type
+                    ),
+                );
+            }
+        }
+
+        // engagement
+        let e = &s.engagement;
+        self.non_negative("engagement.per_event", e.per_event);
+        self.non_negative("engagement.per_high_intent_page", e.per_high_intent_page);
+        self.non_negative("engagement.per_search", e.per_search);
+        self.non_negative("engagement.per_minute", e.per_minute);
+        let mut prev = f64::NEG_INFINITY;
+        for (name, tier) in TIER_NAMES.iter().zip(e.tiers.all()) {
+            let p = format!("engagement.tiers.{name}");
+            self.non_negative(&format!("{p}.min_score"), tier.min_score);
+            if tier.min_score <= prev {
+                self.err(
+                    format!("{p}.min_score"),
+                    "tier thresholds must increase from bounce to very_high",
+                );
+            }
+            prev = tier.min_score;
+            self.prob(&format!("{p}.return_probability"), tier.return_probability);
+            self.delays(&format!("{p}.return_delay"), &tier.return_delay);
+        }
+        if e.tiers.bounce.min_score != 0.0 {
+            self.err("engagement.tiers.bounce.min_score", "the bounce tier starts at 0");
+        }
+
+        // forms
+        let f = &s.forms;
+        self.prob("forms.reach_probability", f.reach_probability);
+        for (name, v) in TIER_NAMES.iter().zip(f.submit_probability.all()) {
+            self.prob(&format!("forms.submit_probability.{name}"), v);
+        }
+        self.prob("forms.secondary_probability", f.secondary_probability);
+        if f.types.len() > 64 {
+            self.err("forms.types", "at most 64 form types");
+        }
+        self.shares(
+            "forms.types",
+            f.types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("forms.types[{i}].share"), t.share)),
+        );
+        for (i, t) in f.types.iter().enumerate() {
+            self.non_empty_str(&format!("forms.types[{i}].form_type"), &t.form_type);
+            self.non_empty_str(&format!("forms.types[{i}].event_type"), &t.event_type);
+        }
+        let trial_forms = f.types.iter().filter(|t| t.starts_trial).count();
+        if !f.types.is_empty() && trial_forms != 1 {
+            self.err(
+                "forms.types",
+                format!("exactly one form type must have starts_trial = true, found {trial_forms}"),
+            );
+        }
+
+        // trials
+        let tr = &s.trials;
+        self.shares(
+            "trials.path_split",
+            [
+                ("trials.path_split.self_service".to_string(), tr.path_split.self_service),
+                ("trials.path_split.sales_assisted".to_string(), tr.path_split.sales_assisted),
+            ],
+        );
+        self.prob("trials.conversion_rate.self_service", tr.conversion_rate.self_service);
+        self.prob("trials.conversion_rate.sales_assisted", tr.conversion_rate.sales_assisted);
+        let [w0, w1] = tr.conversion_window;
+        if w0 < 1 {
+            self.err("trials.conversion_window", format!("must start at day 1 or later, got {w0}"));
+        } else if w1 < w0 {
+            self.err(
+                "trials.conversion_window",
+                format!("the window ends (day {w1}) before it starts (day {w0})"),
+            );
+        } else if w1 > MAX_DELAY_DAYS as i64 {
+            self.err(
+                "trials.conversion_window",
+                format!("must end by day {MAX_DELAY_DAYS}, got {w1}"),
+            );
+        }
+        if tr.expiry_day < 1 || tr.expiry_day > MAX_DELAY_DAYS as i64 {
+            self.err(
+                "trials.expiry_day",
+                format!("must be in [1, {MAX_DELAY_DAYS}], got {}", tr.expiry_day),
+            );
+        }
+        self.prob("trials.active_return_probability", tr.active_return_probability);
+        self.delays("trials.active_return_delay", &tr.active_return_delay);
+
+        // signals
+        self.prob("signals.upgrade_button_clicked", s.signals.upgrade_button_clicked);
+        self.prob("signals.contact_sales_clicked", s.signals.contact_sales_clicked);
+
+        // products
+        if s.products.len() > 250 {
+            self.err("products", "at most 250 products");
+        }
+        self.weights(
+            "products",
+            s.products
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("products[{i}].weight.self_service"), p.weight.self_service)),
+        );
+        self.weights(
+            "products",
+            s.products.iter().enumerate().map(|(i, p)| {
+                (format!("products[{i}].weight.sales_assisted"), p.weight.sales_assisted)
+            }),
+        );
+        let mut skus = BTreeSet::new();
+        for (i, p) in s.products.iter().enumerate() {
+            self.non_empty_str(&format!("products[{i}].sku"), &p.sku);
+            if !skus.insert(p.sku.clone()) {
+                self.err(format!("products[{i}].sku"), format!("duplicate SKU {:?}", p.sku));
+            }
+            self.non_negative(&format!("products[{i}].price"), p.price);
+        }
+
+        // geography and devices
+        if s.geography.len() > 250 {
+            self.err("geography", "at most 250 places");
+        }
+        self.weights(
+            "geography",
+            s.geography
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (format!("geography[{i}].weight"), g.weight)),
+        );
+        if s.devices.len() > 250 {
+            self.err("devices", "at most 250 devices");
+        }
+        self.weights(
+            "devices",
+            s.devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("devices[{i}].weight"), d.weight)),
+        );
+    }
+}
+
+/// Upper bound on any scheduled delay (returns, trial windows), in days. It bounds how far
+/// ahead the due queue reaches and keeps stored day offsets small.
+pub const MAX_DELAY_DAYS: u32 = 365;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(toml: &str) -> ScenarioError {
+        Scenario::from_toml(toml).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn default_is_valid_and_round_trips() {
+        let s = Scenario::default_scenario();
+        assert_eq!(s.name, "b2b-saas-default");
+        let again = Scenario::from_toml(&s.to_toml()).unwrap();
+        assert_eq!(s, again);
+    }
+
+    #[test]
+    fn user_toml_overrides_only_what_it_names() {
+        let s = Scenario::from_toml("[trials.conversion_rate]\nself_service = 0.6\n").unwrap();
+        assert_eq!(s.trials.conversion_rate.self_service, 0.6);
+        assert_eq!(s.trials.conversion_rate.sales_assisted, 0.45);
+        assert_eq!(s.forms.types.len(), 6);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = err_of("[trials.conversion_rate]\nself_service = 1.5\n");
+        assert_eq!(e.path, "trials.conversion_rate.self_service");
+        assert!(e.message.contains("[0, 1]"), "{e}");
+
+        let e = err_of("[traffic]\nbogus_key = 3\n");
+        assert_eq!(e.path, "traffic");
+        assert!(e.message.contains("bogus_key"), "{e}");
+
+        let e = err_of("[trials]\nconversion_window = [16, 10]\n");
+        assert_eq!(e.path, "trials.conversion_window");
+        assert!(e.message.contains("before it starts"), "{e}");
+
+        let e = err_of("[traffic]\nnew_users_per_day = -5\n");
+        assert_eq!(e.path, "traffic.new_users_per_day");
+
+        let e = err_of("products = []\n");
+        assert_eq!(e.path, "products");
+        assert!(e.message.contains("empty"), "{e}");
+
+        let e = err_of("[trials.path_split]\nself_service = 0.7\nsales_assisted = 0.4\n");
+        assert_eq!(e.path, "trials.path_split");
+        assert!(e.message.contains("sum to 1"), "{e}");
+
+        let e = err_of("[forms]\nreach_probability = nan\n");
+        assert_eq!(e.path, "forms.reach_probability");
+
+        let e = err_of("[engagement.tiers.high]\nreturn_probability = \"lots\"\n");
+        assert_eq!(e.path, "engagement.tiers.high.return_probability");
+
+        let e = err_of("this is not toml");
+        assert_eq!(e.path, "");
+        assert!(e.message.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn campaigns_only_on_cpc() {
+        let toml = r#"
+[[sources]]
+source = "google"
+medium = "organic"
+new_share = 1.0
+returning_share = 1.0
+[[sources.campaigns]]
+name = "x"
+targeting = "all_users"
+weight = 1.0
+"#;
+        let e = err_of(toml);
+        assert_eq!(e.path, "sources[0].campaigns");
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_input_are_rejected() {
+        let deep = format!("a = {}1{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(err_of(&deep).message.contains("nests"));
+        let huge = "#".repeat(MAX_SCENARIO_BYTES + 1);
+        assert!(err_of(&huge).message.contains("limit"));
+    }
+}

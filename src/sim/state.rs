@@ -1,0 +1,226 @@
+//! User state and the compact per-user, per-day record of what a user did.
+//!
+//! `UserState` is what the engine needs to continue a user on a later day; `UserDay` is what a
+//! user did on one day, in a compact form (indexes into the scenario's tables rather than
+//! strings). Full Amplitude events are rendered from a `UserDay` on demand (`render.rs`), so the
+//! store keeps a few bytes per event. Both types have a binary encoding in `codec.rs`, which is
+//! the form the store persists.
+
+use super::scenario::TrialPath;
+
+/// Attribution of a session: a source (index into `scenario.sources`) and, for cpc traffic, a
+/// campaign (1 + index into that source's campaigns; 0 = none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, PartialOrd, Ord)]
+pub struct Touch {
+    /// Index into `scenario.sources`.
+    pub source: u8,
+    /// 0 for none, else 1 + index into the source's campaigns.
+    pub campaign: u8,
+}
+
+/// A trial: its path and its outcome, drawn once when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trial {
+    /// Self-service or sales-assisted.
+    pub path: TrialPath,
+    /// The day (simulation day index) the trial started.
+    pub start_day: u32,
+    /// Whether the trial converts to paid (drawn at start).
+    pub converts: bool,
+    /// The day of the terminal event: conversion day or expiry day.
+    pub end_day: u32,
+    /// The product bought on conversion (index into `scenario.products`).
+    pub sku: u8,
+    /// Whether the terminal event has been emitted.
+    pub ended: bool,
+}
+
+impl Trial {
+    /// Whether the trial is running on `day` (started, terminal event still ahead).
+    pub fn active_on(&self, day: u32) -> bool {
+        !self.ended && self.start_day <= day && day < self.end_day
+    }
+}
+
+/// One past session, kept for reports, retention and cohorts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Simulation day of the session.
+    pub day: u32,
+    /// Engagement tier (0 = bounce .. 4 = very_high).
+    pub tier: u8,
+}
+
+/// Everything the engine knows about one user (one device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    /// Device number: `(first_day << 32) | index`; the persistent cookie.
+    pub device: u64,
+    /// First-touch attribution (Amplitude's `initial_*`).
+    pub first_touch: Touch,
+    /// Last-touch attribution.
+    pub last_touch: Touch,
+    /// Every session so far, in order; `session_count` and `last_session_date` derive from it.
+    pub sessions: Vec<SessionSummary>,
+    /// Sum of session engagement scores, in tenths of a point.
+    pub engagement_total: u32,
+    /// The day the user filled the identifying form (`is_identified` when set).
+    pub identified_day: Option<u32>,
+    /// The identifying form (index into `scenario.forms.types`).
+    pub form_type: Option<u8>,
+    /// How many forms the user has submitted in all.
+    pub forms_submitted: u16,
+    /// The user's trial, if any.
+    pub trial: Option<Trial>,
+    /// Whether the trial converted (set on the conversion day).
+    pub converted_to_paid: bool,
+    /// The product bought (index into `scenario.products`).
+    pub product_sku: Option<u8>,
+    /// The scheduled return: the day of the next session.
+    pub next_session_day: Option<u32>,
+    /// How many events this device has sent (Amplitude's per-device `event_id` counter).
+    pub event_count: u32,
+}
+
+impl UserState {
+    /// A brand-new visitor whose first session is on `day`.
+    pub fn new(device: u64, day: u32) -> Self {
+        UserState {
+            device,
+            first_touch: Touch::default(),
+            last_touch: Touch::default(),
+            sessions: Vec::new(),
+            engagement_total: 0,
+            identified_day: None,
+            form_type: None,
+            forms_submitted: 0,
+            trial: None,
+            converted_to_paid: false,
+            product_sku: None,
+            next_session_day: Some(day),
+            event_count: 0,
+        }
+    }
+
+    /// The next day the engine must process this user: its scheduled return or its trial's
+    /// terminal event, whichever is first. `None` once nothing more is scheduled.
+    pub fn next_due(&self) -> Option<u32> {
+        let trial_end = self.trial.filter(|t| !t.ended).map(|t| t.end_day);
+        match (self.next_session_day, trial_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Number of sessions so far.
+    pub fn session_count(&self) -> u32 {
+        self.sessions.len() as u32
+    }
+
+    /// Whether the user has filled a form.
+    pub fn is_identified(&self) -> bool {
+        self.identified_day.is_some()
+    }
+
+    /// The day of the last session.
+    pub fn last_session_day(&self) -> Option<u32> {
+        self.sessions.last().map(|s| s.day)
+    }
+}
+
+/// The kind of a compact event; `aux` in [`EventRec`] qualifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum EventKind {
+    /// A page from the catalogue (`aux` = page index); its event type comes from the page.
+    Page = 0,
+    /// `search` (`aux` = search term index).
+    Search = 1,
+    /// `button_click` (`aux` = button index).
+    ButtonClick = 2,
+    /// A form submission (`aux` = form type index).
+    Form = 3,
+    /// `upgrade_button_clicked`.
+    UpgradeClicked = 4,
+    /// `contact_sales_clicked`.
+    ContactSalesClicked = 5,
+    /// `trial_converted` (`aux` = product index); outside any session.
+    TrialConverted = 6,
+    /// `trial_expired`; outside any session.
+    TrialExpired = 7,
+    /// `purchase` (`aux` = product index); outside any session.
+    Purchase = 8,
+}
+
+impl EventKind {
+    /// Decodes the stored byte.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use EventKind::*;
+        Some(match v {
+            0 => Page,
+            1 => Search,
+            2 => ButtonClick,
+            3 => Form,
+            4 => UpgradeClicked,
+            5 => ContactSalesClicked,
+            6 => TrialConverted,
+            7 => TrialExpired,
+            8 => Purchase,
+            _ => return None,
+        })
+    }
+
+    /// Whether events of this kind belong to the day's session (others have `session_id` -1).
+    pub fn in_session(self) -> bool {
+        (self as u8) <= EventKind::ContactSalesClicked as u8
+    }
+}
+
+/// One compact event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRec {
+    /// Event time in ms since the epoch.
+    pub time_ms: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Index qualifying the kind (page, term, button, form, product).
+    pub aux: u8,
+}
+
+/// A session on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRec {
+    /// Session start in ms since the epoch; Amplitude's `session_id`.
+    pub start_ms: i64,
+    /// The session's attribution (last touch).
+    pub touch: Touch,
+    /// Engagement score in tenths of a point.
+    pub score10: u16,
+    /// Engagement tier (0 = bounce .. 4 = very_high).
+    pub tier: u8,
+    /// Whether this was the user's first session.
+    pub first: bool,
+}
+
+/// What one user did on one day, compactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDay {
+    /// The device number.
+    pub device: u64,
+    /// The simulation day.
+    pub day: u32,
+    /// The device's event counter before this day; the first event today has `event_id`
+    /// `event_id_base + 1`.
+    pub event_id_base: u32,
+    /// First-touch attribution, for `initial_*` user properties.
+    pub first_touch: Touch,
+    /// Index of the first event that carries `user_id`: 0 if the user was identified before
+    /// today, the identifying form's index if identified today, `events.len()` if anonymous.
+    pub user_id_from: u16,
+    /// The user's trial, if any (for `trial_path` and `conversion_day` properties).
+    pub trial: Option<(TrialPath, u32)>,
+    /// The session today, if any.
+    pub session: Option<SessionRec>,
+    /// Today's events in time order.
+    pub events: Vec<EventRec>,
+}

@@ -3,5 +3,11 @@
 //!
 //! See ARCHITECTURE.md for the module map and invariants.
 
+pub mod app;
 pub mod cli;
+pub mod error;
+pub mod pb;
+pub mod rpc;
+pub mod server;
 pub mod sim;
+pub mod store;

@@ -1,23 +1,70 @@
-//! The `ampsim` command line: argument parsing and the client verbs. `main.rs` only calls
-//! [`run`].
+//! The `ampsim` command line: argument parsing, `serve`, and the client verbs. `main.rs` only
+//! calls [`run`].
 
 pub mod bench_engine;
+pub mod client;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// ampsim: a deterministic generator of Amplitude-format product-analytics events for a B2B
 /// SaaS funnel, served over gRPC with SQLite persistence.
+///
+/// Start a server with `ampsim serve`, then drive it with the client verbs (create, generate,
+/// events, journey, report, list, delete) or any gRPC client (package ampsim.v1).
 #[derive(Debug, Parser)]
-#[command(name = "ampsim", version, about, long_about = None)]
+#[command(name = "ampsim", version, about, long_about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Where the client verbs find the server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// The server's URL.
+    #[arg(long, env = "AMPSIM_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
+    pub server: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "AMPSIM_AUTH_TOKEN", hide_env_values = true, global = true)]
+    pub auth_token: Option<String>,
+}
+
+/// Options of `ampsim serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default; other addresses should use --auth-token.
+    #[arg(long, env = "AMPSIM_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "AMPSIM_DB", default_value = "./ampsim.db")]
+    pub db: PathBuf,
+    /// Require `authorization: Bearer <token>` on every RPC but health.
+    #[arg(long, env = "AMPSIM_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gRPC server (log level through RUST_LOG, e.g. RUST_LOG=ampsim=debug).
+    Serve(ServeArgs),
+    /// Create a simulation and print it.
+    Create(client::CreateArgs),
+    /// Generate more days of a simulation, with a progress bar.
+    Generate(client::GenerateArgs),
+    /// Write a day range's events to stdout as JSON lines (Amplitude HTTP V2 field names).
+    Events(client::EventsArgs),
+    /// Print one simulation as JSON.
+    Get(client::SimArgs),
+    /// List the simulations.
+    List(ClientOpts),
+    /// Delete a simulation and all its data.
+    Delete(client::SimArgs),
+    /// Print the acceptance report (DESIGN section 3) measured on a simulation.
+    Report(client::ReportArgs),
     /// Benchmark the engine alone (no storage) and optionally print the acceptance report.
     BenchEngine(bench_engine::BenchEngineArgs),
     /// Print the embedded default scenario TOML.
@@ -30,10 +77,73 @@ pub enum Command {
 /// Whatever the subcommand reports.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(a) => serve(a),
         Command::BenchEngine(a) => bench_engine::run(&a),
         Command::Scenario => {
             print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
             Ok(())
         }
+        other => client::run(other),
+    }
+}
+
+/// Initialises logging to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let store = crate::store::Store::open(&a.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("--listen {}: {e}", a.listen))?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && a.auth_token.is_none() {
+            tracing::warn!(%addr, "listening on a non-loopback address without --auth-token: anyone who can reach it can read and change simulations");
+        }
+        tracing::info!(%addr, db = %a.db.display(), auth = a.auth_token.is_some(), "ampsim listening");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        crate::server::serve(
+            store,
+            listener,
+            crate::server::ServeOptions {
+                auth_token: a.auth_token,
+                drain_timeout: None,
+            },
+            shutdown,
+        )
+        .await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

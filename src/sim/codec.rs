@@ -98,7 +98,12 @@ fn get_touch(r: &mut Reader<'_>) -> Result<Touch, CodecError> {
 }
 
 /// Encodes user states (sorted by device) into one blob.
-pub fn encode_states(states: &[UserState]) -> Vec<u8> {
+pub fn encode_states<'a, I>(states: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a UserState>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let states = states.into_iter();
     let mut out = Vec::with_capacity(states.len() * 24 + 8);
     out.push(STATES_FORMAT);
     put_varint(&mut out, states.len() as u64);

@@ -117,6 +117,19 @@ impl Engine {
 
     /// Renders one user's day into Amplitude events (appended to `out`, in time order).
     pub fn render_user_day<'a>(&'a self, ud: &UserDay, out: &mut Vec<Event<'a>>) {
+        self.render_user_day_where(ud, |_, _| true, out);
+    }
+
+    /// Renders the events of one user's day for which `keep(index, event)` holds.
+    pub fn render_user_day_where<'a>(
+        &'a self,
+        ud: &UserDay,
+        keep: impl Fn(usize, &super::state::EventRec) -> bool,
+        out: &mut Vec<Event<'a>>,
+    ) {
+        if !ud.events.iter().enumerate().any(|(i, e)| keep(i, e)) {
+            return;
+        }
         let s = self.scenario();
         let mut prof = KeyedRng::new(self.config().seed, 0, ud.device, Purpose::Profile);
         let geo = &s.geography[self.geo.pick(&mut prof)];
@@ -129,6 +142,9 @@ impl Engine {
         let first_in_session = ud.events.iter().position(|e| e.kind.in_session());
 
         for (i, e) in ud.events.iter().enumerate() {
+            if !keep(i, e) {
+                continue;
+            }
             let event_id = ud.event_id_base + i as u32 + 1;
             let mut insert_id = String::with_capacity(36);
             ids.write_insert_id(ud.device, event_id, &mut insert_id);
@@ -264,14 +280,25 @@ impl Engine {
     /// Renders user-day records into events in stream order (time, device, event id), whatever
     /// the order of the records.
     pub fn render_sorted<'a>(&'a self, records: &[UserDay]) -> Vec<Event<'a>> {
+        self.render_sorted_where(records, |_, _, _| true)
+    }
+
+    /// Renders the events for which `keep(record, index, event)` holds, in stream order.
+    pub fn render_sorted_where<'a>(
+        &'a self,
+        records: &[UserDay],
+        keep: impl Fn(&UserDay, usize, &super::state::EventRec) -> bool,
+    ) -> Vec<Event<'a>> {
         let total: usize = records.iter().map(|r| r.events.len()).sum();
         let mut keys: Vec<(i64, u64, u32, u32)> = Vec::with_capacity(total);
         let mut events = Vec::with_capacity(total);
         for r in records {
             for (i, e) in r.events.iter().enumerate() {
-                keys.push((e.time_ms, r.device, r.event_id_base + i as u32, keys.len() as u32));
+                if keep(r, i, e) {
+                    keys.push((e.time_ms, r.device, r.event_id_base + i as u32, keys.len() as u32));
+                }
             }
-            self.render_user_day(r, &mut events);
+            self.render_user_day_where(r, |i, e| keep(r, i, e), &mut events);
         }
         keys.sort_unstable();
         let mut slots: Vec<Option<Event<'a>>> = events.into_iter().map(Some).collect();

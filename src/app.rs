@@ -1,0 +1,657 @@
+//! The service's operations, independent of gRPC: validation, generation, and queries.
+//!
+//! Everything here is synchronous and may block (SQLite, CPU-bound generation); the `rpc`
+//! layer runs it on blocking threads and streams results through bounded channels. One
+//! [`App`] is shared by all requests.
+
+use crate::error::{Error, Result};
+use crate::sim::report::{Report, ReportBuilder};
+use crate::sim::{codec, DayOutput, Engine, Event, Scenario, SimConfig, UserDay, ENGINE_VERSION};
+use crate::store::days::{self, EncodedDay};
+use crate::store::sims::{self, NewSim, SimRow};
+use crate::store::Store;
+use chrono::NaiveDate;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Most days one GenerateDays call may ask for (100 years).
+pub const MAX_DAYS_PER_CALL: u32 = 36_500;
+/// Largest population scale accepted (1000× the default year).
+pub const MAX_SCALE: f64 = 1000.0;
+/// Default events per streamed batch.
+pub const DEFAULT_BATCH: usize = 1000;
+/// Largest events per streamed batch.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Shared state of the service.
+pub struct App {
+    store: Store,
+    engines: Mutex<BTreeMap<i64, Arc<Engine>>>,
+    generating: Mutex<BTreeSet<String>>,
+    shutdown: CancellationToken,
+}
+
+/// Marks a simulation as generating until dropped.
+pub struct GeneratingGuard {
+    app: Arc<App>,
+    id: String,
+}
+
+impl Drop for GeneratingGuard {
+    fn drop(&mut self) {
+        self.app
+            .generating
+            .lock()
+            .expect("generating lock")
+            .remove(&self.id);
+    }
+}
+
+/// One committed day, as reported to clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayInfo {
+    /// The day's date.
+    pub date: NaiveDate,
+    /// The day's index.
+    pub day_index: u32,
+    /// Sessions.
+    pub sessions: u64,
+    /// Events.
+    pub events: u64,
+    /// New users.
+    pub new_users: u64,
+    /// Returning users.
+    pub returning_users: u64,
+    /// Committed days after this one.
+    pub days_generated: u32,
+    /// Days of the request still to come.
+    pub days_remaining: u32,
+}
+
+/// A simulation to create, as the client gave it.
+#[derive(Debug, Clone, Default)]
+pub struct CreateParams {
+    /// Id; generated when empty.
+    pub simulation_id: String,
+    /// Seed.
+    pub seed: u64,
+    /// `YYYY-MM-DD`; today when empty.
+    pub start_date: String,
+    /// 0 means 1.0.
+    pub population_scale: f64,
+    /// Scenario TOML; empty means the default.
+    pub scenario_toml: String,
+}
+
+/// Filters of an event stream.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// `YYYY-MM-DD`, inclusive; empty = the start date.
+    pub from_date: String,
+    /// `YYYY-MM-DD`, inclusive; empty = the last generated day.
+    pub to_date: String,
+    /// Only these event types.
+    pub event_types: Vec<String>,
+    /// Only this user's identified events.
+    pub user_id: String,
+    /// Only this device's events.
+    pub device_id: String,
+    /// Generate missing days first.
+    pub generate_missing: bool,
+    /// Events per batch (0 = default).
+    pub batch_size: u32,
+}
+
+/// Validates a simulation id: 1–64 characters of `[A-Za-z0-9_.-]`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `simulation_id`.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid("simulation_id", "must not be empty"));
+    }
+    if id.len() > 64 {
+        return Err(Error::invalid(
+            "simulation_id",
+            format!("must be at most 64 characters, got {}", id.len()),
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return Err(Error::invalid(
+            "simulation_id",
+            "may contain only letters, digits, '_', '-' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a `YYYY-MM-DD` date between 1970-01-01 and 9999-12-31.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `field`.
+pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate> {
+    if s.len() != 10 {
+        return Err(Error::invalid(field, format!("expected YYYY-MM-DD, got {:?}", truncate(s))));
+    }
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| Error::invalid(field, format!("expected YYYY-MM-DD, got {s:?} ({e})")))?;
+    let min = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let max = NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid");
+    if d < min || d > max {
+        return Err(Error::invalid(field, format!("must be between 1970-01-01 and 9999-12-31, got {s}")));
+    }
+    Ok(d)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Validates a population scale; 0 means 1.0 (proto3's default).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `population_scale`.
+pub fn validate_scale(scale: f64) -> Result<f64> {
+    if scale == 0.0 {
+        return Ok(1.0);
+    }
+    if !scale.is_finite() || scale < 0.0 || scale > MAX_SCALE {
+        return Err(Error::invalid(
+            "population_scale",
+            format!("must be a number in (0, {MAX_SCALE}] (0 means 1.0), got {scale}"),
+        ));
+    }
+    Ok(scale)
+}
+
+impl App {
+    /// The service over a store. `shutdown` stops generation after the day in progress.
+    pub fn new(store: Store, shutdown: CancellationToken) -> App {
+        App {
+            store,
+            engines: Mutex::new(BTreeMap::new()),
+            generating: Mutex::new(BTreeSet::new()),
+            shutdown,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The compiled engine of a stored simulation (cached).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the stored scenario no longer validates.
+    pub fn engine(&self, sim: &SimRow) -> Result<Arc<Engine>> {
+        if let Some(e) = self.engines.lock().expect("engines lock").get(&sim.key) {
+            return Ok(e.clone());
+        }
+        let scenario = Scenario::from_toml(&sim.scenario_toml)
+            .map_err(|e| Error::Corrupt(format!("stored scenario of {:?}: {e}", sim.id)))?;
+        let engine = Arc::new(Engine::new(SimConfig {
+            scenario,
+            seed: sim.seed,
+            start_date: sim.start_date,
+            population_scale: sim.population_scale,
+        }));
+        self.engines
+            .lock()
+            .expect("engines lock")
+            .insert(sim.key, engine.clone());
+        Ok(engine)
+    }
+
+    /// Whether a simulation is generating right now.
+    pub fn is_generating(&self, id: &str) -> bool {
+        self.generating.lock().expect("generating lock").contains(id)
+    }
+
+    fn begin_generating(self: &Arc<Self>, id: &str) -> Result<GeneratingGuard> {
+        let mut g = self.generating.lock().expect("generating lock");
+        if !g.insert(id.to_string()) {
+            return Err(Error::Aborted(format!(
+                "simulation {id:?} is already generating; wait for that call to finish"
+            )));
+        }
+        Ok(GeneratingGuard {
+            app: self.clone(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Creates a simulation.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field (scenario errors name the key path as
+    /// `scenario_toml.<path>`); [`Error::AlreadyExists`].
+    pub fn create(&self, p: &CreateParams) -> Result<SimRow> {
+        let id = if p.simulation_id.is_empty() {
+            format!(
+                "sim-{:012x}",
+                crate::sim::rng::hash_words(&[
+                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
+                    u64::from(std::process::id()),
+                ]) & 0xffff_ffff_ffff
+            )
+        } else {
+            p.simulation_id.clone()
+        };
+        validate_id(&id)?;
+        let start_date = if p.start_date.is_empty() {
+            chrono::Utc::now().date_naive()
+        } else {
+            parse_date("start_date", &p.start_date)?
+        };
+        let scale = validate_scale(p.population_scale)?;
+        let scenario = Scenario::from_toml(&p.scenario_toml).map_err(|e| {
+            let field = if e.path.is_empty() {
+                "scenario_toml".to_string()
+            } else {
+                format!("scenario_toml.{}", e.path)
+            };
+            Error::invalid(field, e.message)
+        })?;
+        let conn = self.store.connect()?;
+        sims::create(
+            &conn,
+            &NewSim {
+                id: &id,
+                seed: p.seed,
+                start_date,
+                population_scale: scale,
+                scenario_toml: &p.scenario_toml,
+                scenario_name: &scenario.name,
+                engine_version: ENGINE_VERSION,
+            },
+        )
+    }
+
+    /// Finds a simulation.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a malformed id, [`Error::NotFound`].
+    pub fn get(&self, id: &str) -> Result<SimRow> {
+        validate_id(id)?;
+        sims::get(&self.store.connect()?, id)
+    }
+
+    /// All simulations.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn list(&self) -> Result<Vec<SimRow>> {
+        sims::list(&self.store.connect()?)
+    }
+
+    /// Deletes a simulation; refused while it generates.
+    ///
+    /// # Errors
+    /// [`Error::Aborted`] while generating, [`Error::NotFound`].
+    pub fn delete(self: &Arc<Self>, id: &str) -> Result<()> {
+        validate_id(id)?;
+        // Holding the generating slot keeps a generator from starting during the delete.
+        let _guard = self.begin_generating(id).map_err(|_| {
+            Error::Aborted(format!(
+                "simulation {id:?} is generating; cancel that call before deleting it"
+            ))
+        })?;
+        let mut conn = self.store.connect()?;
+        let sim = sims::get(&conn, id)?;
+        sims::delete(&mut conn, id)?;
+        self.engines.lock().expect("engines lock").remove(&sim.key);
+        Ok(())
+    }
+
+    /// Generates `days` more days: [`App::prepare_generate`] then [`GenerateJob::run`].
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn generate(
+        self: &Arc<Self>,
+        id: &str,
+        n_days: u32,
+        progress: impl FnMut(DayInfo) -> bool,
+    ) -> Result<SimRow> {
+        self.prepare_generate(id, n_days)?.run(progress)
+    }
+
+    /// Checks a generate request and claims the simulation, so that errors (bad input,
+    /// unknown simulation, already generating) are known before anything streams.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad day count; [`Error::NotFound`];
+    /// [`Error::Aborted`] if the simulation is already generating;
+    /// [`Error::FailedPrecondition`] for a simulation of another engine version.
+    pub fn prepare_generate(self: &Arc<Self>, id: &str, n_days: u32) -> Result<GenerateJob> {
+        validate_id(id)?;
+        if n_days == 0 || n_days > MAX_DAYS_PER_CALL {
+            return Err(Error::invalid(
+                "days",
+                format!("must be between 1 and {MAX_DAYS_PER_CALL}, got {n_days}"),
+            ));
+        }
+        let conn = self.store.connect()?;
+        let sim = sims::get(&conn, id)?;
+        if sim.engine_version != ENGINE_VERSION {
+            return Err(Error::FailedPrecondition(format!(
+                "simulation {id:?} was generated by engine version {}, this server runs version {ENGINE_VERSION}; its days cannot be extended",
+                sim.engine_version
+            )));
+        }
+        let guard = self.begin_generating(id)?;
+        // Re-read under the guard: another call may have committed days meanwhile.
+        let sim = sims::get(&conn, id)?;
+        let last = sim.start_date + chrono::Days::new(u64::from(sim.days_generated) + u64::from(n_days));
+        if last > NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid") {
+            return Err(Error::invalid("days", "would run past 9999-12-31"));
+        }
+        let engine = self.engine(&sim)?;
+        Ok(GenerateJob {
+            app: self.clone(),
+            conn,
+            sim,
+            engine,
+            n_days,
+            _guard: guard,
+        })
+    }
+
+    /// Resolves a query's day range against a simulation.
+    fn day_range(&self, sim: &SimRow, engine: &Engine, q: &EventQuery) -> Result<(u32, u32)> {
+        let from = if q.from_date.is_empty() {
+            sim.start_date
+        } else {
+            parse_date("from_date", &q.from_date)?
+        };
+        let to = if q.to_date.is_empty() {
+            if sim.days_generated == 0 {
+                return Err(Error::FailedPrecondition(format!(
+                    "simulation {:?} has no generated days yet",
+                    sim.id
+                )));
+            }
+            engine.date_of(sim.days_generated - 1)
+        } else {
+            parse_date("to_date", &q.to_date)?
+        };
+        if from > to {
+            return Err(Error::invalid(
+                "from_date",
+                format!("from_date {from} is after to_date {to}"),
+            ));
+        }
+        let from_day = engine.day_of(from).ok_or_else(|| {
+            Error::invalid(
+                "from_date",
+                format!("{from} is before the simulation's start date {}", sim.start_date),
+            )
+        })?;
+        let to_day = engine.day_of(to).ok_or_else(|| {
+            Error::invalid(
+                "to_date",
+                format!("{to} is before the simulation's start date {}", sim.start_date),
+            )
+        })?;
+        Ok((from_day, to_day))
+    }
+
+    /// Checks an event query and resolves it against the simulation, so that errors are known
+    /// before anything streams.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bad dates, ids or batch size; [`Error::NotFound`];
+    /// [`Error::FailedPrecondition`] for days not generated (unless `generate_missing`);
+    /// [`Error::Aborted`] if missing days must be generated while another call generates.
+    pub fn prepare_stream(self: &Arc<Self>, id: &str, q: &EventQuery) -> Result<EventStream> {
+        validate_id(id)?;
+        let batch = match q.batch_size as usize {
+            0 => DEFAULT_BATCH,
+            n if n > MAX_BATCH => {
+                return Err(Error::invalid(
+                    "batch_size",
+                    format!("must be at most {MAX_BATCH}, got {n}"),
+                ))
+            }
+            n => n,
+        };
+        if q.event_types.len() > 100 {
+            return Err(Error::invalid("event_types", "at most 100 event types"));
+        }
+        let conn = self.store.connect()?;
+        let sim = sims::get(&conn, id)?;
+        let engine = self.engine(&sim)?;
+        let (from_day, to_day) = self.day_range(&sim, &engine, q)?;
+        let mut generate = None;
+        if to_day >= sim.days_generated {
+            if !q.generate_missing {
+                return Err(Error::FailedPrecondition(format!(
+                    "simulation {id:?} has {} generated days (through {}); {} is not generated yet. Generate more days or set generate_missing",
+                    sim.days_generated,
+                    if sim.days_generated == 0 { "none".to_string() } else { engine.date_of(sim.days_generated - 1).to_string() },
+                    engine.date_of(to_day)
+                )));
+            }
+            let missing = to_day + 1 - sim.days_generated;
+            if missing > MAX_DAYS_PER_CALL {
+                return Err(Error::invalid("to_date", "too many days to generate in one call"));
+            }
+            generate = Some(self.prepare_generate(id, missing)?);
+        }
+        let device = if q.device_id.is_empty() {
+            None
+        } else {
+            Some(engine.ids().parse_device_id(&q.device_id).ok_or_else(|| {
+                Error::invalid("device_id", format!("{:?} is not a device id of this simulation", truncate(&q.device_id)))
+            })?)
+        };
+        let user = if q.user_id.is_empty() {
+            None
+        } else {
+            Some(engine.ids().parse_user_id(&q.user_id).ok_or_else(|| {
+                Error::invalid("user_id", format!("{:?} is not a user id of this simulation", truncate(&q.user_id)))
+            })?)
+        };
+        if let (Some(d), Some(u)) = (device, user) {
+            if d != u {
+                return Err(Error::invalid("user_id", "user_id and device_id name different users"));
+            }
+        }
+        Ok(EventStream {
+            app: self.clone(),
+            conn,
+            sim_key: sim.key,
+            engine,
+            from_day,
+            to_day,
+            device: device.or(user),
+            user_only: user.is_some(),
+            types: q.event_types.iter().cloned().collect(),
+            batch,
+            generate,
+        })
+    }
+
+    /// Measures the acceptance report on a simulation's committed days.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::FailedPrecondition`] with no generated days.
+    pub fn report(&self, id: &str) -> Result<Report> {
+        validate_id(id)?;
+        let conn = self.store.connect()?;
+        let sim = sims::get(&conn, id)?;
+        if sim.days_generated == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "simulation {id:?} has no generated days yet"
+            )));
+        }
+        let engine = self.engine(&sim)?;
+        let last = sim.days_generated - 1;
+        let mut b = ReportBuilder::new(&engine, last);
+        for blob in days::state_blobs(&conn, sim.key)? {
+            codec::for_each_state(&days::unpack(&blob)?, |s| b.add_state(&s))?;
+        }
+        for day in 0..=last {
+            let blobs = days::day_chunk_blobs(&conn, sim.key, day)?;
+            for r in decode_chunks(&engine, day, &blobs)? {
+                b.add_user_day(&r);
+            }
+        }
+        Ok(b.finish())
+    }
+}
+
+/// A claimed generate request, ready to run on a blocking thread.
+pub struct GenerateJob {
+    app: Arc<App>,
+    conn: rusqlite::Connection,
+    sim: SimRow,
+    engine: Arc<Engine>,
+    n_days: u32,
+    _guard: GeneratingGuard,
+}
+
+impl GenerateJob {
+    /// Generates the days, one committed transaction each, calling `progress` after every
+    /// commit. Stops early, after a committed day, when `progress` returns false (the client
+    /// went away) or the server is shutting down.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when shut down before all days were made; storage errors (the
+    /// day in progress is rolled back; a full disk is [`Error::ResourceExhausted`]).
+    pub fn run(mut self, mut progress: impl FnMut(DayInfo) -> bool) -> Result<SimRow> {
+        let (id, key, first, n_days) = (self.sim.id.clone(), self.sim.key, self.sim.days_generated, self.n_days);
+        let engine = self.engine.clone();
+        for i in 0..n_days {
+            if self.app.shutdown.is_cancelled() {
+                return Err(Error::Unavailable(format!(
+                    "server is shutting down; {i} of {n_days} days were generated"
+                )));
+            }
+            let day = first + i;
+            let due = days::load_due(&self.conn, key, day)?;
+            let out: DayOutput = engine.step_day(day, due);
+            let enc = EncodedDay::new(&engine, &out);
+            days::commit_day(&mut self.conn, key, &enc)?;
+            tracing::debug!(simulation = %id, day, events = out.events, sessions = out.sessions, "day committed");
+            let go_on = progress(DayInfo {
+                date: engine.date_of(day),
+                day_index: day,
+                sessions: u64::from(out.sessions),
+                events: out.events,
+                new_users: u64::from(out.new_users),
+                returning_users: u64::from(out.returning_users),
+                days_generated: day + 1,
+                days_remaining: n_days - i - 1,
+            });
+            if !go_on {
+                tracing::info!(simulation = %id, day, "client went away; stopping after the committed day");
+                break;
+            }
+        }
+        sims::get(&self.conn, &id)
+    }
+}
+
+/// A resolved event query, ready to run on a blocking thread.
+pub struct EventStream {
+    app: Arc<App>,
+    conn: rusqlite::Connection,
+    sim_key: i64,
+    engine: Arc<Engine>,
+    from_day: u32,
+    to_day: u32,
+    device: Option<u64>,
+    user_only: bool,
+    types: BTreeSet<String>,
+    batch: usize,
+    generate: Option<GenerateJob>,
+}
+
+impl EventStream {
+    /// Streams the events in time order, in batches, to `sink`; stops when `sink` returns
+    /// false or the server shuts down.
+    ///
+    /// # Errors
+    /// Storage and decoding errors; generation errors when missing days are generated first.
+    pub fn run(self, mut sink: impl FnMut(Vec<Event<'_>>) -> bool) -> Result<()> {
+        if let Some(job) = self.generate {
+            job.run(|_| true)?;
+        }
+        let engine = &*self.engine;
+        let (only, user_only, types) = (self.device, self.user_only, &self.types);
+        let keep = |r: &UserDay, i: usize, e: &crate::sim::state::EventRec| {
+            (only.is_none() || only == Some(r.device))
+                && (!user_only || i >= usize::from(r.user_id_from))
+                && (types.is_empty() || types.contains(engine.event_type_name(e.kind, e.aux)))
+        };
+        for day in self.from_day..=self.to_day {
+            if self.app.shutdown.is_cancelled() {
+                return Err(Error::Unavailable("server is shutting down".into()));
+            }
+            let blobs = match only {
+                Some(dev) => days::device_chunk_blobs(&self.conn, self.sim_key, dev, day, day)?
+                    .into_iter()
+                    .map(|(_, b)| b)
+                    .collect(),
+                None => days::day_chunk_blobs(&self.conn, self.sim_key, day)?,
+            };
+            let records = decode_chunks(engine, day, &blobs)?;
+            let mut events = engine.render_sorted_where(&records, keep).into_iter().peekable();
+            while events.peek().is_some() {
+                let b: Vec<Event<'_>> = events.by_ref().take(self.batch).collect();
+                if !sink(b) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decompresses and decodes a day's chunks (on all cores), in chunk order.
+///
+/// # Errors
+/// [`Error::Corrupt`] if a blob does not decode.
+pub fn decode_chunks(engine: &Engine, day: u32, blobs: &[Vec<u8>]) -> Result<Vec<UserDay>> {
+    let start = engine.day_start_ms(day);
+    let parts: Vec<Result<Vec<UserDay>>> = blobs
+        .par_iter()
+        .map(|b| Ok(codec::decode_user_days(&days::unpack(b)?, day, start)?))
+        .collect();
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_dates_are_validated() {
+        assert!(validate_id("sim-1.a_b").is_ok());
+        for bad in ["", "a b", "x;drop", &"x".repeat(65), "ünï"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+        assert!(parse_date("d", "2025-02-29").is_err());
+        assert!(parse_date("d", "1969-12-31").is_err());
+        assert!(parse_date("d", "2025-1-1").is_err());
+        assert_eq!(
+            parse_date("d", "2024-02-29").unwrap(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+        assert_eq!(validate_scale(0.0).unwrap(), 1.0);
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert!(validate_scale(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The client verbs: talk to a running server through the generated gRPC client.
+
+use super::{ClientOpts, Command};
+use crate::pb;
+use crate::pb::simulation_service_client::SimulationServiceClient;
+use anyhow::Context;
+use clap::Args;
+use std::io::Write;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Adds the bearer token to every request.
+#[derive(Clone)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The client type the verbs use.
+pub type Client = SimulationServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connects to the server.
+///
+/// # Errors
+/// A bad URL or an unreachable server.
+pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
+    let channel = Channel::from_shared(opts.server.clone())
+        .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the ampsim server at {} (start one with `ampsim serve`)", opts.server))?;
+    let token = match &opts.auth_token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("--auth-token holds characters not allowed in a header")?,
+        ),
+        None => None,
+    };
+    Ok(
+        SimulationServiceClient::with_interceptor(channel, BearerToken(token))
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
+}
+
+/// Options of `ampsim create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Id of the new simulation (generated when omitted).
+    #[arg(long = "id")]
+    pub id: Option<String>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Date of day 0, YYYY-MM-DD (default: today, UTC).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Population scale (1.0 = the default year's ~16M visitors).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Scenario TOML file, merged onto the embedded default (`ampsim scenario` prints it).
+    #[arg(long)]
+    pub scenario: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Options of verbs that name one simulation.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Options of `ampsim generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    /// How many more days to generate.
+    #[arg(long)]
+    pub days: u32,
+    /// No progress bar; print one line per day instead.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Options of `ampsim events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    /// First day, YYYY-MM-DD (default: the start date).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day, YYYY-MM-DD, inclusive (default: the last generated day).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this event type (repeat for several).
+    #[arg(long = "type")]
+    pub event_types: Vec<String>,
+    /// Only this user's identified events.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this device's events.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Generate missing days first instead of failing.
+    #[arg(long)]
+    pub generate_missing: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Options of `ampsim report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Runs a client verb.
+///
+/// # Errors
+/// Connection failures and error statuses from the server.
+pub fn run(cmd: Command) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cmd {
+            Command::Create(a) => create(a).await,
+            Command::Generate(a) => generate(a).await,
+            Command::Events(a) => events(a).await,
+            Command::Get(a) => {
+                let mut c = connect(&a.client).await?;
+                let s = c
+                    .get_simulation(pb::GetSimulationRequest { simulation_id: a.simulation })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!("{}", serde_json::to_string_pretty(&sim_json(&s))?);
+                Ok(())
+            }
+            Command::List(o) => {
+                let mut c = connect(&o).await?;
+                let list = c
+                    .list_simulations(pb::ListSimulationsRequest {})
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                println!(
+                    "{:<24} {:>6} {:>11} {:>7} {:>6} {:>12} {:>14}  {}",
+                    "ID", "SEED", "START", "SCALE", "DAYS", "SESSIONS", "EVENTS", "STATUS"
+                );
+                for s in list.simulations {
+                    println!(
+                        "{:<24} {:>6} {:>11} {:>7} {:>6} {:>12} {:>14}  {}",
+                        s.simulation_id,
+                        s.seed,
+                        s.start_date,
+                        s.population_scale,
+                        s.days_generated,
+                        s.sessions,
+                        s.events,
+                        if s.generating { "generating" } else { "idle" }
+                    );
+                }
+                Ok(())
+            }
+            Command::Delete(a) => {
+                let mut c = connect(&a.client).await?;
+                c.delete_simulation(pb::DeleteSimulationRequest {
+                    simulation_id: a.simulation.clone(),
+                })
+                .await
+                .map_err(status)?;
+                eprintln!("deleted {}", a.simulation);
+                Ok(())
+            }
+            Command::Report(a) => report(a).await,
+            _ => unreachable!("not a client verb"),
+        }
+    })
+}
+
+/// Turns an error status into a readable message.
+fn status(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+fn sim_json(s: &pb::Simulation) -> serde_json::Value {
+    serde_json::json!({
+        "simulation_id": s.simulation_id,
+        "seed": s.seed,
+        "start_date": s.start_date,
+        "population_scale": s.population_scale,
+        "scenario_name": s.scenario_name,
+        "engine_version": s.engine_version,
+        "days_generated": s.days_generated,
+        "last_generated_date": s.last_generated_date,
+        "sessions": s.sessions,
+        "events": s.events,
+        "users": s.users,
+        "generating": s.generating,
+        "created_at": s.created_at,
+    })
+}
+
+async fn create(a: CreateArgs) -> anyhow::Result<()> {
+    let scenario_toml = match &a.scenario {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("--scenario {}", p.display()))?,
+        None => String::new(),
+    };
+    let mut c = connect(&a.client).await?;
+    let s = c
+        .create_simulation(pb::CreateSimulationRequest {
+            simulation_id: a.id.unwrap_or_default(),
+            seed: a.seed,
+            start_date: a.start.unwrap_or_default(),
+            population_scale: a.scale,
+            scenario_toml,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!("{}", serde_json::to_string_pretty(&sim_json(&s))?);
+    Ok(())
+}
+
+async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let mut c = connect(&a.client).await?;
+    let mut stream = c
+        .generate_days(pb::GenerateDaysRequest {
+            simulation_id: a.simulation.clone(),
+            days: a.days,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(u64::from(a.days))
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} days  {msg}  [{elapsed_precise}, eta {eta}]",
+        )
+        .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    let (mut events, mut sessions) = (0u64, 0u64);
+    while let Some(d) = stream.message().await.map_err(status)? {
+        events += d.events;
+        sessions += d.sessions;
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{} · {events} events · {rate:.0} events/s", d.date));
+        bar.inc(1);
+        if a.quiet {
+            println!(
+                "{} day {} sessions {} events {} new_users {}",
+                d.date, d.day_index, d.sessions, d.events, d.new_users
+            );
+        }
+    }
+    bar.finish();
+    eprintln!(
+        "generated {} days: {sessions} sessions, {events} events in {:.1}s",
+        bar.position(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// An event message as a JSON object with Amplitude HTTP V2 field names (keys sorted).
+pub fn event_json(e: &pb::Event) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("event_type".into(), e.event_type.clone().into());
+    if !e.user_id.is_empty() {
+        m.insert("user_id".into(), e.user_id.clone().into());
+    }
+    m.insert("device_id".into(), e.device_id.clone().into());
+    m.insert("time".into(), e.time.into());
+    m.insert("session_id".into(), e.session_id.into());
+    m.insert("insert_id".into(), e.insert_id.clone().into());
+    m.insert("event_id".into(), e.event_id.into());
+    for (k, v) in [
+        ("platform", &e.platform),
+        ("os_name", &e.os_name),
+        ("os_version", &e.os_version),
+        ("device_family", &e.device_family),
+        ("device_type", &e.device_type),
+        ("country", &e.country),
+        ("region", &e.region),
+        ("city", &e.city),
+        ("language", &e.language),
+    ] {
+        m.insert(k.into(), v.clone().into());
+    }
+    let sorted = |p: &std::collections::HashMap<String, String>| {
+        let b: std::collections::BTreeMap<_, _> = p.iter().collect();
+        serde_json::to_value(b).expect("strings serialise")
+    };
+    m.insert("event_properties".into(), sorted(&e.event_properties));
+    m.insert("user_properties".into(), sorted(&e.user_properties));
+    if let Some(p) = e.price {
+        m.insert("price".into(), p.into());
+    }
+    if let Some(q) = e.quantity {
+        m.insert("quantity".into(), q.into());
+    }
+    if let Some(r) = e.revenue {
+        m.insert("revenue".into(), r.into());
+    }
+    if !e.product_id.is_empty() {
+        m.insert("productId".into(), e.product_id.clone().into());
+    }
+    if !e.revenue_type.is_empty() {
+        m.insert("revenueType".into(), e.revenue_type.clone().into());
+    }
+    serde_json::Value::Object(m)
+}
+
+async fn events(a: EventsArgs) -> anyhow::Result<()> {
+    let mut c = connect(&a.client).await?;
+    let mut stream = c
+        .stream_events(pb::StreamEventsRequest {
+            simulation_id: a.simulation,
+            from_date: a.from.unwrap_or_default(),
+            to_date: a.to.unwrap_or_default(),
+            event_types: a.event_types,
+            user_id: a.user.unwrap_or_default(),
+            device_id: a.device.unwrap_or_default(),
+            generate_missing: a.generate_missing,
+            batch_size: 0,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while let Some(batch) = stream.message().await.map_err(status)? {
+        for e in &batch.events {
+            let line = serde_json::to_string(&event_json(e))?;
+            if writeln!(out, "{line}").is_err() {
+                return Ok(()); // stdout closed (e.g. piped into `head`)
+            }
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+async fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let mut c = connect(&a.client).await?;
+    let r = c
+        .get_report(pb::GetReportRequest { simulation_id: a.simulation })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let report = crate::sim::report::Report {
+        days: r.days,
+        population_scale: r.population_scale,
+        rows: r
+            .rows
+            .into_iter()
+            .map(|x| crate::sim::report::ReportRow {
+                key: x.key,
+                name: x.name,
+                target: x.target,
+                tolerance: x.tolerance,
+                measured: x.measured,
+                unit: x.unit,
+                pass: x.pass,
+                sample: x.sample,
+            })
+            .collect(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table());
+        println!(
+            "{}",
+            if report.all_pass() { "all rows pass" } else { "SOME ROWS FAIL" }
+        );
+    }
+    Ok(())
+}

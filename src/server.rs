@@ -1,0 +1,120 @@
+//! Wiring: the gRPC server with health, reflection, optional bearer-token auth, and graceful
+//! shutdown on one `CancellationToken`.
+//!
+//! The caller binds the listener (so tests can use port 0) and owns the token: cancelling it
+//! turns health to NOT_SERVING, stops generation after the day in progress, and lets in-flight
+//! RPCs drain before [`serve`] returns.
+
+use crate::app::App;
+use crate::pb::simulation_service_server::SimulationServiceServer;
+use crate::rpc::Service;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Status};
+
+/// Largest request message accepted (scenario TOML is limited to 256 KiB).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Server options beyond the listener and database.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// When set, every RPC but health needs `authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+    /// How long in-flight RPCs may drain after shutdown starts before the server stops anyway.
+    pub drain_timeout: Option<Duration>,
+}
+
+/// Checks the bearer token in constant time.
+#[derive(Clone)]
+pub struct Auth {
+    token: Option<Arc<[u8]>>,
+}
+
+impl Auth {
+    /// An interceptor requiring `token` (or nothing, when `None`).
+    pub fn new(token: Option<&str>) -> Self {
+        Auth {
+            token: token.map(|t| Arc::from(format!("Bearer {t}").into_bytes())),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Ok(req);
+        };
+        let given = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if given.len() == expected.len() && bool::from(given.ct_eq(expected)) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong bearer token (send `authorization: Bearer <token>`)",
+            ))
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then drains and returns.
+///
+/// # Errors
+/// Transport errors from the listener.
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) -> crate::error::Result<()> {
+    let app = Arc::new(App::new(store, shutdown.clone()));
+    let auth = Auth::new(opts.auth_token.as_deref());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SimulationServiceServer<Service>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
+    let sim = SimulationServiceServer::new(Service::new(app))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+
+    let signal = {
+        let shutdown = shutdown.clone();
+        let health = health.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight requests");
+            health
+                .set_not_serving::<SimulationServiceServer<Service>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(InterceptedService::new(reflection, auth.clone()))
+        .add_service(InterceptedService::new(sim, auth))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let drain = opts.drain_timeout.unwrap_or(Duration::from_secs(30));
+    tokio::select! {
+        res = server => res.map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(?drain, "in-flight requests did not finish in time; stopping anyway");
+        }
+    }
+    Ok(())
+}

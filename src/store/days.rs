@@ -1,0 +1,283 @@
+//! Generated days: committing a day atomically, loading the users due on a day, and reading
+//! stored records back.
+//!
+//! Architecture Invariant: every user's latest state is in exactly one `user_states` row. A
+//! day's transaction deletes the rows due that day (their users were just processed) and
+//! writes the processed users' new states grouped by their next due day (-1 = none), together
+//! with the day's event chunks, its `days` row and the `days_generated` marker. The marker is
+//! checked in the same transaction, so two writers can never commit the same day twice.
+
+use crate::error::{Error, Result};
+use crate::sim::codec;
+use crate::sim::{DayOutput, Engine, UserState};
+use rayon::prelude::*;
+use rusqlite::{params, Connection};
+use std::collections::BTreeMap;
+
+/// Devices per event chunk: `device >> CHUNK_BITS` is the chunk.
+pub const CHUNK_BITS: u32 = 10;
+/// zstd level for stored blobs: fast, and about 2× smaller than the raw varints.
+const ZSTD_LEVEL: i32 = 3;
+/// `due_day` of users with nothing scheduled.
+const NEVER: i64 = -1;
+
+/// The event chunk of a device.
+pub fn chunk_of(device: u64) -> i64 {
+    (device >> CHUNK_BITS) as i64
+}
+
+fn compress(raw: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(raw, ZSTD_LEVEL).expect("in-memory zstd compression cannot fail")
+}
+
+fn decompress(blob: &[u8]) -> Result<Vec<u8>> {
+    zstd::decode_all(blob).map_err(|e| Error::Corrupt(format!("zstd: {e}")))
+}
+
+/// A day's encoded rows, ready to insert: built outside the transaction, on all cores.
+pub struct EncodedDay {
+    day: u32,
+    sessions: u64,
+    events: u64,
+    new_users: u64,
+    returning_users: u64,
+    chunks: Vec<(i64, i64, i64, Vec<u8>)>,
+    states: Vec<(i64, i64, Vec<u8>)>,
+}
+
+impl EncodedDay {
+    /// Encodes and compresses a day's output.
+    pub fn new(engine: &Engine, out: &DayOutput) -> EncodedDay {
+        let day_start = engine.day_start_ms(out.day);
+        let mut groups: Vec<&[crate::sim::UserDay]> = Vec::new();
+        let mut rest = &out.records[..];
+        while let Some(first) = rest.first() {
+            let c = chunk_of(first.device);
+            let n = rest.iter().take_while(|r| chunk_of(r.device) == c).count();
+            groups.push(&rest[..n]);
+            rest = &rest[n..];
+        }
+        let chunks = groups
+            .par_iter()
+            .map(|g| {
+                let events: usize = g.iter().map(|r| r.events.len()).sum();
+                (
+                    chunk_of(g[0].device),
+                    g.len() as i64,
+                    events as i64,
+                    compress(&codec::encode_user_days(day_start, g)),
+                )
+            })
+            .collect();
+        let mut by_due: BTreeMap<i64, Vec<&UserState>> = BTreeMap::new();
+        for st in &out.states {
+            let due = st.next_due().map_or(NEVER, i64::from);
+            by_due.entry(due).or_default().push(st);
+        }
+        let by_due: Vec<(i64, Vec<&UserState>)> = by_due.into_iter().collect();
+        let states = by_due
+            .par_iter()
+            .map(|(due, sts)| {
+                (
+                    *due,
+                    sts.len() as i64,
+                    compress(&codec::encode_states(sts.iter().copied())),
+                )
+            })
+            .collect();
+        EncodedDay {
+            day: out.day,
+            sessions: u64::from(out.sessions),
+            events: out.events,
+            new_users: u64::from(out.new_users),
+            returning_users: u64::from(out.returning_users),
+            chunks,
+            states,
+        }
+    }
+
+    /// Stored bytes of this day (compressed blobs).
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.3.len()).sum::<usize>()
+            + self.states.iter().map(|s| s.2.len()).sum::<usize>()
+    }
+}
+
+/// Commits one generated day in one transaction: events, user states and the day marker.
+///
+/// # Errors
+/// [`Error::Aborted`] if the day was committed already (another writer); storage errors,
+/// with a full disk as [`Error::ResourceExhausted`]. On error nothing of the day is stored.
+pub fn commit_day(conn: &mut Connection, sim_key: i64, enc: &EncodedDay) -> Result<()> {
+    let tx = conn.transaction().map_err(super::storage_error)?;
+    let marked = tx
+        .prepare_cached(
+            "UPDATE simulations SET days_generated = ?1 + 1, sessions = sessions + ?2,
+                 events = events + ?3, users = users + ?4
+             WHERE sim = ?5 AND days_generated = ?1",
+        )?
+        .execute(params![
+            enc.day,
+            enc.sessions as i64,
+            enc.events as i64,
+            enc.new_users as i64,
+            sim_key
+        ])
+        .map_err(super::storage_error)?;
+    if marked != 1 {
+        return Err(Error::Aborted(format!(
+            "day {} was already committed by another writer",
+            enc.day
+        )));
+    }
+    tx.prepare_cached("DELETE FROM user_states WHERE sim = ?1 AND due_day = ?2")?
+        .execute(params![sim_key, enc.day])
+        .map_err(super::storage_error)?;
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO user_states (sim, due_day, written_day, users, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (due, n, data) in &enc.states {
+            ins.execute(params![sim_key, due, enc.day, n, data])
+                .map_err(super::storage_error)?;
+        }
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO event_chunks (sim, day, chunk, records, events, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (chunk, records, events, data) in &enc.chunks {
+            ins.execute(params![sim_key, enc.day, chunk, records, events, data])
+                .map_err(super::storage_error)?;
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO days (sim, day, sessions, events, new_users, returning_users) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        sim_key,
+        enc.day,
+        enc.sessions as i64,
+        enc.events as i64,
+        enc.new_users as i64,
+        enc.returning_users as i64
+    ])
+    .map_err(super::storage_error)?;
+    tx.commit().map_err(super::storage_error)?;
+    Ok(())
+}
+
+/// The users due on `day` (their scheduled return or trial event), in device order.
+///
+/// # Errors
+/// Storage errors; [`Error::Corrupt`] if a blob does not decode.
+pub fn load_due(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<UserState>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1 AND due_day = ?2")?;
+    let mut rows = stmt.query(params![sim_key, day])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let raw = decompress(r.get_ref(0)?.as_blob()?)?;
+        codec::for_each_state(&raw, |s| out.push(s))?;
+    }
+    if let Some(bad) = out.iter().find(|s| s.next_due() != Some(day)) {
+        return Err(Error::Corrupt(format!(
+            "user state of device {} is filed under day {day} but due on {:?}",
+            bad.device,
+            bad.next_due()
+        )));
+    }
+    out.sort_unstable_by_key(|s| s.device);
+    Ok(out)
+}
+
+/// Calls `f` with every stored user state blob (decompressed) of a simulation: each user's
+/// latest state appears exactly once across them.
+///
+/// # Errors
+/// Storage errors, or whatever `f` returns.
+pub fn for_each_state_blob(
+    conn: &Connection,
+    sim_key: i64,
+    mut f: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?;
+    let mut rows = stmt.query([sim_key])?;
+    while let Some(r) = rows.next()? {
+        let raw = decompress(r.get_ref(0)?.as_blob()?)?;
+        f(&raw)?;
+    }
+    Ok(())
+}
+
+/// The raw (compressed) state blobs of a simulation, for decoding on several cores.
+///
+/// # Errors
+/// Storage errors.
+pub fn state_blobs(conn: &Connection, sim_key: i64) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?;
+    let rows = stmt
+        .query_map([sim_key], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Decompresses a blob read with [`state_blobs`] or [`day_chunk_blobs`].
+///
+/// # Errors
+/// [`Error::Corrupt`] if it does not decompress.
+pub fn unpack(blob: &[u8]) -> Result<Vec<u8>> {
+    decompress(blob)
+}
+
+/// The compressed event chunks of one day, in chunk order.
+///
+/// # Errors
+/// Storage errors.
+pub fn day_chunk_blobs(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM event_chunks WHERE sim = ?1 AND day = ?2 ORDER BY chunk",
+    )?;
+    let rows = stmt
+        .query_map(params![sim_key, day], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The compressed chunks holding one device's records over a day range: (day, blob).
+///
+/// # Errors
+/// Storage errors.
+pub fn device_chunk_blobs(
+    conn: &Connection,
+    sim_key: i64,
+    device: u64,
+    from_day: u32,
+    to_day: u32,
+) -> Result<Vec<(u32, Vec<u8>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT day, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",
+    )?;
+    let rows = stmt
+        .query_map(params![sim_key, chunk_of(device), from_day, to_day], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Stored bytes of a simulation (event chunks and user states).
+///
+/// # Errors
+/// Storage errors.
+pub fn stored_bytes(conn: &Connection, sim_key: i64) -> Result<(u64, u64)> {
+    let ev: i64 = conn.query_row(
+        "SELECT coalesce(sum(length(data)), 0) FROM event_chunks WHERE sim = ?1",
+        [sim_key],
+        |r| r.get(0),
+    )?;
+    let st: i64 = conn.query_row(
+        "SELECT coalesce(sum(length(data)), 0) FROM user_states WHERE sim = ?1",
+        [sim_key],
+        |r| r.get(0),
+    )?;
+    Ok((ev as u64, st as u64))
+}

@@ -1,0 +1,152 @@
+//! SQLite persistence. Architecture Invariant: all SQL lives under `store`.
+//!
+//! One database file holds any number of simulations. The file is in WAL mode, so readers run
+//! alongside the one writer; each generated day is one transaction (see [`days::commit_day`]).
+//! Migrations are the plain SQL files in `migrations/`, applied in order and recorded in
+//! `schema_migrations` and `PRAGMA user_version`.
+
+pub mod days;
+pub mod sims;
+
+use crate::error::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+
+/// `PRAGMA application_id` of an ampsim database ("amps").
+pub const APPLICATION_ID: i32 = 0x616d_7073;
+
+/// The migrations, in order: (version, name, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "0001_init.sql",
+    include_str!("../../migrations/0001_init.sql"),
+)];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// A database file, opened and migrated. Connections are opened per worker.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    ///
+    /// A file that is not an ampsim database, or that was written by a newer ampsim (a
+    /// higher schema version), is refused and left untouched.
+    ///
+    /// # Errors
+    /// [`Error::Database`] for a foreign or newer file; [`Error::Storage`] for SQLite errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Database(format!("cannot open {}: {e}", path.display())))?;
+        check_file(&conn, &path)?;
+        configure(&conn)?;
+        migrate(&conn, &path)?;
+        Ok(Store { path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection with the store's settings, for one worker or request.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if SQLite cannot open the file.
+    pub fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+}
+
+/// Refuses files that are not ampsim databases or that come from a newer schema, before
+/// anything is written to them.
+fn check_file(conn: &Connection, path: &Path) -> Result<()> {
+    let not_sqlite = |e: rusqlite::Error| {
+        Error::Database(format!(
+            "{} is not an ampsim database (not readable as SQLite: {e}); it was left untouched",
+            path.display()
+        ))
+    };
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(not_sqlite)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(not_sqlite)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(not_sqlite)?;
+    if app_id != APPLICATION_ID && (tables > 0 || app_id != 0) {
+        return Err(Error::Database(format!(
+            "{} is not an ampsim database (application_id {app_id:#x}, {tables} schema objects); it was left untouched",
+            path.display()
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::Database(format!(
+            "{} has schema version {version}, newer than this ampsim supports ({SCHEMA_VERSION}); upgrade ampsim. The file was left untouched",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for &(version, name, sql) in MIGRATIONS {
+        if version <= current {
+            continue;
+        }
+        tracing::info!(db = %path.display(), migration = name, "applying migration");
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL
+            ) STRICT;",
+        )?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, chrono::Utc::now().to_rfc3339()],
+        )?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Maps SQLite's "disk full" to [`Error::ResourceExhausted`]; other errors pass through.
+pub(crate) fn storage_error(e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::DiskFull {
+            return Error::ResourceExhausted(format!("the database disk is full: {e}"));
+        }
+    }
+    Error::Storage(e)
+}

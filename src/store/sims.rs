@@ -1,0 +1,150 @@
+//! The `simulations` table: definitions and running totals.
+
+use crate::error::{Error, Result};
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// A stored simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimRow {
+    /// Internal key, used by the other tables.
+    pub key: i64,
+    /// Public id.
+    pub id: String,
+    /// Seed.
+    pub seed: u64,
+    /// Day 0.
+    pub start_date: NaiveDate,
+    /// Population scale (never 0).
+    pub population_scale: f64,
+    /// Scenario TOML as given ('' = default).
+    pub scenario_toml: String,
+    /// Scenario name.
+    pub scenario_name: String,
+    /// Engine version that generates it.
+    pub engine_version: u32,
+    /// Committed days.
+    pub days_generated: u32,
+    /// Sessions in committed days.
+    pub sessions: u64,
+    /// Events in committed days.
+    pub events: u64,
+    /// Users in committed days.
+    pub users: u64,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+}
+
+/// A simulation to create.
+#[derive(Debug, Clone)]
+pub struct NewSim<'a> {
+    /// Public id (already validated).
+    pub id: &'a str,
+    /// Seed.
+    pub seed: u64,
+    /// Day 0.
+    pub start_date: NaiveDate,
+    /// Population scale.
+    pub population_scale: f64,
+    /// Scenario TOML as given.
+    pub scenario_toml: &'a str,
+    /// Scenario name.
+    pub scenario_name: &'a str,
+    /// Engine version.
+    pub engine_version: u32,
+}
+
+const COLUMNS: &str = "sim, simulation_id, seed, start_date, population_scale, scenario_toml, \
+     scenario_name, engine_version, days_generated, sessions, events, users, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
+    let date: String = r.get(3)?;
+    Ok(SimRow {
+        key: r.get(0)?,
+        id: r.get(1)?,
+        seed: r.get::<_, i64>(2)? as u64,
+        start_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        population_scale: r.get(4)?,
+        scenario_toml: r.get(5)?,
+        scenario_name: r.get(6)?,
+        engine_version: r.get(7)?,
+        days_generated: r.get(8)?,
+        sessions: r.get::<_, i64>(9)? as u64,
+        events: r.get::<_, i64>(10)? as u64,
+        users: r.get::<_, i64>(11)? as u64,
+        created_at: r.get(12)?,
+    })
+}
+
+/// Creates a simulation.
+///
+/// # Errors
+/// [`Error::AlreadyExists`] if the id is taken.
+pub fn create(conn: &Connection, s: &NewSim<'_>) -> Result<SimRow> {
+    let res = conn.execute(
+        "INSERT INTO simulations (simulation_id, seed, start_date, population_scale, scenario_toml,
+             scenario_name, engine_version, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            s.id,
+            s.seed as i64,
+            s.start_date.format("%Y-%m-%d").to_string(),
+            s.population_scale,
+            s.scenario_toml,
+            s.scenario_name,
+            s.engine_version,
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ],
+    );
+    match res {
+        Ok(_) => get(conn, s.id),
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(Error::AlreadyExists(format!("simulation {:?} already exists", s.id)))
+        }
+        Err(e) => Err(super::storage_error(e)),
+    }
+}
+
+/// Finds a simulation by id.
+///
+/// # Errors
+/// [`Error::NotFound`] if there is none.
+pub fn get(conn: &Connection, id: &str) -> Result<SimRow> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations WHERE simulation_id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("simulation {id:?} not found")))
+}
+
+/// All simulations, oldest first.
+///
+/// # Errors
+/// Storage errors.
+pub fn list(conn: &Connection) -> Result<Vec<SimRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations ORDER BY sim"))?;
+    let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Deletes a simulation and all its data in one transaction. Returns whether it existed.
+///
+/// # Errors
+/// Storage errors.
+pub fn delete(conn: &mut Connection, id: &str) -> Result<bool> {
+    let tx = conn.transaction()?;
+    let key: Option<i64> = tx
+        .query_row("SELECT sim FROM simulations WHERE simulation_id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    let Some(key) = key else {
+        return Ok(false);
+    };
+    for table in ["event_chunks", "user_states", "days", "simulations"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE sim = ?1"), [key])?;
+    }
+    tx.commit().map_err(super::storage_error)?;
+    Ok(true)
+}

@@ -1,0 +1,996 @@
+//! Acceptance tests of the simulation engine: determinism, resumability, thread-count
+//! independence, journey invariants on rendered events, rates that follow the scenario,
+//! scenario validation and the binary codec.
+//!
+//! Population scales are small (0.002–0.02) so the whole module runs in seconds in release mode.
+
+use ampsim::sim::codec;
+use ampsim::sim::memory::MemorySim;
+use ampsim::sim::report::{Report, ReportBuilder};
+use ampsim::sim::scenario::Targeting;
+use ampsim::sim::state::{UserDay, UserState};
+use ampsim::sim::{Engine, EventDigest, Scenario, SimConfig};
+use chrono::NaiveDate;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+}
+
+/// The start date used throughout (a Monday).
+fn start() -> NaiveDate {
+    date(2025, 1, 6)
+}
+
+fn config(toml: &str, seed: u64, start_date: NaiveDate, scale: f64) -> SimConfig {
+    SimConfig {
+        scenario: Scenario::from_toml(toml).expect("valid scenario"),
+        seed,
+        start_date,
+        population_scale: scale,
+    }
+}
+
+/// Steps `days` days and feeds every rendered event, in stream order, into `digest`.
+fn step_into(sim: &mut MemorySim, days: u32, digest: &mut EventDigest) {
+    for _ in 0..days {
+        let out = sim.step();
+        for e in sim.engine.render_day(&out) {
+            digest.add(&e);
+        }
+    }
+}
+
+/// SHA-256 digest and event count of the first `days` days of a simulation.
+fn digest_of(cfg: &SimConfig, days: u32) -> (String, u64) {
+    let mut sim = MemorySim::new(Engine::new(cfg.clone()));
+    let mut d = EventDigest::new();
+    step_into(&mut sim, days, &mut d);
+    let n = d.count();
+    (d.finish(), n)
+}
+
+/// Runs `days` days and builds the acceptance report (records fed day by day, then states).
+fn report_of(toml: &str, seed: u64, scale: f64, days: u32) -> Report {
+    let cfg = config(toml, seed, start(), scale);
+    // The builder borrows an engine for the scenario; the simulation owns its own.
+    let engine = Engine::new(cfg.clone());
+    let mut sim = MemorySim::new(Engine::new(cfg));
+    let mut b = ReportBuilder::new(&engine, days - 1);
+    for _ in 0..days {
+        let out = sim.step();
+        for r in &out.records {
+            b.add_user_day(r);
+        }
+    }
+    for st in sim.states() {
+        b.add_state(&st);
+    }
+    let r = b.finish();
+    eprintln!("TABLE {toml}\n{}", r.to_table());
+    r
+}
+
+/// Asserts that the named report rows exist and pass.
+fn assert_rows_pass(report: &Report, keys: &[&str]) {
+    for key in keys {
+        let row = report
+            .row(key)
+            .unwrap_or_else(|| panic!("report has no row {key}\n{}", report.to_table()));
+        assert!(
+            row.sample > 0,
+            "row {key} has no sample\n{}",
+            report.to_table()
+        );
+        assert!(row.pass, "row {key} fails\n{}", report.to_table());
+    }
+}
+
+fn measured(report: &Report, key: &str) -> f64 {
+    report
+        .row(key)
+        .unwrap_or_else(|| panic!("report has no row {key}"))
+        .measured
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1–4: determinism
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn same_inputs_give_the_same_digest_and_other_inputs_another() {
+    let days = 10;
+    let base = config("", 7, start(), 0.005);
+    let (a, na) = digest_of(&base, days);
+    let (b, nb) = digest_of(&base, days);
+    assert!(na > 1_000, "too few events to mean anything: {na}");
+    assert_eq!((&a, na), (&b, nb), "same inputs gave different output");
+
+    let other_seed = SimConfig {
+        seed: 8,
+        ..base.clone()
+    };
+    let (c, _) = digest_of(&other_seed, days);
+    assert_ne!(a, c, "a different seed gave the same digest");
+
+    let other_start = SimConfig {
+        start_date: date(2025, 1, 7),
+        ..base.clone()
+    };
+    let (d, _) = digest_of(&other_start, days);
+    assert_ne!(a, d, "a different start date gave the same digest");
+
+    let other_scale = SimConfig {
+        population_scale: 0.006,
+        ..base
+    };
+    let (e, _) = digest_of(&other_scale, days);
+    assert_ne!(a, e, "a different scale gave the same digest");
+}
+
+/// The digest of a fixed input (default scenario, seed 42, start 2025-01-06, scale 0.002,
+/// 14 days).
+///
+/// This value must only change deliberately: any change to the engine's output (randomness,
+/// rendering, ids, the default scenario) changes it. When a change is intended, bump
+/// `ENGINE_VERSION` if stored simulations are affected, update the constants below, and say so
+/// in the commit message.
+const GOLDEN_DIGEST: &str = "TODO";
+const GOLDEN_EVENTS: u64 = 0;
+
+#[test]
+fn golden_digest() {
+    let cfg = config("", 42, start(), 0.002);
+    let (digest, events) = digest_of(&cfg, 14);
+    assert_eq!(
+        (digest.as_str(), events),
+        (GOLDEN_DIGEST, GOLDEN_EVENTS),
+        "the engine's output changed; if this is deliberate, update GOLDEN_DIGEST and \
+         GOLDEN_EVENTS and note it in the commit message"
+    );
+}
+
+#[test]
+fn stepping_can_be_split_with_save_and_restore() {
+    let cfg = config("", 11, start(), 0.004);
+    let days = 40;
+
+    let mut whole = MemorySim::new(Engine::new(cfg.clone()));
+    let mut d_whole = EventDigest::new();
+    step_into(&mut whole, days, &mut d_whole);
+    let blob_whole = whole.save();
+    let n_whole = d_whole.count();
+    let digest_whole = d_whole.finish();
+    assert!(n_whole > 1_000, "too few events: {n_whole}");
+
+    // k = 0 restores an empty simulation; 17 falls inside many trials; 39 leaves one day.
+    for k in [0, 1, 17, 39] {
+        let mut first = MemorySim::new(Engine::new(cfg.clone()));
+        let mut d = EventDigest::new();
+        step_into(&mut first, k, &mut d);
+        let blob = first.save();
+        drop(first);
+
+        let mut resumed =
+            MemorySim::restore(Engine::new(cfg.clone()), k, &blob).expect("blob restores");
+        assert_eq!(resumed.next_day(), k);
+        step_into(&mut resumed, days - k, &mut d);
+        assert_eq!(d.count(), n_whole, "event count differs when split at day {k}");
+        assert_eq!(d.finish(), digest_whole, "events differ when split at day {k}");
+        assert!(
+            resumed.save() == blob_whole,
+            "final state differs when split at day {k}"
+        );
+    }
+}
+
+#[test]
+fn output_does_not_depend_on_the_thread_count() {
+    // Large enough that a day has several thousand users, so rayon really splits the work.
+    let cfg = config("", 5, start(), 0.03);
+    let days = 12;
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool")
+            .install(|| digest_of(&cfg, days))
+    };
+    let one = run(1);
+    let four = run(4);
+    assert!(one.1 > 10_000, "too few events: {}", one.1);
+    assert_eq!(one, four, "1 thread and 4 threads gave different output");
+}
+
+#[test]
+fn due_users_may_come_in_any_order() {
+    let cfg = config("", 3, start(), 0.01);
+    let mut sim = MemorySim::new(Engine::new(cfg.clone()));
+    for _ in 0..12 {
+        sim.step();
+    }
+    let day = sim.next_day();
+    let due: Vec<UserState> = sim
+        .states()
+        .into_iter()
+        .filter(|s| s.next_due() == Some(day))
+        .collect();
+    assert!(due.len() > 20, "too few due users: {}", due.len());
+    let engine = Engine::new(cfg);
+    let sorted = engine.step_day(day, due.clone());
+    let mut reversed = due;
+    reversed.reverse();
+    let other = engine.step_day(day, reversed);
+    assert_eq!(sorted, other);
+    assert_eq!(sorted, sim.step(), "step_day differs from MemorySim::step");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5: journey invariants on the rendered events of a 120-day run
+// ---------------------------------------------------------------------------------------------
+
+/// The rendered events of one device, owned so that they outlive the engine.
+#[derive(Debug)]
+struct Ev {
+    event_type: String,
+    user_id: Option<String>,
+    time: i64,
+    session_id: i64,
+    event_id: u32,
+    props: Vec<(&'static str, String)>,
+    /// (price, quantity, revenue, productId, revenueType) on purchases.
+    revenue: Option<(f64, i64, f64, String, String)>,
+    /// The canonical JSON of purchases.
+    json: Option<serde_json::Value>,
+}
+
+impl Ev {
+    fn prop(&self, key: &str) -> Option<&str> {
+        self.props
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Run {
+    scenario: Scenario,
+    start_date: NaiveDate,
+    days: u32,
+    /// Events by device id, each device's in stream order.
+    devices: BTreeMap<String, Vec<Ev>>,
+    /// Every insert id, in stream order.
+    insert_ids: Vec<String>,
+    /// How many events were rendered.
+    events: usize,
+}
+
+impl Run {
+    /// The simulation day of an event time (its UTC date minus the start date).
+    fn day_of(&self, time_ms: i64) -> i64 {
+        let d = chrono::DateTime::from_timestamp_millis(time_ms)
+            .expect("valid time")
+            .date_naive();
+        (d - self.start_date).num_days()
+    }
+}
+
+const INVARIANT_DAYS: u32 = 120;
+const INVARIANT_SCALE: f64 = 0.01;
+
+/// The identifying forms' event types.
+const FORM_EVENTS: [&str; 6] = [
+    "trial_started",
+    "demo_requested",
+    "pricing_form_submit",
+    "contact_form_submit",
+    "whitepaper_download",
+    "newsletter_subscribe",
+];
+
+const OUT_OF_SESSION: [&str; 3] = ["trial_converted", "trial_expired", "purchase"];
+
+/// One shared 120-day run (generated once, checked by several tests).
+fn run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let cfg = config("", 2025, start(), INVARIANT_SCALE);
+        let mut sim = MemorySim::new(Engine::new(cfg.clone()));
+        let mut devices: BTreeMap<String, Vec<Ev>> = BTreeMap::new();
+        let mut insert_ids = Vec::new();
+        let mut events = 0;
+        let mut last_time = i64::MIN;
+        for _ in 0..INVARIANT_DAYS {
+            let out = sim.step();
+            for e in sim.engine.render_day(&out) {
+                assert!(e.time >= last_time, "stream is not in time order");
+                last_time = e.time;
+                events += 1;
+                insert_ids.push(e.insert_id.clone());
+                let json = (e.event_type == "purchase")
+                    .then(|| serde_json::from_str(&e.to_json()).expect("canonical JSON parses"));
+                let ev = Ev {
+                    event_type: e.event_type.to_string(),
+                    user_id: e.user_id.clone(),
+                    time: e.time,
+                    session_id: e.session_id,
+                    event_id: e.event_id,
+                    props: e
+                        .event_properties
+                        .iter()
+                        .map(|(k, v)| (*k, v.to_string_value()))
+                        .collect(),
+                    revenue: e.revenue.as_ref().map(|r| {
+                        (
+                            r.price,
+                            r.quantity,
+                            r.revenue,
+                            r.product_id.to_string(),
+                            r.revenue_type.to_string(),
+                        )
+                    }),
+                    json,
+                };
+                devices.entry(e.device_id.clone()).or_default().push(ev);
+            }
+        }
+        Run {
+            scenario: cfg.scenario,
+            start_date: cfg.start_date,
+            days: INVARIANT_DAYS,
+            devices,
+            insert_ids,
+            events,
+        }
+    })
+}
+
+#[test]
+fn form_event_types_are_the_scenarios() {
+    let s = Scenario::default_scenario();
+    let types: Vec<&str> = s.forms.types.iter().map(|f| f.event_type.as_str()).collect();
+    assert_eq!(types, FORM_EVENTS);
+}
+
+#[test]
+fn invariant_user_id_from_the_identifying_form_on() {
+    let r = run();
+    let mut identified = 0;
+    for (device, evs) in &r.devices {
+        let first_form = evs
+            .iter()
+            .position(|e| FORM_EVENTS.contains(&e.event_type.as_str()));
+        let from = first_form.unwrap_or(evs.len());
+        for (i, e) in evs.iter().enumerate() {
+            if i < from {
+                assert!(
+                    e.user_id.is_none(),
+                    "device {device}: event {i} ({}) carries a user_id before the identifying form",
+                    e.event_type
+                );
+            } else {
+                assert!(
+                    e.user_id.is_some(),
+                    "device {device}: event {i} ({}) lacks the user_id after the identifying form",
+                    e.event_type
+                );
+                assert_eq!(e.user_id, evs[from].user_id, "device {device}: user_id changes");
+            }
+        }
+        if first_form.is_some() {
+            identified += 1;
+        }
+    }
+    assert!(identified > 50, "too few identified users to test: {identified}");
+    // A user id belongs to one device.
+    let mut owners: HashMap<&str, &str> = HashMap::new();
+    for (device, evs) in &r.devices {
+        if let Some(u) = evs.iter().find_map(|e| e.user_id.as_deref()) {
+            let prev = owners.insert(u, device);
+            assert!(prev.is_none(), "user_id {u} on two devices");
+        }
+    }
+}
+
+#[test]
+fn invariant_no_trial_without_identifying_form() {
+    let r = run();
+    let mut trials = 0;
+    for (device, evs) in &r.devices {
+        let first_form = evs
+            .iter()
+            .position(|e| FORM_EVENTS.contains(&e.event_type.as_str()));
+        let starts: Vec<usize> = (0..evs.len())
+            .filter(|&i| evs[i].event_type == "trial_started")
+            .collect();
+        assert!(starts.len() <= 1, "device {device}: {} trials", starts.len());
+        for &i in &starts {
+            trials += 1;
+            assert!(
+                first_form.is_some_and(|f| f <= i),
+                "device {device}: trial without an identifying form at or before it"
+            );
+            assert!(evs[i].user_id.is_some(), "device {device}: anonymous trial");
+            assert!(
+                matches!(evs[i].prop("trial_path"), Some("self_service" | "sales_assisted")),
+                "device {device}: trial_started without trial_path: {:?}",
+                evs[i].props
+            );
+        }
+        // No trial-only events without a trial.
+        if starts.is_empty() {
+            for e in evs {
+                assert!(
+                    !matches!(
+                        e.event_type.as_str(),
+                        "trial_converted"
+                            | "trial_expired"
+                            | "purchase"
+                            | "upgrade_button_clicked"
+                            | "contact_sales_clicked"
+                    ),
+                    "device {device}: {} without a trial",
+                    e.event_type
+                );
+            }
+        }
+    }
+    assert!(trials > 20, "too few trials to test: {trials}");
+}
+
+#[test]
+fn invariant_every_closed_trial_has_exactly_one_terminal_event() {
+    let r = run();
+    let w = r.scenario.trials.conversion_window;
+    let expiry = r.scenario.trials.expiry_day;
+    assert_eq!((w, expiry), ([10, 16], 14), "the default scenario's trial timing");
+    let last_day = i64::from(r.days - 1);
+    let (mut closed, mut converted, mut expired, mut open) = (0, 0, 0, 0);
+    for (device, evs) in &r.devices {
+        let Some(ts) = evs.iter().position(|e| e.event_type == "trial_started") else {
+            continue;
+        };
+        let start_day = r.day_of(evs[ts].time);
+        let terminals: Vec<usize> = (0..evs.len())
+            .filter(|&i| matches!(evs[i].event_type.as_str(), "trial_converted" | "trial_expired"))
+            .collect();
+        if start_day + w[1].max(expiry) <= last_day {
+            closed += 1;
+            assert_eq!(
+                terminals.len(),
+                1,
+                "device {device}: a closed trial (started day {start_day}) has {} terminal events",
+                terminals.len()
+            );
+        } else {
+            open += 1;
+            assert!(
+                terminals.len() <= 1,
+                "device {device}: an open trial has {} terminal events",
+                terminals.len()
+            );
+        }
+        for &i in &terminals {
+            let e = &evs[i];
+            assert!(i > ts, "device {device}: terminal event before the trial started");
+            let after = r.day_of(e.time) - start_day;
+            if e.event_type == "trial_converted" {
+                converted += 1;
+                assert!(
+                    (w[0]..=w[1]).contains(&after),
+                    "device {device}: trial_converted on day {after} of the trial"
+                );
+                assert_eq!(e.prop("conversion_day"), Some(after.to_string().as_str()));
+            } else {
+                expired += 1;
+                assert_eq!(after, expiry, "device {device}: trial_expired on day {after}");
+                assert_eq!(e.prop("trial_length_days"), Some(after.to_string().as_str()));
+            }
+            assert_eq!(
+                e.prop("trial_path"),
+                evs[ts].prop("trial_path"),
+                "device {device}: the trial path changed"
+            );
+        }
+    }
+    assert!(closed > 20, "too few closed trials: {closed}");
+    assert!(converted > 5 && expired > 5, "converted {converted}, expired {expired}");
+    assert!(open > 0, "no trial is still open at the end");
+}
+
+#[test]
+fn invariant_purchases_carry_sku_and_revenue_and_follow_a_conversion() {
+    let r = run();
+    let skus: HashSet<&str> = r.scenario.products.iter().map(|p| p.sku.as_str()).collect();
+    let mut purchases = 0;
+    for (device, evs) in &r.devices {
+        for (i, e) in evs.iter().enumerate() {
+            if e.event_type != "purchase" {
+                assert!(e.revenue.is_none(), "device {device}: revenue on {}", e.event_type);
+                continue;
+            }
+            purchases += 1;
+            let sku = e
+                .prop("product_sku")
+                .unwrap_or_else(|| panic!("device {device}: purchase without product_sku"));
+            assert!(skus.contains(sku), "device {device}: unknown SKU {sku}");
+            let (price, quantity, revenue, product_id, revenue_type) =
+                e.revenue.as_ref().expect("purchase has revenue fields");
+            assert!(*price > 0.0 && *quantity >= 1);
+            assert_eq!(*revenue, price * *quantity as f64, "device {device}: revenue");
+            assert_eq!(product_id, sku, "device {device}: productId differs from product_sku");
+            assert!(!revenue_type.is_empty());
+            let json = e.json.as_ref().expect("purchase JSON");
+            for key in ["price", "quantity", "revenue", "productId", "revenueType"] {
+                assert!(json.get(key).is_some(), "device {device}: JSON lacks {key}: {json}");
+            }
+            assert_eq!(
+                json["revenue"].as_f64().expect("revenue is a number"),
+                json["price"].as_f64().expect("price is a number")
+                    * json["quantity"].as_f64().expect("quantity is a number")
+            );
+            assert_eq!(json["event_properties"]["product_sku"], sku);
+            let conversion = evs[..i]
+                .iter()
+                .rposition(|c| c.event_type == "trial_converted")
+                .unwrap_or_else(|| {
+                    panic!("device {device}: purchase without an earlier trial_converted")
+                });
+            assert_eq!(
+                evs[conversion].prop("product_sku"),
+                Some(sku),
+                "device {device}: the purchase's SKU differs from the conversion's"
+            );
+            assert_eq!(
+                evs[..i].iter().filter(|c| c.event_type == "purchase").count(),
+                0,
+                "device {device}: two purchases"
+            );
+        }
+        // Every conversion is followed by its purchase.
+        let conv = evs.iter().filter(|e| e.event_type == "trial_converted").count();
+        let purch = evs.iter().filter(|e| e.event_type == "purchase").count();
+        assert_eq!(conv, purch, "device {device}: {conv} conversions, {purch} purchases");
+    }
+    assert!(purchases > 5, "too few purchases to test: {purchases}");
+}
+
+#[test]
+fn invariant_campaigns_respect_targeting_and_medium() {
+    let r = run();
+    let targeting: HashMap<(&str, &str), Targeting> = r
+        .scenario
+        .sources
+        .iter()
+        .filter(|s| s.medium == "cpc")
+        .flat_map(|s| {
+            s.campaigns
+                .iter()
+                .map(move |c| ((s.source.as_str(), c.name.as_str()), c.targeting))
+        })
+        .collect();
+    let (mut first_with_campaign, mut returning_campaign_later) = (0, 0);
+    for (device, evs) in &r.devices {
+        let first_session = evs[0].session_id;
+        assert_ne!(first_session, -1, "device {device}: first event outside a session");
+        for e in evs {
+            let medium = e.prop("utm_medium");
+            let Some(campaign) = e.prop("utm_campaign") else {
+                continue;
+            };
+            assert_eq!(
+                medium,
+                Some("cpc"),
+                "device {device}: utm_campaign {campaign} on non-cpc traffic"
+            );
+            let source = e.prop("utm_source").expect("utm_source with a campaign");
+            let t = *targeting
+                .get(&(source, campaign))
+                .unwrap_or_else(|| panic!("unknown campaign {source}/{campaign}"));
+            if e.session_id == first_session {
+                first_with_campaign += 1;
+                assert_ne!(
+                    t,
+                    Targeting::ReturningUsers,
+                    "device {device}: campaign {campaign} for returning users on a first session"
+                );
+            } else if t == Targeting::ReturningUsers {
+                returning_campaign_later += 1;
+            }
+        }
+    }
+    assert!(first_with_campaign > 100, "few first sessions with a campaign");
+    assert!(
+        returning_campaign_later > 10,
+        "re-engagement campaigns never seen on later sessions"
+    );
+}
+
+#[test]
+fn invariant_sessions_times_and_event_ids() {
+    let r = run();
+    let mut sessions = 0;
+    for (device, evs) in &r.devices {
+        let mut last_time: HashMap<i64, i64> = HashMap::new();
+        for (i, e) in evs.iter().enumerate() {
+            // Event ids count the device's events across days.
+            assert_eq!(
+                e.event_id,
+                i as u32 + 1,
+                "device {device}: event_id {} at position {i}",
+                e.event_id
+            );
+            if i > 0 {
+                assert!(e.time >= evs[i - 1].time, "device {device}: time goes backwards");
+            }
+            let out_of_session = OUT_OF_SESSION.contains(&e.event_type.as_str());
+            if out_of_session {
+                assert_eq!(e.session_id, -1, "device {device}: {} in a session", e.event_type);
+                continue;
+            }
+            assert_ne!(e.session_id, -1, "device {device}: {} outside a session", e.event_type);
+            match last_time.get(&e.session_id) {
+                None => {
+                    sessions += 1;
+                    assert_eq!(
+                        e.session_id, e.time,
+                        "device {device}: session_id is not its first event's time"
+                    );
+                }
+                Some(&t) => assert!(
+                    e.time >= t,
+                    "device {device}: session {} goes back in time",
+                    e.session_id
+                ),
+            }
+            last_time.insert(e.session_id, e.time);
+        }
+    }
+    assert!(sessions > 10_000, "too few sessions: {sessions}");
+}
+
+#[test]
+fn invariant_insert_ids_are_unique() {
+    let r = run();
+    assert_eq!(r.insert_ids.len(), r.events);
+    let mut seen = HashSet::with_capacity(r.insert_ids.len());
+    for id in &r.insert_ids {
+        assert_eq!(id.len(), 36, "insert id {id} is not UUID-shaped");
+        assert!(seen.insert(id.as_str()), "insert id {id} is not unique");
+    }
+    assert!(r.events > 100_000, "too few events: {}", r.events);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6–7: rates follow the scenario; scale multiplies arrivals only
+// ---------------------------------------------------------------------------------------------
+
+const RATE_DAYS: u32 = 200;
+const RATE_SCALE: f64 = 0.02;
+
+const FORM_MIX_ROWS: [&str; 6] = [
+    "form_mix_trial_signup",
+    "form_mix_demo_request",
+    "form_mix_pricing_inquiry",
+    "form_mix_contact",
+    "form_mix_whitepaper",
+    "form_mix_newsletter",
+];
+
+#[test]
+fn rates_follow_the_default_scenario() {
+    let report = report_of("", 1, RATE_SCALE, RATE_DAYS);
+    let mut keys = vec![
+        "return_rate_bounce",
+        "return_rate_high",
+        "trial_path_self_service",
+        "conversion_self_service",
+        "conversion_sales_assisted",
+    ];
+    keys.extend(FORM_MIX_ROWS);
+    assert_rows_pass(&report, &keys);
+    // The journey checks of the report hold too.
+    assert_rows_pass(
+        &report,
+        &[
+            "reengagement_on_new_users",
+            "campaign_on_non_cpc",
+            "purchases_without_sku",
+            "journeys_out_of_order",
+            "session_count_mismatch",
+        ],
+    );
+}
+
+#[test]
+fn rates_follow_a_changed_conversion_rate() {
+    let report = report_of("[trials.conversion_rate]\nself_service = 0.6\n", 1, RATE_SCALE, RATE_DAYS);
+    let row = report.row("conversion_self_service").expect("row");
+    assert_eq!(row.target, 0.6);
+    assert_rows_pass(&report, &["conversion_self_service", "conversion_sales_assisted"]);
+    // It moved: far from the default 0.28.
+    assert!(
+        (row.measured - 0.28).abs() > 0.15,
+        "conversion stayed near the default: {}",
+        row.measured
+    );
+}
+
+#[test]
+fn rates_follow_a_changed_form_mix() {
+    let toml = r#"
+[[forms.types]]
+form_type = "trial_signup"
+event_type = "trial_started"
+share = 0.03
+starts_trial = true
+
+[[forms.types]]
+form_type = "demo_request"
+event_type = "demo_requested"
+share = 0.07
+
+[[forms.types]]
+form_type = "pricing_inquiry"
+event_type = "pricing_form_submit"
+share = 0.15
+
+[[forms.types]]
+form_type = "contact"
+event_type = "contact_form_submit"
+share = 0.15
+
+[[forms.types]]
+form_type = "whitepaper"
+event_type = "whitepaper_download"
+share = 0.25
+
+[[forms.types]]
+form_type = "newsletter"
+event_type = "newsletter_subscribe"
+share = 0.35
+"#;
+    let report = report_of(toml, 1, RATE_SCALE, RATE_DAYS);
+    assert_rows_pass(&report, &FORM_MIX_ROWS);
+    let shares = [0.03, 0.07, 0.15, 0.15, 0.25, 0.35];
+    for (key, share) in FORM_MIX_ROWS.iter().zip(shares) {
+        assert_eq!(report.row(key).expect("row").target, share, "{key}");
+    }
+    // The ends of the mix swapped places.
+    assert!(measured(&report, "form_mix_newsletter") > 0.25);
+    assert!(measured(&report, "form_mix_trial_signup") < 0.1);
+}
+
+#[test]
+fn rates_follow_a_changed_bounce_return_probability() {
+    let report = report_of(
+        "[engagement.tiers.bounce]\nreturn_probability = 0.30\n",
+        1,
+        RATE_SCALE,
+        RATE_DAYS,
+    );
+    let row = report.row("return_rate_bounce").expect("row");
+    assert_eq!(row.target, 0.30);
+    assert_rows_pass(&report, &["return_rate_bounce", "return_rate_high"]);
+    assert!((row.measured - 0.30).abs() < 0.03, "measured {}", row.measured);
+}
+
+/// New users, and the share of users with two or more sessions, over `days` days.
+fn arrivals(scale: f64, days: u32) -> (u64, f64) {
+    let mut sim = MemorySim::new(Engine::new(config("", 9, start(), scale)));
+    let mut new_users = 0u64;
+    for _ in 0..days {
+        new_users += u64::from(sim.step().new_users);
+    }
+    let states = sim.states();
+    assert_eq!(states.len() as u64, new_users, "every arrival has a state");
+    let multi = states.iter().filter(|s| s.session_count() >= 2).count();
+    (new_users, multi as f64 / states.len() as f64)
+}
+
+#[test]
+fn scale_multiplies_arrivals_only() {
+    let (n1, multi1) = arrivals(0.01, 30);
+    let (n2, multi2) = arrivals(0.02, 30);
+    let ratio = n2 as f64 / n1 as f64;
+    assert!(n1 > 5_000, "too few users: {n1}");
+    assert!((ratio - 2.0).abs() <= 0.2, "new users {n1} → {n2}: ratio {ratio}");
+    assert!(
+        (multi1 - multi2).abs() <= 0.03,
+        "users with 2+ sessions: {multi1} vs {multi2}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8: validation errors name the key path
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn validation_errors_name_the_key_path() {
+    let cases: &[(&str, &str, &str)] = &[
+        // probability outside [0, 1]
+        (
+            "[trials.conversion_rate]\nself_service = 1.5\n",
+            "trials.conversion_rate.self_service",
+            "[0, 1]",
+        ),
+        ("[forms]\nreach_probability = -0.1\n", "forms.reach_probability", "[0, 1]"),
+        (
+            "[engagement.tiers.high]\nreturn_probability = 2\n",
+            "engagement.tiers.high.return_probability",
+            "[0, 1]",
+        ),
+        // shares not summing to 1
+        (
+            "[trials.path_split]\nself_service = 0.7\nsales_assisted = 0.4\n",
+            "trials.path_split",
+            "sum to 1",
+        ),
+        (
+            "[[forms.types]]\nform_type = \"trial_signup\"\nevent_type = \"trial_started\"\n\
+             share = 0.5\nstarts_trial = true\n",
+            "forms.types",
+            "sum to 1",
+        ),
+        // negative count
+        ("[traffic]\nnew_users_per_day = -5\n", "traffic.new_users_per_day", "negative"),
+        // empty products
+        ("products = []\n", "products", "empty"),
+        // inverted conversion window
+        (
+            "[trials]\nconversion_window = [16, 10]\n",
+            "trials.conversion_window",
+            "before it starts",
+        ),
+        // unknown keys
+        ("[traffic]\nbogus_key = 3\n", "traffic.bogus_key", "bogus_key"),
+        ("bogus = 1\n", "bogus", "bogus"),
+        (
+            "[engagement.tiers.low]\nreturn_chance = 0.3\n",
+            "engagement.tiers.low.return_chance",
+            "return_chance",
+        ),
+        // NaN
+        ("[forms]\nreach_probability = nan\n", "forms.reach_probability", "finite"),
+        ("[traffic]\nnew_users_per_day = nan\n", "traffic.new_users_per_day", "finite"),
+        // inside arrays
+        (
+            "[engagement.tiers.bounce]\nreturn_delay = [{ days = [0, 3], weight = 1.0 }]\n",
+            "engagement.tiers.bounce.return_delay[0].days",
+            "",
+        ),
+        // wrong type
+        (
+            "[engagement.tiers.high]\nreturn_probability = \"lots\"\n",
+            "engagement.tiers.high.return_probability",
+            "",
+        ),
+    ];
+    for (toml, path, message) in cases {
+        let e = Scenario::from_toml(toml)
+            .expect_err(&format!("should be rejected:\n{toml}"));
+        assert_eq!(e.path, *path, "wrong path for:\n{toml}\nerror: {e}");
+        assert!(
+            e.message.contains(message),
+            "message {:?} lacks {message:?} for:\n{toml}",
+            e.message
+        );
+        // The display form names the path too.
+        assert!(e.to_string().starts_with(path), "{e}");
+    }
+    // A valid override still passes.
+    assert!(Scenario::from_toml("[forms]\nreach_probability = 0.5\n").is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9: the codec round-trips and rejects truncated blobs
+// ---------------------------------------------------------------------------------------------
+
+fn assert_truncations_fail<T: std::fmt::Debug>(
+    blob: &[u8],
+    what: &str,
+    decode: impl Fn(&[u8]) -> Result<T, codec::CodecError>,
+) {
+    // Every strict prefix; past the first few thousand bytes, a sample of them.
+    let step = (blob.len() / 4000).max(1);
+    let mut cut = 0;
+    while cut < blob.len() {
+        let r = decode(&blob[..cut]);
+        assert!(r.is_err(), "{what} truncated to {cut} of {} bytes decoded", blob.len());
+        cut += if cut < 4000 { 1 } else { step };
+    }
+    let last = decode(&blob[..blob.len() - 1]);
+    assert!(last.is_err(), "{what} missing its last byte decoded");
+}
+
+#[test]
+fn codec_round_trips_states_and_day_records() {
+    let cfg = config("", 13, start(), 0.005);
+    let mut sim = MemorySim::new(Engine::new(cfg));
+    let mut days: Vec<(u32, Vec<UserDay>)> = Vec::new();
+    for _ in 0..30 {
+        let out = sim.step();
+        days.push((out.day, out.records));
+    }
+    let engine = &sim.engine;
+
+    // Day records.
+    let mut with_trial = 0;
+    for (day, records) in &days {
+        let blob = codec::encode_user_days(engine.day_start_ms(*day), records);
+        let back = codec::decode_user_days(&blob, *day, engine.day_start_ms(*day))
+            .expect("day records decode");
+        assert_eq!(&back, records, "day {day} records differ after a round trip");
+        with_trial += records.iter().filter(|r| r.trial.is_some()).count();
+        if *day % 10 == 3 {
+            assert_truncations_fail(&blob, "day records", |b| {
+                codec::decode_user_days(b, *day, engine.day_start_ms(*day))
+            });
+        }
+    }
+    assert!(with_trial > 0, "no record with a trial was exercised");
+
+    // States.
+    let states = sim.states();
+    assert!(states.iter().any(|s| s.trial.is_some_and(|t| t.ended)));
+    assert!(states.iter().any(|s| s.product_sku.is_some()));
+    let blob = codec::encode_states(&states);
+    assert_eq!(blob, sim.save());
+    let back = codec::decode_states(&blob).expect("states decode");
+    assert_eq!(back, states, "states differ after a round trip");
+    assert_truncations_fail(&blob, "states", codec::decode_states);
+
+    // Unknown formats are errors too.
+    let mut bad = blob.clone();
+    bad[0] = 0xff;
+    assert!(codec::decode_states(&bad).is_err());
+    assert!(codec::decode_user_days(&bad, 0, 0).is_err());
+    assert!(MemorySim::restore(Engine::new(sim.engine.config().clone()), 30, &blob[..blob.len() / 2]).is_err());
+}
+
+#[test]
+fn tmp_probe_conversion() {
+    for seed in [3u64, 4, 5, 6, 7, 8] {
+        let cfg = config("", seed, start(), 0.2);
+        let mut sim = MemorySim::new(Engine::new(cfg));
+        for _ in 0..200 {
+            sim.step();
+        }
+        let mut n = [0u64; 2];
+        let mut conv = [0u64; 2];
+        let mut ended = [0u64; 2];
+        for st in sim.states() {
+            if let Some(t) = st.trial {
+                if t.start_day + 16 <= 199 {
+                    n[t.path as usize] += 1;
+                    conv[t.path as usize] += u64::from(t.converts);
+                    ended[t.path as usize] += u64::from(t.ended);
+                }
+            }
+        }
+        eprintln!("seed {seed} n {n:?} conv {conv:?} ended {ended:?} rates {:?}", [conv[0] as f64 / n[0] as f64, conv[1] as f64 / n[1] as f64]);
+    }
+}
+
+#[test]
+fn tmp_probe_rng() {
+    use ampsim::sim::rng::{KeyedRng, Purpose};
+    for seed in [1u64, 2, 3] {
+        let (mut n_ss, mut c_ss, mut n_sa, mut c_sa) = (0u64, 0u64, 0u64, 0u64);
+        for day in 0..200u32 {
+            for i in 0..10_000u64 {
+                let dev = (u64::from(day) << 32) | i;
+                let mut r = KeyedRng::new(seed, day, dev, Purpose::TrialStart);
+                let ss = r.chance(0.62);
+                let c = r.chance(0.28);
+                if ss { n_ss += 1; c_ss += u64::from(c); } else { n_sa += 1; c_sa += u64::from(c); }
+            }
+        }
+        eprintln!("seed {seed}: P(u2<.28|ss) {} P(u2<.28|sa) {} n {n_ss} {n_sa}", c_ss as f64 / n_ss as f64, c_sa as f64 / n_sa as f64);
+    }
+}

@@ -1,0 +1,2 @@
+//! One integration-test binary (faster to link than many); each module covers one area.
+mod engine;

@@ -1,2 +1,4 @@
 //! One integration-test binary (faster to link than many); each module covers one area.
 mod engine;
+mod server;
+mod support;

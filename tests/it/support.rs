@@ -1,0 +1,198 @@
+//! Test helpers: an in-process server on an ephemeral port with a real generated client, a
+//! spawned `ampsim serve` process for kill tests, and event digests.
+
+use ampsim::cli::client::event_json;
+use ampsim::pb;
+use ampsim::pb::simulation_service_client::SimulationServiceClient;
+use ampsim::server::{serve, ServeOptions};
+use ampsim::store::Store;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// A plain client.
+pub type Client = SimulationServiceClient<Channel>;
+
+/// A server running in this process on 127.0.0.1:0.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts a server on `db`.
+    pub async fn start(db: &Path) -> TestServer {
+        Self::start_with(db, ServeOptions::default()).await
+    }
+
+    /// Starts a server on `db` with options.
+    pub async fn start_with(db: &Path, opts: ServeOptions) -> TestServer {
+        let store = Store::open(db).expect("open store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let task = tokio::spawn(async move {
+            serve(store, listener, opts, s).await.expect("server runs");
+        });
+        TestServer {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        connect(self.addr).await
+    }
+
+    /// Graceful stop: cancel and wait until the server has drained.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task");
+    }
+}
+
+/// Connects to a server, retrying briefly while it starts.
+pub async fn connect(addr: SocketAddr) -> Client {
+    let url = format!("http://{addr}");
+    for _ in 0..200 {
+        if let Ok(c) = SimulationServiceClient::connect(url.clone()).await {
+            return c.max_decoding_message_size(64 * 1024 * 1024);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("cannot connect to {url}");
+}
+
+/// Creates a small simulation.
+pub async fn create(c: &mut Client, id: &str, seed: u64, scale: f64) -> pb::Simulation {
+    c.create_simulation(pb::CreateSimulationRequest {
+        simulation_id: id.into(),
+        seed,
+        start_date: "2025-03-03".into(),
+        population_scale: scale,
+        scenario_toml: String::new(),
+    })
+    .await
+    .expect("create")
+    .into_inner()
+}
+
+/// Generates days and returns the progress messages.
+pub async fn generate(c: &mut Client, id: &str, days: u32) -> Vec<pb::DayProgress> {
+    let mut s = c
+        .generate_days(pb::GenerateDaysRequest {
+            simulation_id: id.into(),
+            days,
+        })
+        .await
+        .expect("generate")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(d) = s.message().await.expect("progress") {
+        out.push(d);
+    }
+    out
+}
+
+/// Pulls events with a request.
+pub async fn pull(c: &mut Client, req: pb::StreamEventsRequest) -> Vec<pb::Event> {
+    let mut s = c.stream_events(req).await.expect("stream").into_inner();
+    let mut out = Vec::new();
+    while let Some(b) = s.message().await.expect("batch") {
+        out.extend(b.events);
+    }
+    out
+}
+
+/// All events of a simulation (every generated day).
+pub async fn pull_all(c: &mut Client, id: &str) -> Vec<pb::Event> {
+    pull(
+        c,
+        pb::StreamEventsRequest {
+            simulation_id: id.into(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// SHA-256 over the events' JSON lines (sorted keys), in stream order.
+pub fn digest(events: &[pb::Event]) -> String {
+    let mut h = Sha256::new();
+    for e in events {
+        h.update(serde_json::to_string(&event_json(e)).unwrap().as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A spawned `ampsim serve` process.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Spawns the binary on `db`, on a free loopback port.
+    pub fn spawn(db: &Path) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ampsim"))
+            .args(["serve", "--db"])
+            .arg(db)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ampsim serve");
+        ServerProcess { child, addr }
+    }
+
+    /// SIGKILL.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal_and_wait(mut self, sig: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .expect("kill");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit after {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -136,14 +136,20 @@ pub fn validate_id(id: &str) -> Result<()> {
 /// [`Error::InvalidArgument`] naming `field`.
 pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate> {
     if s.len() != 10 {
-        return Err(Error::invalid(field, format!("expected YYYY-MM-DD, got {:?}", truncate(s))));
+        return Err(Error::invalid(
+            field,
+            format!("expected YYYY-MM-DD, got {:?}", truncate(s)),
+        ));
     }
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| Error::invalid(field, format!("expected YYYY-MM-DD, got {s:?} ({e})")))?;
     let min = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     let max = NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid");
     if d < min || d > max {
-        return Err(Error::invalid(field, format!("must be between 1970-01-01 and 9999-12-31, got {s}")));
+        return Err(Error::invalid(
+            field,
+            format!("must be between 1970-01-01 and 9999-12-31, got {s}"),
+        ));
     }
     Ok(d)
 }
@@ -160,7 +166,7 @@ pub fn validate_scale(scale: f64) -> Result<f64> {
     if scale == 0.0 {
         return Ok(1.0);
     }
-    if !scale.is_finite() || scale < 0.0 || scale > MAX_SCALE {
+    if !scale.is_finite() || !(0.0..=MAX_SCALE).contains(&scale) {
         return Err(Error::invalid(
             "population_scale",
             format!("must be a number in (0, {MAX_SCALE}] (0 means 1.0), got {scale}"),
@@ -210,7 +216,10 @@ impl App {
 
     /// Whether a simulation is generating right now.
     pub fn is_generating(&self, id: &str) -> bool {
-        self.generating.lock().expect("generating lock").contains(id)
+        self.generating
+            .lock()
+            .expect("generating lock")
+            .contains(id)
     }
 
     fn begin_generating(self: &Arc<Self>, id: &str) -> Result<GeneratingGuard> {
@@ -348,7 +357,8 @@ impl App {
         let guard = self.begin_generating(id)?;
         // Re-read under the guard: another call may have committed days meanwhile.
         let sim = sims::get(&conn, id)?;
-        let last = sim.start_date + chrono::Days::new(u64::from(sim.days_generated) + u64::from(n_days));
+        let last =
+            sim.start_date + chrono::Days::new(u64::from(sim.days_generated) + u64::from(n_days));
         if last > NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid") {
             return Err(Error::invalid("days", "would run past 9999-12-31"));
         }
@@ -390,13 +400,19 @@ impl App {
         let from_day = engine.day_of(from).ok_or_else(|| {
             Error::invalid(
                 "from_date",
-                format!("{from} is before the simulation's start date {}", sim.start_date),
+                format!(
+                    "{from} is before the simulation's start date {}",
+                    sim.start_date
+                ),
             )
         })?;
         let to_day = engine.day_of(to).ok_or_else(|| {
             Error::invalid(
                 "to_date",
-                format!("{to} is before the simulation's start date {}", sim.start_date),
+                format!(
+                    "{to} is before the simulation's start date {}",
+                    sim.start_date
+                ),
             )
         })?;
         Ok((from_day, to_day))
@@ -440,7 +456,10 @@ impl App {
             }
             let missing = to_day + 1 - sim.days_generated;
             if missing > MAX_DAYS_PER_CALL {
-                return Err(Error::invalid("to_date", "too many days to generate in one call"));
+                return Err(Error::invalid(
+                    "to_date",
+                    "too many days to generate in one call",
+                ));
             }
             generate = Some(self.prepare_generate(id, missing)?);
         }
@@ -448,19 +467,34 @@ impl App {
             None
         } else {
             Some(engine.ids().parse_device_id(&q.device_id).ok_or_else(|| {
-                Error::invalid("device_id", format!("{:?} is not a device id of this simulation", truncate(&q.device_id)))
+                Error::invalid(
+                    "device_id",
+                    format!(
+                        "{:?} is not a device id of this simulation",
+                        truncate(&q.device_id)
+                    ),
+                )
             })?)
         };
         let user = if q.user_id.is_empty() {
             None
         } else {
             Some(engine.ids().parse_user_id(&q.user_id).ok_or_else(|| {
-                Error::invalid("user_id", format!("{:?} is not a user id of this simulation", truncate(&q.user_id)))
+                Error::invalid(
+                    "user_id",
+                    format!(
+                        "{:?} is not a user id of this simulation",
+                        truncate(&q.user_id)
+                    ),
+                )
             })?)
         };
         if let (Some(d), Some(u)) = (device, user) {
             if d != u {
-                return Err(Error::invalid("user_id", "user_id and device_id name different users"));
+                return Err(Error::invalid(
+                    "user_id",
+                    "user_id and device_id name different users",
+                ));
             }
         }
         Ok(EventStream {
@@ -476,6 +510,123 @@ impl App {
             batch,
             generate,
         })
+    }
+
+    /// A user's whole journey: the compiled engine (to render with) and the user's records in
+    /// day order, plus the summary.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] without an id or for a malformed one; [`Error::NotFound`]
+    /// for an unknown simulation or user.
+    pub fn journey(
+        &self,
+        id: &str,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<(Arc<Engine>, Vec<UserDay>, crate::query::JourneySummary)> {
+        validate_id(id)?;
+        if user_id.is_empty() && device_id.is_empty() {
+            return Err(Error::invalid("user_id", "give user_id or device_id"));
+        }
+        let conn = self.store.connect()?;
+        let sim = sims::get(&conn, id)?;
+        let engine = self.engine(&sim)?;
+        let not_found = |what: &str, v: &str| {
+            Error::NotFound(format!(
+                "{what} {:?} not found in simulation {id:?}",
+                truncate(v)
+            ))
+        };
+        let by_device = if device_id.is_empty() {
+            None
+        } else {
+            Some(
+                engine
+                    .ids()
+                    .parse_device_id(device_id)
+                    .ok_or_else(|| not_found("device_id", device_id))?,
+            )
+        };
+        let by_user = if user_id.is_empty() {
+            None
+        } else {
+            Some(
+                engine
+                    .ids()
+                    .parse_user_id(user_id)
+                    .ok_or_else(|| not_found("user_id", user_id))?,
+            )
+        };
+        if let (Some(d), Some(u)) = (by_device, by_user) {
+            if d != u {
+                return Err(Error::invalid(
+                    "user_id",
+                    "user_id and device_id name different users",
+                ));
+            }
+        }
+        let device = by_device.or(by_user).expect("one id given");
+        if sim.days_generated == 0 {
+            return Err(not_found(
+                "user",
+                if user_id.is_empty() {
+                    device_id
+                } else {
+                    user_id
+                },
+            ));
+        }
+        let mut records = Vec::new();
+        for (day, blob) in
+            days::device_chunk_blobs(&conn, sim.key, device, 0, sim.days_generated - 1)?
+        {
+            let raw = days::unpack(&blob)?;
+            codec::for_each_user_day(&raw, day, engine.day_start_ms(day), |r| {
+                if r.device == device {
+                    records.push(r);
+                }
+            })?;
+        }
+        let identified = records
+            .iter()
+            .any(|r| usize::from(r.user_id_from) < r.events.len());
+        if records.is_empty() || (by_device.is_none() && !identified) {
+            return Err(not_found(
+                "user",
+                if user_id.is_empty() {
+                    device_id
+                } else {
+                    user_id
+                },
+            ));
+        }
+        let summary = crate::query::summarize_journey(&engine, device, &records);
+        Ok((engine, records, summary))
+    }
+
+    /// Scans a cohort: the filters' aggregate over every user, with the first `max_members`
+    /// members by device.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for unknown names or contradictory filters;
+    /// [`Error::NotFound`].
+    pub fn cohort(
+        &self,
+        id: &str,
+        params: &crate::query::CohortParams,
+        max_members: u32,
+    ) -> Result<(Arc<Engine>, SimRow, crate::query::CohortAgg)> {
+        validate_id(id)?;
+        if max_members > 1_000_000 {
+            return Err(Error::invalid("max_members", "must be at most 1000000"));
+        }
+        let conn = self.store.connect()?;
+        let sim = sims::get(&conn, id)?;
+        let engine = self.engine(&sim)?;
+        let filter = crate::query::CohortFilter::resolve(&engine, params)?;
+        let blobs = days::state_blobs(&conn, sim.key)?;
+        let agg = crate::query::scan_cohort(&blobs, &filter, max_members as usize)?;
+        Ok((engine, sim, agg))
     }
 
     /// Measures the acceptance report on a simulation's committed days.
@@ -517,6 +668,21 @@ pub struct GenerateJob {
     _guard: GeneratingGuard,
 }
 
+/// Where a generate job's time went, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GenStats {
+    /// Reading and decoding the due users.
+    pub load: f64,
+    /// The engine's day step.
+    pub generate: f64,
+    /// Encoding and compressing the day's blobs.
+    pub encode: f64,
+    /// The SQLite transaction.
+    pub commit: f64,
+    /// Stored bytes written (compressed blobs).
+    pub bytes: u64,
+}
+
 impl GenerateJob {
     /// Generates the days, one committed transaction each, calling `progress` after every
     /// commit. Stops early, after a committed day, when `progress` returns false (the client
@@ -525,8 +691,26 @@ impl GenerateJob {
     /// # Errors
     /// [`Error::Unavailable`] when shut down before all days were made; storage errors (the
     /// day in progress is rolled back; a full disk is [`Error::ResourceExhausted`]).
-    pub fn run(mut self, mut progress: impl FnMut(DayInfo) -> bool) -> Result<SimRow> {
-        let (id, key, first, n_days) = (self.sim.id.clone(), self.sim.key, self.sim.days_generated, self.n_days);
+    pub fn run(self, progress: impl FnMut(DayInfo) -> bool) -> Result<SimRow> {
+        self.run_with_stats(progress).map(|(row, _)| row)
+    }
+
+    /// [`GenerateJob::run`], also reporting where the time went.
+    ///
+    /// # Errors
+    /// As [`GenerateJob::run`].
+    pub fn run_with_stats(
+        mut self,
+        mut progress: impl FnMut(DayInfo) -> bool,
+    ) -> Result<(SimRow, GenStats)> {
+        let mut stats = GenStats::default();
+        let clock = std::time::Instant::now;
+        let (id, key, first, n_days) = (
+            self.sim.id.clone(),
+            self.sim.key,
+            self.sim.days_generated,
+            self.n_days,
+        );
         let engine = self.engine.clone();
         for i in 0..n_days {
             if self.app.shutdown.is_cancelled() {
@@ -535,10 +719,20 @@ impl GenerateJob {
                 )));
             }
             let day = first + i;
+            let t = clock();
             let due = days::load_due(&self.conn, key, day)?;
+            let t1 = clock();
             let out: DayOutput = engine.step_day(day, due);
+            let t2 = clock();
             let enc = EncodedDay::new(&engine, &out);
+            let t3 = clock();
             days::commit_day(&mut self.conn, key, &enc)?;
+            let t4 = clock();
+            stats.load += (t1 - t).as_secs_f64();
+            stats.generate += (t2 - t1).as_secs_f64();
+            stats.encode += (t3 - t2).as_secs_f64();
+            stats.commit += (t4 - t3).as_secs_f64();
+            stats.bytes += enc.bytes() as u64;
             tracing::debug!(simulation = %id, day, events = out.events, sessions = out.sessions, "day committed");
             let go_on = progress(DayInfo {
                 date: engine.date_of(day),
@@ -555,7 +749,7 @@ impl GenerateJob {
                 break;
             }
         }
-        sims::get(&self.conn, &id)
+        Ok((sims::get(&self.conn, &id)?, stats))
     }
 }
 
@@ -603,7 +797,10 @@ impl EventStream {
                 None => days::day_chunk_blobs(&self.conn, self.sim_key, day)?,
             };
             let records = decode_chunks(engine, day, &blobs)?;
-            let mut events = engine.render_sorted_where(&records, keep).into_iter().peekable();
+            let mut events = engine
+                .render_sorted_where(&records, keep)
+                .into_iter()
+                .peekable();
             while events.peek().is_some() {
                 let b: Vec<Event<'_>> = events.by_ref().take(self.batch).collect();
                 if !sink(b) {

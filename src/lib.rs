@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod error;
 pub mod pb;
+pub mod query;
 pub mod rpc;
 pub mod server;
 pub mod sim;

@@ -45,10 +45,12 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
     if !(args.scale > 0.0 && args.scale.is_finite()) {
         anyhow::bail!("--scale must be a positive number");
     }
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
     let engine = Engine::new(SimConfig {
         scenario,
         seed: args.seed,

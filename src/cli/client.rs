@@ -34,7 +34,12 @@ pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
         .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the ampsim server at {} (start one with `ampsim serve`)", opts.server))?;
+        .with_context(|| {
+            format!(
+                "cannot connect to the ampsim server at {} (start one with `ampsim serve`)",
+                opts.server
+            )
+        })?;
     let token = match &opts.auth_token {
         Some(t) => Some(
             format!("Bearer {t}")
@@ -129,6 +134,76 @@ pub struct EventsArgs {
     pub client: ClientOpts,
 }
 
+/// Options of `ampsim journey`.
+#[derive(Debug, Args)]
+pub struct JourneyArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    /// The user's user_id.
+    #[arg(long, required_unless_present = "device")]
+    pub user: Option<String>,
+    /// The user's device_id.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Only print the summary.
+    #[arg(long)]
+    pub summary_only: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Options of `ampsim cohort`.
+#[derive(Debug, Args)]
+pub struct CohortArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    /// First seen on or after, YYYY-MM-DD.
+    #[arg(long)]
+    pub first_seen_from: Option<String>,
+    /// First seen on or before, YYYY-MM-DD.
+    #[arg(long)]
+    pub first_seen_to: Option<String>,
+    /// Acquisition source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Acquisition medium.
+    #[arg(long)]
+    pub medium: Option<String>,
+    /// Acquisition campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Only identified (true) or anonymous (false) users.
+    #[arg(long)]
+    pub identified: Option<bool>,
+    /// Identifying form type.
+    #[arg(long)]
+    pub form_type: Option<String>,
+    /// Trial path: self_service or sales_assisted.
+    #[arg(long)]
+    pub trial_path: Option<String>,
+    /// Trial outcome: none, active, converted or expired.
+    #[arg(long)]
+    pub trial_outcome: Option<String>,
+    /// Product SKU bought.
+    #[arg(long)]
+    pub product_sku: Option<String>,
+    /// At least this many sessions.
+    #[arg(long)]
+    pub min_sessions: Option<u32>,
+    /// At most this many sessions.
+    #[arg(long)]
+    pub max_sessions: Option<u32>,
+    /// Members to print (the summary covers the whole cohort).
+    #[arg(long, default_value_t = 0)]
+    pub max_members: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
 /// Options of `ampsim report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -160,7 +235,9 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             Command::Get(a) => {
                 let mut c = connect(&a.client).await?;
                 let s = c
-                    .get_simulation(pb::GetSimulationRequest { simulation_id: a.simulation })
+                    .get_simulation(pb::GetSimulationRequest {
+                        simulation_id: a.simulation,
+                    })
                     .await
                     .map_err(status)?
                     .into_inner();
@@ -175,8 +252,8 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     .map_err(status)?
                     .into_inner();
                 println!(
-                    "{:<24} {:>6} {:>11} {:>7} {:>6} {:>12} {:>14}  {}",
-                    "ID", "SEED", "START", "SCALE", "DAYS", "SESSIONS", "EVENTS", "STATUS"
+                    "{:<24} {:>6} {:>11} {:>7} {:>6} {:>12} {:>14}  STATUS",
+                    "ID", "SEED", "START", "SCALE", "DAYS", "SESSIONS", "EVENTS"
                 );
                 for s in list.simulations {
                     println!(
@@ -204,6 +281,8 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Report(a) => report(a).await,
+            Command::Journey(a) => journey(a).await,
+            Command::Cohort(a) => cohort(a).await,
             _ => unreachable!("not a client verb"),
         }
     })
@@ -234,8 +313,9 @@ fn sim_json(s: &pb::Simulation) -> serde_json::Value {
 
 async fn create(a: CreateArgs) -> anyhow::Result<()> {
     let scenario_toml = match &a.scenario {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("--scenario {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("--scenario {}", p.display()))?
+        }
         None => String::new(),
     };
     let mut c = connect(&a.client).await?;
@@ -381,7 +461,9 @@ async fn events(a: EventsArgs) -> anyhow::Result<()> {
 async fn report(a: ReportArgs) -> anyhow::Result<()> {
     let mut c = connect(&a.client).await?;
     let r = c
-        .get_report(pb::GetReportRequest { simulation_id: a.simulation })
+        .get_report(pb::GetReportRequest {
+            simulation_id: a.simulation,
+        })
         .await
         .map_err(status)?
         .into_inner();
@@ -409,8 +491,109 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
         print!("{}", report.to_table());
         println!(
             "{}",
-            if report.all_pass() { "all rows pass" } else { "SOME ROWS FAIL" }
+            if report.all_pass() {
+                "all rows pass"
+            } else {
+                "SOME ROWS FAIL"
+            }
         );
+    }
+    Ok(())
+}
+
+async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
+    let mut c = connect(&a.client).await?;
+    let mut s = c
+        .get_user_journey(pb::GetUserJourneyRequest {
+            simulation_id: a.simulation,
+            user_id: a.user.unwrap_or_default(),
+            device_id: a.device.unwrap_or_default(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    while let Some(item) = s.message().await.map_err(status)? {
+        match item.item {
+            Some(pb::journey_item::Item::Events(b)) if !a.summary_only => {
+                for e in &b.events {
+                    println!("{}", serde_json::to_string(&event_json(e))?);
+                }
+            }
+            Some(pb::journey_item::Item::Summary(j)) => {
+                let v = serde_json::json!({
+                    "device_id": j.device_id, "user_id": j.user_id,
+                    "first_seen_date": j.first_seen_date,
+                    "first_touch": {"source": j.first_touch_source, "medium": j.first_touch_medium, "campaign": j.first_touch_campaign},
+                    "session_count": j.session_count, "total_engagement_score": j.total_engagement_score,
+                    "is_identified": j.is_identified, "form_type": j.form_type,
+                    "trial_path": j.trial_path, "trial_outcome": j.trial_outcome,
+                    "product_sku": j.product_sku, "revenue": j.revenue,
+                    "event_count": j.event_count, "stages": j.stages,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "summary": v }))?
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn cohort(a: CohortArgs) -> anyhow::Result<()> {
+    let mut c = connect(&a.client).await?;
+    let mut s = c
+        .query_cohort(pb::QueryCohortRequest {
+            simulation_id: a.simulation,
+            first_seen_from: a.first_seen_from.unwrap_or_default(),
+            first_seen_to: a.first_seen_to.unwrap_or_default(),
+            source: a.source.unwrap_or_default(),
+            medium: a.medium.unwrap_or_default(),
+            campaign: a.campaign.unwrap_or_default(),
+            identified: a.identified,
+            form_type: a.form_type.unwrap_or_default(),
+            trial_path: a.trial_path.unwrap_or_default(),
+            trial_outcome: a.trial_outcome.unwrap_or_default(),
+            product_sku: a.product_sku.unwrap_or_default(),
+            min_sessions: a.min_sessions,
+            max_sessions: a.max_sessions,
+            max_members: a.max_members,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    while let Some(item) = s.message().await.map_err(status)? {
+        match item.item {
+            Some(pb::cohort_item::Item::Members(m)) => {
+                for m in m.members {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "device_id": m.device_id, "user_id": m.user_id,
+                            "first_seen_date": m.first_seen_date, "session_count": m.session_count,
+                            "form_type": m.form_type, "trial_path": m.trial_path,
+                            "trial_outcome": m.trial_outcome, "product_sku": m.product_sku,
+                        })
+                    );
+                }
+            }
+            Some(pb::cohort_item::Item::Summary(x)) => {
+                let v = serde_json::json!({
+                    "users": x.users, "identified": x.identified, "trials": x.trials, "paid": x.paid,
+                    "sessions": x.sessions, "identification_rate": x.identification_rate,
+                    "trial_rate": x.trial_rate, "trial_conversion_rate": x.trial_conversion_rate,
+                    "paid_rate": x.paid_rate,
+                    "funnel": x.funnel.iter().map(|f| serde_json::json!({"step": f.step, "users": f.users, "conversion_from_previous": f.conversion_from_previous})).collect::<Vec<_>>(),
+                    "retention": x.retention.iter().map(|r| serde_json::json!({"week_start": r.week_start, "users": r.users, "active_share": r.active_share})).collect::<Vec<_>>(),
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "summary": v }))?
+                );
+            }
+            None => {}
+        }
     }
     Ok(())
 }

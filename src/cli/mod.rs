@@ -1,6 +1,7 @@
 //! The `ampsim` command line: argument parsing, `serve`, and the client verbs. `main.rs` only
 //! calls [`run`].
 
+pub mod bench;
 pub mod bench_engine;
 pub mod client;
 
@@ -25,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// The server's URL.
-    #[arg(long, env = "AMPSIM_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "AMPSIM_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     pub server: String,
     /// Bearer token, when the server requires one.
     #[arg(long, env = "AMPSIM_AUTH_TOKEN", hide_env_values = true, global = true)]
@@ -57,6 +63,10 @@ pub enum Command {
     Generate(client::GenerateArgs),
     /// Write a day range's events to stdout as JSON lines (Amplitude HTTP V2 field names).
     Events(client::EventsArgs),
+    /// Print one user's journey (events as JSON lines, then the summary as JSON).
+    Journey(client::JourneyArgs),
+    /// Query a cohort: members as JSON lines (up to --max-members), then the summary as JSON.
+    Cohort(client::CohortArgs),
     /// Print one simulation as JSON.
     Get(client::SimArgs),
     /// List the simulations.
@@ -65,6 +75,9 @@ pub enum Command {
     Delete(client::SimArgs),
     /// Print the acceptance report (DESIGN section 3) measured on a simulation.
     Report(client::ReportArgs),
+    /// Benchmark: generate and store a simulation (default: the full year), then measure
+    /// StreamEvents over gRPC. Prints figures.
+    Bench(bench::BenchArgs),
     /// Benchmark the engine alone (no storage) and optionally print the acceptance report.
     BenchEngine(bench_engine::BenchEngineArgs),
     /// Print the embedded default scenario TOML.
@@ -78,6 +91,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => serve(a),
+        Command::Bench(a) => bench::run(&a),
         Command::BenchEngine(a) => bench_engine::run(&a),
         Command::Scenario => {
             print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
@@ -99,7 +113,9 @@ pub fn init_tracing() {
 
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let store = crate::store::Store::open(&a.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         let listener = tokio::net::TcpListener::bind(a.listen)

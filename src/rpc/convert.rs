@@ -113,3 +113,127 @@ pub fn report(r: &Report) -> pb::Report {
             .collect(),
     }
 }
+
+fn date(engine: &crate::sim::Engine, day: u32) -> String {
+    engine.date_of(day).format("%Y-%m-%d").to_string()
+}
+
+/// A journey summary as a message.
+pub fn journey_summary(
+    engine: &crate::sim::Engine,
+    j: &crate::query::JourneySummary,
+) -> pb::JourneySummary {
+    pb::JourneySummary {
+        device_id: engine.ids().device_id(j.device),
+        user_id: if j.is_identified {
+            engine.ids().user_id(j.device)
+        } else {
+            String::new()
+        },
+        first_seen_date: date(engine, j.first_day),
+        first_touch_source: j.first_touch.0.clone(),
+        first_touch_medium: j.first_touch.1.clone(),
+        first_touch_campaign: j.first_touch.2.clone(),
+        session_count: j.session_count,
+        total_engagement_score: j.total_engagement,
+        is_identified: j.is_identified,
+        form_type: j.form_type.clone(),
+        trial_path: j.trial_path.clone(),
+        trial_outcome: j.trial_outcome.clone(),
+        product_sku: j.product_sku.clone(),
+        revenue: j.revenue,
+        event_count: j.event_count,
+        stages: j.stages.clone(),
+    }
+}
+
+/// A cohort member as a message.
+pub fn member(engine: &crate::sim::Engine, m: &crate::query::Member) -> pb::CohortMember {
+    let s = engine.scenario();
+    pb::CohortMember {
+        device_id: engine.ids().device_id(m.device),
+        user_id: if m.identified {
+            engine.ids().user_id(m.device)
+        } else {
+            String::new()
+        },
+        first_seen_date: date(engine, crate::sim::ids::first_day_of(m.device)),
+        session_count: m.sessions,
+        form_type: m
+            .form_type
+            .map(|f| s.forms.types[f as usize].form_type.clone())
+            .unwrap_or_default(),
+        trial_path: m
+            .trial_path
+            .map(|p| p.name().to_string())
+            .unwrap_or_default(),
+        trial_outcome: m.outcome.name().to_string(),
+        product_sku: m
+            .sku
+            .map(|i| s.products[i as usize].sku.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// A cohort summary as a message.
+pub fn cohort_summary(
+    engine: &crate::sim::Engine,
+    sim: &SimRow,
+    a: &crate::query::CohortAgg,
+) -> pb::CohortSummary {
+    let last_week = sim.days_generated.saturating_sub(1) / 7;
+    let retention = a
+        .retention
+        .iter()
+        .map(|(&week, (users, active))| {
+            let weeks = (last_week.saturating_sub(week) + 1) as usize;
+            pb::RetentionRow {
+                week_start: date(engine, week * 7),
+                users: *users,
+                active_share: (0..weeks)
+                    .map(|k| ratio(active.get(k).copied().unwrap_or(0), *users))
+                    .collect(),
+            }
+        })
+        .collect();
+    let steps = [
+        ("visited", a.users),
+        ("identified", a.identified),
+        ("trial", a.trials),
+        ("paid", a.paid),
+    ];
+    let funnel = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (name, n))| pb::FunnelStep {
+            step: (*name).to_string(),
+            users: *n,
+            conversion_from_previous: if i == 0 {
+                1.0
+            } else {
+                ratio(*n, steps[i - 1].1)
+            },
+        })
+        .collect();
+    pb::CohortSummary {
+        users: a.users,
+        identified: a.identified,
+        trials: a.trials,
+        paid: a.paid,
+        sessions: a.sessions,
+        identification_rate: ratio(a.identified, a.users),
+        trial_rate: ratio(a.trials, a.identified),
+        trial_conversion_rate: ratio(a.paid, a.trials_closed),
+        paid_rate: ratio(a.paid, a.users),
+        retention,
+        funnel,
+    }
+}

@@ -121,7 +121,9 @@ impl SimulationService for Service {
                 .collect())
         })
         .await?;
-        Ok(Response::new(pb::ListSimulationsResponse { simulations: sims }))
+        Ok(Response::new(pb::ListSimulationsResponse {
+            simulations: sims,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(simulation = %req.get_ref().simulation_id))]
@@ -133,7 +135,9 @@ impl SimulationService for Service {
         let app = self.app.clone();
         blocking(move || app.delete(&id)).await?;
         tracing::info!("deleted");
-        Ok(Response::new(pb::DeleteSimulationResponse { deleted: true }))
+        Ok(Response::new(pb::DeleteSimulationResponse {
+            deleted: true,
+        }))
     }
 
     type GenerateDaysStream = Stream<pb::DayProgress>;
@@ -192,18 +196,74 @@ impl SimulationService for Service {
 
     async fn get_user_journey(
         &self,
-        _req: Request<pb::GetUserJourneyRequest>,
+        req: Request<pb::GetUserJourneyRequest>,
     ) -> Result<Response<Self::GetUserJourneyStream>, Status> {
-        Err(Status::unimplemented("GetUserJourney is not implemented yet"))
+        let r = req.into_inner();
+        let app = self.app.clone();
+        let (engine, records, summary) =
+            blocking(move || app.journey(&r.simulation_id, &r.user_id, &r.device_id)).await?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::task::spawn_blocking(move || {
+            let events = engine.render_sorted(&records);
+            let mut events = events.into_iter().peekable();
+            while events.peek().is_some() {
+                let batch = events.by_ref().take(1000).map(convert::event).collect();
+                let item = pb::journey_item::Item::Events(pb::EventBatch { events: batch });
+                if tx
+                    .blocking_send(Ok(pb::JourneyItem { item: Some(item) }))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let item = pb::journey_item::Item::Summary(convert::journey_summary(&engine, &summary));
+            let _ = tx.blocking_send(Ok(pb::JourneyItem { item: Some(item) }));
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     type QueryCohortStream = Stream<pb::CohortItem>;
 
     async fn query_cohort(
         &self,
-        _req: Request<pb::QueryCohortRequest>,
+        req: Request<pb::QueryCohortRequest>,
     ) -> Result<Response<Self::QueryCohortStream>, Status> {
-        Err(Status::unimplemented("QueryCohort is not implemented yet"))
+        let r = req.into_inner();
+        let app = self.app.clone();
+        let params = crate::query::CohortParams {
+            first_seen_from: r.first_seen_from,
+            first_seen_to: r.first_seen_to,
+            source: r.source,
+            medium: r.medium,
+            campaign: r.campaign,
+            identified: r.identified,
+            form_type: r.form_type,
+            trial_path: r.trial_path,
+            trial_outcome: r.trial_outcome,
+            product_sku: r.product_sku,
+            min_sessions: r.min_sessions,
+            max_sessions: r.max_sessions,
+        };
+        let id = r.simulation_id;
+        let max = r.max_members;
+        let (engine, sim, agg) = blocking(move || app.cohort(&id, &params, max)).await?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::task::spawn_blocking(move || {
+            let (members, agg) = agg.into_members();
+            for chunk in members.chunks(1000) {
+                let batch = chunk.iter().map(|m| convert::member(&engine, m)).collect();
+                let item = pb::cohort_item::Item::Members(pb::CohortMembers { members: batch });
+                if tx
+                    .blocking_send(Ok(pb::CohortItem { item: Some(item) }))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let item = pb::cohort_item::Item::Summary(convert::cohort_summary(&engine, &sim, &agg));
+            let _ = tx.blocking_send(Ok(pb::CohortItem { item: Some(item) }));
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn get_report(

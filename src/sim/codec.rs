@@ -157,10 +157,7 @@ where
 ///
 /// # Errors
 /// [`CodecError`] if the blob is truncated or of an unknown format.
-pub fn for_each_state(
-    blob: &[u8],
-    mut f: impl FnMut(UserState),
-) -> Result<(), CodecError> {
+pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), CodecError> {
     let mut r = Reader::new(blob);
     if r.u8()? != STATES_FORMAT {
         return Err(CodecError("unknown state format"));
@@ -182,7 +179,9 @@ pub fn for_each_state(
         let mut sessions = Vec::with_capacity(ns);
         let mut day = super::ids::first_day_of(device);
         for _ in 0..ns {
-            day = day.checked_add(r.u32()?).ok_or(CodecError("day overflow"))?;
+            day = day
+                .checked_add(r.u32()?)
+                .ok_or(CodecError("day overflow"))?;
             sessions.push(SessionSummary { day, tier: r.u8()? });
         }
         let engagement_total = r.u32()?;
@@ -208,7 +207,11 @@ pub fn for_each_state(
             None
         };
         let product_sku = if flags & 16 != 0 { Some(r.u8()?) } else { None };
-        let next_session_day = if flags & 32 != 0 { Some(r.u32()?) } else { None };
+        let next_session_day = if flags & 32 != 0 {
+            Some(r.u32()?)
+        } else {
+            None
+        };
         let event_count = r.u32()?;
         f(UserState {
             device,
@@ -312,7 +315,10 @@ pub fn for_each_user_day(
             } else {
                 TrialPath::SelfService
             };
-            Some((path, day.checked_sub(back).ok_or(CodecError("trial start"))?))
+            Some((
+                path,
+                day.checked_sub(back).ok_or(CodecError("trial start"))?,
+            ))
         } else {
             None
         };

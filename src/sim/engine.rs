@@ -9,7 +9,9 @@
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
 use super::scenario::{DelayBucket, Scenario, Targeting, TrialPath};
-use super::state::{EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState};
+use super::state::{
+    EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
+};
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 
@@ -110,7 +112,8 @@ impl Engine {
                     .filter(|(_, c)| c.targeting != Targeting::ReturningUsers)
                     .map(|(i, _)| i as u8)
                     .collect();
-                let new_w = Weighted::new(new_idx.iter().map(|&i| src.campaigns[i as usize].weight));
+                let new_w =
+                    Weighted::new(new_idx.iter().map(|&i| src.campaigns[i as usize].weight));
                 let all_w = Weighted::new(src.campaigns.iter().map(|c| c.weight));
                 Some((new_w, new_idx, all_w))
             })
@@ -356,7 +359,10 @@ impl Engine {
                     searches += 1;
                     (EventKind::Search, rng.range(0, self.terms - 1) as usize)
                 } else if u < s.pages.search_probability + s.pages.button_click_probability {
-                    (EventKind::ButtonClick, rng.range(0, self.buttons - 1) as usize)
+                    (
+                        EventKind::ButtonClick,
+                        rng.range(0, self.buttons - 1) as usize,
+                    )
                 } else {
                     (EventKind::Page, self.pages.pick(&mut rng))
                 }
@@ -424,10 +430,13 @@ impl Engine {
         // Intent signals while a trial runs, consistent with its path.
         if let Some(tr) = st.trial.filter(|t| t.active_on(day)) {
             let (p, kind) = match tr.path {
-                TrialPath::SelfService => (s.signals.upgrade_button_clicked, EventKind::UpgradeClicked),
-                TrialPath::SalesAssisted => {
-                    (s.signals.contact_sales_clicked, EventKind::ContactSalesClicked)
+                TrialPath::SelfService => {
+                    (s.signals.upgrade_button_clicked, EventKind::UpgradeClicked)
                 }
+                TrialPath::SalesAssisted => (
+                    s.signals.contact_sales_clicked,
+                    EventKind::ContactSalesClicked,
+                ),
             };
             if rng.chance(p) {
                 let (k0, after) = trial_started_at.unwrap_or((0, start));
@@ -486,7 +495,10 @@ impl Engine {
         };
         let converts = rng.chance(tr.conversion_rate.get(path));
         let offset = if converts {
-            rng.range(tr.conversion_window[0] as u32, tr.conversion_window[1] as u32)
+            rng.range(
+                tr.conversion_window[0] as u32,
+                tr.conversion_window[1] as u32,
+            )
         } else {
             tr.expiry_day as u32
         };

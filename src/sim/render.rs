@@ -136,7 +136,8 @@ impl Engine {
         let dev = &s.devices[self.devices.pick(&mut prof)];
         let ids = self.ids();
         let device_id = ids.device_id(ud.device);
-        let user_id = (usize::from(ud.user_id_from) < ud.events.len()).then(|| ids.user_id(ud.device));
+        let user_id =
+            (usize::from(ud.user_id_from) < ud.events.len()).then(|| ids.user_id(ud.device));
         let first_src = &s.sources[ud.first_touch.source as usize];
         let first_campaign = campaign_name(s, ud.first_touch);
         let first_in_session = ud.events.iter().position(|e| e.kind.in_session());
@@ -202,7 +203,10 @@ impl Engine {
                     props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
                     props.push(("product_name", Prop::Str(Cow::Borrowed(&p.name))));
                     props.push(("plan_tier", Prop::Str(Cow::Borrowed(&p.tier))));
-                    props.push(("billing_period", Prop::Str(Cow::Borrowed(&p.billing_period))));
+                    props.push((
+                        "billing_period",
+                        Prop::Str(Cow::Borrowed(&p.billing_period)),
+                    ));
                     revenue = Some(Revenue {
                         price: p.price,
                         quantity: 1,
@@ -224,8 +228,14 @@ impl Engine {
                 }
                 // Web attribution: the session's first event sets the user's attribution.
                 if first_in_session == Some(i) {
-                    uprops.push(("initial_utm_source", Prop::Str(Cow::Borrowed(&first_src.source))));
-                    uprops.push(("initial_utm_medium", Prop::Str(Cow::Borrowed(&first_src.medium))));
+                    uprops.push((
+                        "initial_utm_source",
+                        Prop::Str(Cow::Borrowed(&first_src.source)),
+                    ));
+                    uprops.push((
+                        "initial_utm_medium",
+                        Prop::Str(Cow::Borrowed(&first_src.medium)),
+                    ));
                     uprops.push((
                         "initial_utm_campaign",
                         Prop::Str(Cow::Borrowed(first_campaign.unwrap_or(EMPTY))),
@@ -250,7 +260,9 @@ impl Engine {
             }
             out.push(Event {
                 event_type: self.event_type_name(e.kind, e.aux),
-                user_id: (i >= usize::from(ud.user_id_from)).then(|| user_id.clone()).flatten(),
+                user_id: (i >= usize::from(ud.user_id_from))
+                    .then(|| user_id.clone())
+                    .flatten(),
                 device_id: device_id.clone(),
                 time: e.time_ms,
                 session_id: session.map_or(-1, |s| s.start_ms),
@@ -295,7 +307,12 @@ impl Engine {
         for r in records {
             for (i, e) in r.events.iter().enumerate() {
                 if keep(r, i, e) {
-                    keys.push((e.time_ms, r.device, r.event_id_base + i as u32, keys.len() as u32));
+                    keys.push((
+                        e.time_ms,
+                        r.device,
+                        r.event_id_base + i as u32,
+                        keys.len() as u32,
+                    ));
                 }
             }
             self.render_user_day_where(r, |i, e| keep(r, i, e), &mut events);
@@ -303,7 +320,11 @@ impl Engine {
         keys.sort_unstable();
         let mut slots: Vec<Option<Event<'a>>> = events.into_iter().map(Some).collect();
         keys.iter()
-            .map(|k| slots[k.3 as usize].take().expect("each event is taken once"))
+            .map(|k| {
+                slots[k.3 as usize]
+                    .take()
+                    .expect("each event is taken once")
+            })
             .collect()
     }
 }
@@ -429,6 +450,9 @@ impl EventDigest {
 
 /// The campaign name of a touch, if it has one.
 pub fn campaign_name(s: &super::scenario::Scenario, t: super::state::Touch) -> Option<&str> {
-    (t.campaign > 0)
-        .then(|| s.sources[t.source as usize].campaigns[t.campaign as usize - 1].name.as_str())
+    (t.campaign > 0).then(|| {
+        s.sources[t.source as usize].campaigns[t.campaign as usize - 1]
+            .name
+            .as_str()
+    })
 }

@@ -160,7 +160,13 @@ impl<'e> ReportBuilder<'e> {
         let s = self.engine.scenario();
         let t = s.engagement.tiers.all()[tier];
         let tier_max = t.return_delay.iter().map(|b| b.days[1]).max().unwrap_or(0);
-        let trial_max = s.trials.active_return_delay.iter().map(|b| b.days[1]).max().unwrap_or(0);
+        let trial_max = s
+            .trials
+            .active_return_delay
+            .iter()
+            .map(|b| b.days[1])
+            .max()
+            .unwrap_or(0);
         tier_max.max(trial_max).clamp(0, i64::from(MAX_DELAY_DAYS)) as u32
     }
 
@@ -248,7 +254,10 @@ impl<'e> ReportBuilder<'e> {
                     let consistent = matches!(
                         (e.kind, ud.trial),
                         (EventKind::UpgradeClicked, Some((TrialPath::SelfService, _)))
-                            | (EventKind::ContactSalesClicked, Some((TrialPath::SalesAssisted, _)))
+                            | (
+                                EventKind::ContactSalesClicked,
+                                Some((TrialPath::SalesAssisted, _))
+                            )
                     );
                     if p.trial_start.is_none() || p.ended || !consistent {
                         self.out_of_order += 1;
@@ -274,7 +283,8 @@ impl<'e> ReportBuilder<'e> {
                 }
                 EventKind::Purchase => {
                     self.purchases += 1;
-                    if usize::from(e.aux) >= s.products.len() || s.products[e.aux as usize].sku.is_empty()
+                    if usize::from(e.aux) >= s.products.len()
+                        || s.products[e.aux as usize].sku.is_empty()
                     {
                         self.purchases_without_sku += 1;
                     }
@@ -314,7 +324,13 @@ impl<'e> ReportBuilder<'e> {
             });
         };
         count("sessions", "sessions", 27_400_000.0, 0.05, self.sessions);
-        count("unique_users", "unique users (device ids)", 16_200_000.0, 0.07, self.users);
+        count(
+            "unique_users",
+            "unique users (device ids)",
+            16_200_000.0,
+            0.07,
+            self.users,
+        );
         count(
             "returning_sessions",
             "sessions of returning users",
@@ -323,13 +339,41 @@ impl<'e> ReportBuilder<'e> {
             self.returning_sessions,
         );
         let forms: u64 = self.forms.iter().sum();
-        count("form_submissions", "form submissions", 82_000.0, 0.10, forms);
-        count("identified_users", "identified users", 82_000.0, 0.10, self.identified);
-        count("trial_signups", "trial signups", 29_000.0, 0.07, self.trial_signups);
-        count("paid_subscriptions", "paid subscriptions", 10_000.0, 0.10, self.purchases);
+        count(
+            "form_submissions",
+            "form submissions",
+            82_000.0,
+            0.10,
+            forms,
+        );
+        count(
+            "identified_users",
+            "identified users",
+            82_000.0,
+            0.10,
+            self.identified,
+        );
+        count(
+            "trial_signups",
+            "trial signups",
+            29_000.0,
+            0.07,
+            self.trial_signups,
+        );
+        count(
+            "paid_subscriptions",
+            "paid subscriptions",
+            10_000.0,
+            0.10,
+            self.purchases,
+        );
 
         let mut rate = |key: &str, name: &str, target: f64, tol: f64, num: u64, den: u64| {
-            let measured = if den == 0 { 0.0 } else { num as f64 / den as f64 };
+            let measured = if den == 0 {
+                0.0
+            } else {
+                num as f64 / den as f64
+            };
             let sigma = if den == 0 {
                 1.0
             } else {

@@ -267,7 +267,13 @@ pub struct PerTier {
 impl PerTier {
     /// The values in tier order.
     pub fn all(&self) -> [f64; 5] {
-        [self.bounce, self.low, self.medium, self.high, self.very_high]
+        [
+            self.bounce,
+            self.low,
+            self.medium,
+            self.high,
+            self.very_high,
+        ]
     }
 }
 
@@ -657,16 +663,25 @@ impl Validator {
         for (i, b) in buckets.iter().enumerate() {
             let p = format!("{path}[{i}].days");
             if b.days[0] < 1 {
-                self.err(&p, format!("return delays start at 1 day, got {}", b.days[0]));
+                self.err(
+                    &p,
+                    format!("return delays start at 1 day, got {}", b.days[0]),
+                );
             } else if b.days[1] < b.days[0] {
                 self.err(
                     &p,
-                    format!("range ends ({}) before it starts ({})", b.days[1], b.days[0]),
+                    format!(
+                        "range ends ({}) before it starts ({})",
+                        b.days[1], b.days[0]
+                    ),
                 );
             } else if b.days[1] > MAX_DELAY_DAYS as i64 {
                 self.err(
                     &p,
-                    format!("return delays are at most {MAX_DELAY_DAYS} days, got {}", b.days[1]),
+                    format!(
+                        "return delays are at most {MAX_DELAY_DAYS} days, got {}",
+                        b.days[1]
+                    ),
                 );
             }
         }
@@ -687,7 +702,10 @@ impl Validator {
         if t.weekly_curve.len() != 7 {
             self.err(
                 "traffic.weekly_curve",
-                format!("needs 7 values (Monday..Sunday), got {}", t.weekly_curve.len()),
+                format!(
+                    "needs 7 values (Monday..Sunday), got {}",
+                    t.weekly_curve.len()
+                ),
             );
         }
         self.weights(
@@ -700,7 +718,10 @@ impl Validator {
         if t.daily_curve.len() != 24 {
             self.err(
                 "traffic.daily_curve",
-                format!("needs 24 values (UTC hours 0..23), got {}", t.daily_curve.len()),
+                format!(
+                    "needs 24 values (UTC hours 0..23), got {}",
+                    t.daily_curve.len()
+                ),
             );
         }
         self.weights(
@@ -715,7 +736,8 @@ impl Validator {
         {
             self.err("traffic.annual_growth", "must be in [-0.99, 100]");
         }
-        if self.finite("traffic.daily_noise", t.daily_noise) && !(0.0..=0.5).contains(&t.daily_noise)
+        if self.finite("traffic.daily_noise", t.daily_noise)
+            && !(0.0..=0.5).contains(&t.daily_noise)
         {
             self.err("traffic.daily_noise", "must be in [0, 0.5]");
         }
@@ -751,7 +773,10 @@ impl Validator {
             }
             if src.medium == "cpc" {
                 if src.campaigns.is_empty() {
-                    self.err(format!("{p}.campaigns"), "cpc sources need at least one campaign");
+                    self.err(
+                        format!("{p}.campaigns"),
+                        "cpc sources need at least one campaign",
+                    );
                 }
                 if src.campaigns.len() > 250 {
                     self.err(format!("{p}.campaigns"), "at most 250 campaigns per source");
@@ -782,7 +807,10 @@ impl Validator {
             } else if !src.campaigns.is_empty() {
                 self.err(
                     format!("{p}.campaigns"),
-                    format!("only cpc traffic has campaigns; this source's medium is {:?}", src.medium),
+                    format!(
+                        "only cpc traffic has campaigns; this source's medium is {:?}",
+                        src.medium
+                    ),
                 );
             }
         }
@@ -814,11 +842,17 @@ impl Validator {
             } else if g.max < g.min {
                 self.err("pages.event_gap_seconds.max", "must not be less than min");
             } else if g.max > 3600.0 {
-                self.err("pages.event_gap_seconds.max", "must be at most 3600 seconds");
+                self.err(
+                    "pages.event_gap_seconds.max",
+                    "must be at most 3600 seconds",
+                );
             }
         }
         self.prob("pages.search_probability", pg.search_probability);
-        self.prob("pages.button_click_probability", pg.button_click_probability);
+        self.prob(
+            "pages.button_click_probability",
+            pg.button_click_probability,
+        );
         if pg.search_probability + pg.button_click_probability > 1.0 {
             self.err(
                 "pages.button_click_probability",
@@ -836,10 +870,12 @@ impl Validator {
         }
         self.weights(
             "pages.catalogue",
-            pg.catalogue
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (format!("pages.catalogue[{i}].landing_weight"), p.landing_weight)),
+            pg.catalogue.iter().enumerate().map(|(i, p)| {
+                (
+                    format!("pages.catalogue[{i}].landing_weight"),
+                    p.landing_weight,
+                )
+            }),
         );
         self.weights(
             "pages.catalogue",
@@ -883,7 +919,10 @@ impl Validator {
             self.delays(&format!("{p}.return_delay"), &tier.return_delay);
         }
         if e.tiers.bounce.min_score != 0.0 {
-            self.err("engagement.tiers.bounce.min_score", "the bounce tier starts at 0");
+            self.err(
+                "engagement.tiers.bounce.min_score",
+                "the bounce tier starts at 0",
+            );
         }
 
         // forms
@@ -920,15 +959,30 @@ impl Validator {
         self.shares(
             "trials.path_split",
             [
-                ("trials.path_split.self_service".to_string(), tr.path_split.self_service),
-                ("trials.path_split.sales_assisted".to_string(), tr.path_split.sales_assisted),
+                (
+                    "trials.path_split.self_service".to_string(),
+                    tr.path_split.self_service,
+                ),
+                (
+                    "trials.path_split.sales_assisted".to_string(),
+                    tr.path_split.sales_assisted,
+                ),
             ],
         );
-        self.prob("trials.conversion_rate.self_service", tr.conversion_rate.self_service);
-        self.prob("trials.conversion_rate.sales_assisted", tr.conversion_rate.sales_assisted);
+        self.prob(
+            "trials.conversion_rate.self_service",
+            tr.conversion_rate.self_service,
+        );
+        self.prob(
+            "trials.conversion_rate.sales_assisted",
+            tr.conversion_rate.sales_assisted,
+        );
         let [w0, w1] = tr.conversion_window;
         if w0 < 1 {
-            self.err("trials.conversion_window", format!("must start at day 1 or later, got {w0}"));
+            self.err(
+                "trials.conversion_window",
+                format!("must start at day 1 or later, got {w0}"),
+            );
         } else if w1 < w0 {
             self.err(
                 "trials.conversion_window",
@@ -946,12 +1000,21 @@ impl Validator {
                 format!("must be in [1, {MAX_DELAY_DAYS}], got {}", tr.expiry_day),
             );
         }
-        self.prob("trials.active_return_probability", tr.active_return_probability);
+        self.prob(
+            "trials.active_return_probability",
+            tr.active_return_probability,
+        );
         self.delays("trials.active_return_delay", &tr.active_return_delay);
 
         // signals
-        self.prob("signals.upgrade_button_clicked", s.signals.upgrade_button_clicked);
-        self.prob("signals.contact_sales_clicked", s.signals.contact_sales_clicked);
+        self.prob(
+            "signals.upgrade_button_clicked",
+            s.signals.upgrade_button_clicked,
+        );
+        self.prob(
+            "signals.contact_sales_clicked",
+            s.signals.contact_sales_clicked,
+        );
 
         // products
         if s.products.len() > 250 {
@@ -959,22 +1022,30 @@ impl Validator {
         }
         self.weights(
             "products",
-            s.products
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (format!("products[{i}].weight.self_service"), p.weight.self_service)),
+            s.products.iter().enumerate().map(|(i, p)| {
+                (
+                    format!("products[{i}].weight.self_service"),
+                    p.weight.self_service,
+                )
+            }),
         );
         self.weights(
             "products",
             s.products.iter().enumerate().map(|(i, p)| {
-                (format!("products[{i}].weight.sales_assisted"), p.weight.sales_assisted)
+                (
+                    format!("products[{i}].weight.sales_assisted"),
+                    p.weight.sales_assisted,
+                )
             }),
         );
         let mut skus = BTreeSet::new();
         for (i, p) in s.products.iter().enumerate() {
             self.non_empty_str(&format!("products[{i}].sku"), &p.sku);
             if !skus.insert(p.sku.clone()) {
-                self.err(format!("products[{i}].sku"), format!("duplicate SKU {:?}", p.sku));
+                self.err(
+                    format!("products[{i}].sku"),
+                    format!("duplicate SKU {:?}", p.sku),
+                );
             }
             self.non_negative(&format!("products[{i}].price"), p.price);
         }

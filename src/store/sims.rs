@@ -103,7 +103,10 @@ pub fn create(conn: &Connection, s: &NewSim<'_>) -> Result<SimRow> {
         Err(rusqlite::Error::SqliteFailure(f, _))
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            Err(Error::AlreadyExists(format!("simulation {:?} already exists", s.id)))
+            Err(Error::AlreadyExists(format!(
+                "simulation {:?} already exists",
+                s.id
+            )))
         }
         Err(e) => Err(super::storage_error(e)),
     }
@@ -114,10 +117,12 @@ pub fn create(conn: &Connection, s: &NewSim<'_>) -> Result<SimRow> {
 /// # Errors
 /// [`Error::NotFound`] if there is none.
 pub fn get(conn: &Connection, id: &str) -> Result<SimRow> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations WHERE simulation_id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("simulation {id:?} not found")))
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM simulations WHERE simulation_id = ?1"
+    ))?
+    .query_row([id], from_row)
+    .optional()?
+    .ok_or_else(|| Error::NotFound(format!("simulation {id:?} not found")))
 }
 
 /// All simulations, oldest first.
@@ -125,8 +130,11 @@ pub fn get(conn: &Connection, id: &str) -> Result<SimRow> {
 /// # Errors
 /// Storage errors.
 pub fn list(conn: &Connection) -> Result<Vec<SimRow>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations ORDER BY sim"))?;
-    let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations ORDER BY sim"))?;
+    let rows = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -137,7 +145,11 @@ pub fn list(conn: &Connection) -> Result<Vec<SimRow>> {
 pub fn delete(conn: &mut Connection, id: &str) -> Result<bool> {
     let tx = conn.transaction()?;
     let key: Option<i64> = tx
-        .query_row("SELECT sim FROM simulations WHERE simulation_id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT sim FROM simulations WHERE simulation_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(key) = key else {
         return Ok(false);

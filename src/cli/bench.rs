@@ -1,0 +1,181 @@
+//! `ampsim bench`: generate and persist a simulation, then measure the read side over gRPC.
+//! Prints figures; asserts nothing.
+
+use crate::app::{App, CreateParams};
+use crate::pb;
+use crate::store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Options of `ampsim bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Population scale (1.0 = the default year: ~27M sessions, ~140M events).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Days to generate.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Database file (default: a new file in the temp directory, removed afterwards).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Keep the database file afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Days to stream for the StreamEvents figure (default: all).
+    #[arg(long)]
+    pub stream_days: Option<u32>,
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn file_bytes(p: &std::path::Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", p.display())).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// Bad arguments, storage errors.
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    let db = a.db.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ampsim-bench-{}.db", std::process::id()))
+    });
+    if db.exists() {
+        anyhow::bail!(
+            "--db {} exists already; the benchmark needs a new file",
+            db.display()
+        );
+    }
+    let result = bench(a, &db);
+    if !a.keep {
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{s}", db.display()));
+        }
+    }
+    result
+}
+
+fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine        {cores} cores, {}", std::env::consts::ARCH);
+    println!("database       {}", db.display());
+    let store = Store::open(db)?;
+    let shutdown = CancellationToken::new();
+    let app = Arc::new(App::new(store.clone(), shutdown.clone()));
+    app.create(&CreateParams {
+        simulation_id: "bench".into(),
+        seed: a.seed,
+        start_date: "2025-01-01".into(),
+        population_scale: a.scale,
+        scenario_toml: String::new(),
+    })?;
+
+    let bar = indicatif::ProgressBar::new(u64::from(a.days));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} days {msg} [{elapsed_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let started = Instant::now();
+    let (mut events, mut sessions) = (0u64, 0u64);
+    let (row, stats) = app.prepare_generate("bench", a.days)?.run_with_stats(|d| {
+        events += d.events;
+        sessions += d.sessions;
+        bar.set_message(format!("{events} events"));
+        bar.inc(1);
+        true
+    })?;
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    // Fold the WAL into the main file so the size is the steady-state size.
+    {
+        let conn = store.connect()?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    let bytes = file_bytes(db);
+    println!("scale          {}", a.scale);
+    println!("days           {}", row.days_generated);
+    println!("users          {}", row.users);
+    println!("sessions       {sessions}");
+    println!("events         {events}");
+    println!("generate+store {wall:.1} s wall");
+    println!(
+        "throughput     {:.0} events/s, {:.0} sessions/s",
+        events as f64 / wall,
+        sessions as f64 / wall
+    );
+    println!(
+        "time split     load users {:.1} s, generate {:.1} s, encode+compress {:.1} s, sqlite commit {:.1} s",
+        stats.load, stats.generate, stats.encode, stats.commit
+    );
+    if let Some(rss) = peak_rss_bytes() {
+        println!("peak RSS       {:.0} MiB", rss as f64 / 1048576.0);
+    }
+    println!(
+        "database       {:.1} MiB, {:.1} bytes/event (blobs {:.1} bytes/event)",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / events.max(1) as f64,
+        stats.bytes as f64 / events.max(1) as f64
+    );
+
+    // Read side, over real gRPC on loopback.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(crate::server::serve(
+            store.clone(),
+            listener,
+            crate::server::ServeOptions::default(),
+            stop.clone(),
+        ));
+        let mut client = pb::simulation_service_client::SimulationServiceClient::connect(format!("http://{addr}"))
+            .await?
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let stream_days = a.stream_days.unwrap_or(row.days_generated).min(row.days_generated).max(1);
+        let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
+        let t = Instant::now();
+        let mut s = client
+            .stream_events(pb::StreamEventsRequest {
+                simulation_id: "bench".into(),
+                to_date: to.format("%Y-%m-%d").to_string(),
+                batch_size: 5000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut n = 0u64;
+        while let Some(b) = s.message().await? {
+            n += b.events.len() as u64;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "StreamEvents   {n} events ({stream_days} days) in {secs:.1} s: {:.0} events/s to a Rust client",
+            n as f64 / secs
+        );
+        stop.cancel();
+        let _ = server.await;
+        anyhow::Ok(())
+    })?;
+    shutdown.cancel();
+    Ok(())
+}

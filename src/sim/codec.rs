@@ -323,7 +323,10 @@ pub fn for_each_user_day(
             None
         };
         let session = if flags & 1 != 0 {
-            let start_ms = day_start_ms + r.varint()? as i64;
+            let off = i64::try_from(r.varint()?).map_err(|_| CodecError("session start"))?;
+            let start_ms = day_start_ms
+                .checked_add(off)
+                .ok_or(CodecError("session start"))?;
             Some(SessionRec {
                 start_ms,
                 touch: get_touch(&mut r)?,
@@ -343,7 +346,9 @@ pub fn for_each_user_day(
         for _ in 0..ne {
             let kind = EventKind::from_u8(r.u8()?).ok_or(CodecError("event kind"))?;
             let aux = r.u8()?;
-            t += unzigzag(r.varint()?);
+            t = t
+                .checked_add(unzigzag(r.varint()?))
+                .ok_or(CodecError("event time"))?;
             events.push(EventRec {
                 time_ms: t,
                 kind,

@@ -81,6 +81,8 @@ pub struct Engine {
     submit: [f64; 5],
     forms: Weighted,
     forms_no_trial: Weighted,
+    /// Whether any form other than the trial form has a positive share.
+    has_non_trial_form: bool,
     trial_form: usize,
     trial_delay: Delay,
     products: [Weighted; 2],
@@ -153,6 +155,12 @@ impl Engine {
                     f.share
                 }
             })),
+            has_non_trial_form: s
+                .forms
+                .types
+                .iter()
+                .enumerate()
+                .any(|(i, f)| i != trial_form && f.share > 0.0),
             trial_form,
             trial_delay: Delay::new(&s.trials.active_return_delay),
             products: [
@@ -400,8 +408,10 @@ impl Engine {
             } else {
                 rng.chance(self.submit[tier])
             };
+            // A user has at most one trial: later forms come from the rest of the mix, and a
+            // scenario whose only form is the trial form has nothing more to offer.
+            let submits = submits && (st.trial.is_none() || self.has_non_trial_form);
             if submits {
-                // A user has at most one trial: later forms come from the rest of the mix.
                 let form = if st.trial.is_some() {
                     self.forms_no_trial.pick(&mut rng)
                 } else {

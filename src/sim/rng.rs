@@ -128,7 +128,9 @@ impl Weighted {
         Weighted { cum }
     }
 
-    /// Picks an index. Zero-weight items are never picked.
+    /// Picks an index. Zero-weight items are never picked, unless every weight is zero (callers
+    /// must not pick from such a table; scenario validation rules it out for every table but
+    /// the engine's guarded non-trial form mix).
     #[inline]
     pub fn pick(&self, rng: &mut KeyedRng) -> usize {
         let u = rng.f64();

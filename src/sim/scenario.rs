@@ -1109,7 +1109,7 @@ mod tests {
         assert!(e.message.contains("[0, 1]"), "{e}");
 
         let e = err_of("[traffic]\nbogus_key = 3\n");
-        assert_eq!(e.path, "traffic");
+        assert_eq!(e.path, "traffic.bogus_key");
         assert!(e.message.contains("bogus_key"), "{e}");
 
         let e = err_of("[trials]\nconversion_window = [16, 10]\n");

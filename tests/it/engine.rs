@@ -1084,3 +1084,30 @@ fn codec_round_trips_states_and_day_records() {
     )
     .is_err());
 }
+
+/// A scenario whose only form starts a trial: a user already in a trial never starts another
+/// (a regression test: the non-trial form mix is empty there).
+#[test]
+fn a_trial_only_form_mix_never_starts_a_second_trial() {
+    let toml = r#"
+[forms]
+reach_probability = 1.0
+secondary_probability = 1.0
+submit_probability = { bounce = 1.0, low = 1.0, medium = 1.0, high = 1.0, very_high = 1.0 }
+[[forms.types]]
+form_type = "trial_signup"
+event_type = "trial_started"
+share = 1.0
+starts_trial = true
+"#;
+    let report = report_of(toml, 3, 0.002, 60);
+    let row = report.row("journeys_out_of_order").unwrap();
+    assert_eq!(row.measured, 0.0, "{}", report.to_table());
+    assert!(row.sample > 1000, "enough identified users: {}", row.sample);
+    let trials = report.row("trial_signups").unwrap().measured;
+    let identified = report.row("identified_users").unwrap().measured;
+    assert!(
+        trials <= identified,
+        "{trials} trials for {identified} users"
+    );
+}

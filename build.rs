@@ -12,6 +12,8 @@ fn main() -> anyhow::Result<()> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // BTreeMap: cheaper than a SipHash HashMap for a handful of properties, and ordered.
+        .btree_map(".")
         .compile_fds(fds)?;
     Ok(())
 }

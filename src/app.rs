@@ -769,12 +769,17 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Streams the events in time order, in batches, to `sink`; stops when `sink` returns
-    /// false or the server shuts down.
+    /// Streams the events in time order, in batches: each batch is converted with `convert`
+    /// (on all cores) and handed to `sink` in order. Stops when `sink` returns false or the
+    /// server shuts down.
     ///
     /// # Errors
     /// Storage and decoding errors; generation errors when missing days are generated first.
-    pub fn run(self, mut sink: impl FnMut(Vec<Event<'_>>) -> bool) -> Result<()> {
+    pub fn run_map<T: Send>(
+        self,
+        convert: impl for<'e> Fn(Vec<Event<'e>>) -> T + Sync,
+        mut sink: impl FnMut(T) -> bool,
+    ) -> Result<()> {
         if let Some(job) = self.generate {
             job.run(|_| true)?;
         }
@@ -801,8 +806,12 @@ impl EventStream {
                 .render_sorted_where(&records, keep)
                 .into_iter()
                 .peekable();
+            let mut batches = Vec::new();
             while events.peek().is_some() {
-                let b: Vec<Event<'_>> = events.by_ref().take(self.batch).collect();
+                batches.push(events.by_ref().take(self.batch).collect::<Vec<Event<'_>>>());
+            }
+            let converted: Vec<T> = batches.into_par_iter().map(&convert).collect();
+            for b in converted {
                 if !sink(b) {
                     return Ok(());
                 }

@@ -21,6 +21,9 @@ use tonic::{Request, Status};
 /// Largest request message accepted (scenario TOML is limited to 256 KiB).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// HTTP/2 flow-control window per stream (and twice that per connection), server and client.
+pub const WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+
 /// Server options beyond the listener and database.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -105,6 +108,10 @@ pub async fn serve(
         }
     };
     let server = tonic::transport::Server::builder()
+        // Event batches are megabytes: default 64 KiB HTTP/2 windows would stall every stream
+        // on window updates.
+        .initial_stream_window_size(Some(WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * WINDOW_BYTES))
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection, auth.clone()))
         .add_service(InterceptedService::new(sim, auth))

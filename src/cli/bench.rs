@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Keep the database file afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Events per StreamEvents batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u32,
     /// Days to stream for the StreamEvents figure (default: all).
     #[arg(long)]
     pub stream_days: Option<u32>,
@@ -148,8 +151,12 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             crate::server::ServeOptions::default(),
             stop.clone(),
         ));
-        let mut client = pb::simulation_service_client::SimulationServiceClient::connect(format!("http://{addr}"))
-            .await?
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
+            .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
+            .connect()
+            .await?;
+        let mut client = pb::simulation_service_client::SimulationServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
         let stream_days = a.stream_days.unwrap_or(row.days_generated).min(row.days_generated).max(1);
         let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
@@ -158,7 +165,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             .stream_events(pb::StreamEventsRequest {
                 simulation_id: "bench".into(),
                 to_date: to.format("%Y-%m-%d").to_string(),
-                batch_size: 5000,
+                batch_size: a.batch,
                 ..Default::default()
             })
             .await?

@@ -32,6 +32,8 @@ pub type Client = SimulationServiceClient<InterceptedService<Channel, BearerToke
 pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
     let channel = Channel::from_shared(opts.server.clone())
         .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?
+        .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
         .connect()
         .await
         .with_context(|| {
@@ -404,9 +406,8 @@ pub fn event_json(e: &pb::Event) -> serde_json::Value {
     ] {
         m.insert(k.into(), v.clone().into());
     }
-    let sorted = |p: &std::collections::HashMap<String, String>| {
-        let b: std::collections::BTreeMap<_, _> = p.iter().collect();
-        serde_json::to_value(b).expect("strings serialise")
+    let sorted = |p: &std::collections::BTreeMap<String, String>| {
+        serde_json::to_value(p).expect("strings serialise")
     };
     m.insert("event_properties".into(), sorted(&e.event_properties));
     m.insert("user_properties".into(), sorted(&e.user_properties));

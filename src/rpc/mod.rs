@@ -181,10 +181,12 @@ impl SimulationService for Service {
         let stream = blocking(move || app.prepare_stream(&id, &q)).await?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::task::spawn_blocking(move || {
-            let res = stream.run(|batch| {
-                let events = batch.into_iter().map(convert::event).collect();
-                tx.blocking_send(Ok(pb::EventBatch { events })).is_ok()
-            });
+            let res = stream.run_map(
+                |batch| pb::EventBatch {
+                    events: batch.into_iter().map(convert::event).collect(),
+                },
+                |batch| tx.blocking_send(Ok(batch)).is_ok(),
+            );
             if let Err(e) = res {
                 let _ = tx.blocking_send(Err(e.into()));
             }

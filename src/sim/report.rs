@@ -3,7 +3,8 @@
 //!
 //! A [`ReportBuilder`] is fed every user's latest state and every stored day record (in day
 //! order); it never needs all events in memory. Rates use only observations whose outcome is
-//! known by the last generated day (a session's return window, a trial's conversion window).
+//! known by the last generated day (a session's or a new user's return window, a trial's
+//! conversion window).
 //! Volume targets are the seed's year figures times the population scale, pro rata for the
 //! number of days generated.
 
@@ -105,6 +106,8 @@ pub struct ReportBuilder<'e> {
     last_day: u32,
     // from states
     users: u64,
+    /// Users whose first session is old enough that any return has happened.
+    settled_users: u64,
     multi_session_users: u64,
     sessions_from_states: u64,
     returning_sessions: u64,
@@ -134,6 +137,7 @@ impl<'e> ReportBuilder<'e> {
             engine,
             last_day,
             users: 0,
+            settled_users: 0,
             multi_session_users: 0,
             sessions_from_states: 0,
             returning_sessions: 0,
@@ -177,8 +181,12 @@ impl<'e> ReportBuilder<'e> {
         let n = st.sessions.len() as u64;
         self.sessions_from_states += n;
         self.returning_sessions += n.saturating_sub(1);
-        if n >= 2 {
-            self.multi_session_users += 1;
+        let window = (0..5).map(|t| self.max_delay(t)).max().unwrap_or(0);
+        if super::ids::first_day_of(st.device) + window <= self.last_day {
+            self.settled_users += 1;
+            if n >= 2 {
+                self.multi_session_users += 1;
+            }
         }
         for (i, sess) in st.sessions.iter().enumerate() {
             let tier = sess.tier as usize;
@@ -397,7 +405,7 @@ impl<'e> ReportBuilder<'e> {
             0.41,
             0.02,
             self.multi_session_users,
-            self.users,
+            self.settled_users,
         );
         let tiers = s.engagement.tiers.all();
         rate(

@@ -1,4 +1,5 @@
 //! One integration-test binary (faster to link than many); each module covers one area.
 mod engine;
+mod queries;
 mod server;
 mod support;

@@ -1,0 +1,468 @@
+//! Journeys, cohorts and the report over gRPC, checked against independent computations on
+//! the streamed events.
+
+use crate::support::*;
+use ampsim::pb;
+use std::collections::{BTreeMap, BTreeSet};
+use tokio::sync::OnceCell;
+use tonic::Code;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One shared server with a 120-day simulation at scale 0.01, and all its events.
+struct Fixture {
+    server: TestServer,
+    events: Vec<pb::Event>,
+    _dir: tempfile::TempDir,
+}
+
+static FIXTURE: OnceCell<Fixture> = OnceCell::const_new();
+
+async fn fixture() -> &'static Fixture {
+    FIXTURE
+        .get_or_init(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("q.db");
+            // The server lives on its own runtime so it outlives each test's runtime.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                rt.block_on(async move {
+                    let server = TestServer::start(&db).await;
+                    tx.send(server).unwrap();
+                    std::future::pending::<()>().await;
+                });
+            });
+            let server = rx.recv().unwrap();
+            let mut c = server.client().await;
+            create(&mut c, "q", 17, 0.01).await;
+            generate(&mut c, "q", 120).await;
+            let events = pull_all(&mut c, "q").await;
+            Fixture {
+                server,
+                events,
+                _dir: dir,
+            }
+        })
+        .await
+}
+
+async fn journey(
+    c: &mut Client,
+    user: &str,
+    device: &str,
+) -> Result<(Vec<pb::Event>, pb::JourneySummary), tonic::Status> {
+    let mut s = c
+        .get_user_journey(pb::GetUserJourneyRequest {
+            simulation_id: "q".into(),
+            user_id: user.into(),
+            device_id: device.into(),
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    let mut summary = None;
+    while let Some(item) = s.message().await? {
+        match item.item.unwrap() {
+            pb::journey_item::Item::Events(b) => events.extend(b.events),
+            pb::journey_item::Item::Summary(x) => summary = Some(x),
+        }
+    }
+    Ok((events, summary.expect("a summary ends the journey")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_match_the_event_stream_event_for_event() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    // A paying user, an expired trial, an identified non-trial user, and an anonymous one.
+    let pick = |ty: &str| {
+        f.events
+            .iter()
+            .find(|e| e.event_type == ty)
+            .map(|e| e.device_id.clone())
+            .unwrap()
+    };
+    let anonymous = f
+        .events
+        .iter()
+        .find(|e| {
+            e.user_id.is_empty()
+                && !f
+                    .events
+                    .iter()
+                    .any(|x| x.device_id == e.device_id && !x.user_id.is_empty())
+        })
+        .map(|e| e.device_id.clone())
+        .unwrap();
+    for (device, outcome) in [
+        (pick("purchase"), "converted"),
+        (pick("trial_expired"), "expired"),
+        (pick("demo_requested"), ""),
+        (anonymous, "none"),
+    ] {
+        let want: Vec<_> = f
+            .events
+            .iter()
+            .filter(|e| e.device_id == device)
+            .cloned()
+            .collect();
+        let (got, summary) = journey(&mut c, "", &device).await.unwrap();
+        assert_eq!(digest(&got), digest(&want), "device {device}");
+        assert!(got.windows(2).all(|w| w[0].time <= w[1].time));
+        assert_eq!(summary.event_count as usize, want.len());
+        let sessions: BTreeSet<i64> = want
+            .iter()
+            .map(|e| e.session_id)
+            .filter(|&s| s != -1)
+            .collect();
+        assert_eq!(summary.session_count as usize, sessions.len());
+        if !outcome.is_empty() {
+            assert_eq!(summary.trial_outcome, outcome);
+        }
+        if outcome == "converted" {
+            let p = want.iter().find(|e| e.event_type == "purchase").unwrap();
+            assert_eq!(summary.product_sku, p.product_id);
+            assert_eq!(summary.revenue, p.revenue.unwrap());
+            assert_eq!(summary.stages.last().unwrap(), "paid");
+        }
+        // The same journey by user id, for identified users.
+        if let Some(uid) = want
+            .iter()
+            .find(|e| !e.user_id.is_empty())
+            .map(|e| e.user_id.clone())
+        {
+            let (by_user, s2) = journey(&mut c, &uid, "").await.unwrap();
+            assert_eq!(digest(&by_user), digest(&want));
+            assert_eq!(s2, summary);
+            assert!(summary.is_identified);
+        } else {
+            assert!(!summary.is_identified);
+            assert_eq!(summary.stages, vec!["anonymous".to_string()]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_errors() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    let e = journey(&mut c, "nobody@example.com", "").await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = journey(&mut c, "", "00000000-0000-0000-0000-000000000000")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = journey(&mut c, "", "").await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+/// What the test derives per device from the events alone.
+#[derive(Default, Debug)]
+struct Derived {
+    first_day: i64,
+    source: String,
+    medium: String,
+    sessions: BTreeSet<i64>,
+    identified: bool,
+    form_type: String,
+    trial_path: String,
+    outcome: String,
+}
+
+fn derive(events: &[pb::Event]) -> BTreeMap<String, Derived> {
+    let mut m: BTreeMap<String, Derived> = BTreeMap::new();
+    for e in events {
+        let d = m.entry(e.device_id.clone()).or_insert_with(|| Derived {
+            first_day: e.time / DAY_MS,
+            outcome: "none".into(),
+            ..Default::default()
+        });
+        if e.session_id != -1 {
+            if d.sessions.is_empty() {
+                d.source = e.event_properties["utm_source"].clone();
+                d.medium = e.event_properties["utm_medium"].clone();
+            }
+            d.sessions.insert(e.session_id);
+        }
+        if !e.user_id.is_empty() && !d.identified {
+            d.identified = true;
+            d.form_type = e.event_properties["form_type"].clone();
+        }
+        match e.event_type.as_str() {
+            "trial_started" => {
+                d.trial_path = e.event_properties["trial_path"].clone();
+                d.outcome = "active".into();
+            }
+            "trial_converted" => d.outcome = "converted".into(),
+            "trial_expired" => d.outcome = "expired".into(),
+            _ => {}
+        }
+    }
+    m
+}
+
+async fn cohort(
+    c: &mut Client,
+    mut req: pb::QueryCohortRequest,
+) -> Result<(Vec<pb::CohortMember>, pb::CohortSummary), tonic::Status> {
+    req.simulation_id = "q".into();
+    let mut s = c.query_cohort(req).await?.into_inner();
+    let mut members = Vec::new();
+    let mut summary = None;
+    while let Some(item) = s.message().await? {
+        match item.item.unwrap() {
+            pb::cohort_item::Item::Members(m) => members.extend(m.members),
+            pb::cohort_item::Item::Summary(x) => summary = Some(x),
+        }
+    }
+    Ok((members, summary.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_counts_match_a_direct_pass_over_the_events() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    let derived = derive(&f.events);
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 3, 3)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+        / DAY_MS;
+
+    // Everyone.
+    let (_, all) = cohort(&mut c, pb::QueryCohortRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all.users as usize, derived.len());
+    assert_eq!(
+        all.sessions as usize,
+        derived.values().map(|d| d.sessions.len()).sum::<usize>()
+    );
+    assert_eq!(
+        all.identified as usize,
+        derived.values().filter(|d| d.identified).count()
+    );
+    assert_eq!(
+        all.paid as usize,
+        derived
+            .values()
+            .filter(|d| d.outcome == "converted")
+            .count()
+    );
+    assert_eq!(
+        all.funnel
+            .iter()
+            .map(|s| s.step.as_str())
+            .collect::<Vec<_>>(),
+        ["visited", "identified", "trial", "paid"]
+    );
+
+    // Filtered cohorts, with members.
+    type Pred = Box<dyn Fn(&Derived) -> bool>;
+    let cases: Vec<(pb::QueryCohortRequest, Pred)> = vec![
+        (
+            pb::QueryCohortRequest {
+                source: "google".into(),
+                medium: "cpc".into(),
+                ..Default::default()
+            },
+            Box::new(|d: &Derived| d.source == "google" && d.medium == "cpc"),
+        ),
+        (
+            pb::QueryCohortRequest {
+                trial_path: "sales_assisted".into(),
+                trial_outcome: "converted".into(),
+                ..Default::default()
+            },
+            Box::new(|d: &Derived| d.trial_path == "sales_assisted" && d.outcome == "converted"),
+        ),
+        (
+            pb::QueryCohortRequest {
+                identified: Some(true),
+                form_type: "demo_request".into(),
+                ..Default::default()
+            },
+            Box::new(|d: &Derived| d.identified && d.form_type == "demo_request"),
+        ),
+        (
+            pb::QueryCohortRequest {
+                first_seen_from: "2025-03-10".into(),
+                first_seen_to: "2025-03-23".into(),
+                min_sessions: Some(2),
+                max_sessions: Some(3),
+                ..Default::default()
+            },
+            Box::new(move |d: &Derived| {
+                (start + 7..=start + 20).contains(&d.first_day)
+                    && (2..=3).contains(&d.sessions.len())
+            }),
+        ),
+    ];
+    for (mut req, pred) in cases {
+        req.max_members = 1_000_000;
+        let (members, summary) = cohort(&mut c, req.clone()).await.unwrap();
+        let want: BTreeSet<&String> = derived
+            .iter()
+            .filter(|(_, d)| pred(d))
+            .map(|(k, _)| k)
+            .collect();
+        assert!(!want.is_empty(), "{req:?}");
+        assert_eq!(summary.users as usize, want.len(), "{req:?}");
+        let got: BTreeSet<&String> = members.iter().map(|m| &m.device_id).collect();
+        assert_eq!(got, want, "{req:?}");
+        for m in &members {
+            assert_eq!(
+                m.session_count as usize,
+                derived[&m.device_id].sessions.len()
+            );
+        }
+    }
+
+    // Retention: week-0 share is 1, and week-1 share matches a direct count.
+    let (_, s) = cohort(
+        &mut c,
+        pb::QueryCohortRequest {
+            first_seen_to: "2025-03-09".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let row = &s.retention[0];
+    assert_eq!(row.week_start, "2025-03-03");
+    assert_eq!(row.active_share[0], 1.0);
+    let week0: Vec<&Derived> = derived
+        .values()
+        .filter(|d| d.first_day < start + 7)
+        .collect();
+    let active1 = week0
+        .iter()
+        .filter(|d| {
+            d.sessions
+                .iter()
+                .any(|s| (start + 7..start + 14).contains(&(s / DAY_MS)))
+        })
+        .count();
+    assert_eq!(row.users as usize, week0.len());
+    assert!((row.active_share[1] - active1 as f64 / week0.len() as f64).abs() < 1e-12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_filters_are_checked() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    for (req, field) in [
+        (
+            pb::QueryCohortRequest {
+                identified: Some(false),
+                trial_path: "self_service".into(),
+                ..Default::default()
+            },
+            "identified",
+        ),
+        (
+            pb::QueryCohortRequest {
+                min_sessions: Some(5),
+                max_sessions: Some(2),
+                ..Default::default()
+            },
+            "min_sessions",
+        ),
+        (
+            pb::QueryCohortRequest {
+                first_seen_from: "2025-05-01".into(),
+                first_seen_to: "2025-04-01".into(),
+                ..Default::default()
+            },
+            "first_seen_from",
+        ),
+        (
+            pb::QueryCohortRequest {
+                trial_outcome: "maybe".into(),
+                ..Default::default()
+            },
+            "trial_outcome",
+        ),
+        (
+            pb::QueryCohortRequest {
+                source: "altavista".into(),
+                ..Default::default()
+            },
+            "source",
+        ),
+        (
+            pb::QueryCohortRequest {
+                product_sku: "AMP-GROWTH-M".into(),
+                trial_outcome: "expired".into(),
+                ..Default::default()
+            },
+            "trial_outcome",
+        ),
+    ] {
+        let e = cohort(&mut c, req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let e = c
+        .query_cohort(pb::QueryCohortRequest {
+            simulation_id: "missing".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_passes_at_small_scale() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    let r = c
+        .get_report(pb::GetReportRequest {
+            simulation_id: "q".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.days, 120);
+    let row = |k: &str| {
+        r.rows
+            .iter()
+            .find(|x| x.key == k)
+            .unwrap_or_else(|| panic!("row {k}"))
+    };
+    for r in r.rows.iter().filter(|r| r.unit != "count") {
+        assert!(
+            r.pass,
+            "{} measured {} target {} ± {}",
+            r.key, r.measured, r.target, r.tolerance
+        );
+    }
+    for k in [
+        "reengagement_on_new_users",
+        "purchases_without_sku",
+        "journeys_out_of_order",
+    ] {
+        assert_eq!(row(k).measured, 0.0);
+    }
+    // Counts agree with the events.
+    assert_eq!(
+        row("sessions").measured as usize,
+        f.events
+            .iter()
+            .map(|e| (&e.device_id, e.session_id))
+            .filter(|x| x.1 != -1)
+            .collect::<BTreeSet<_>>()
+            .len()
+    );
+    assert_eq!(
+        row("paid_subscriptions").measured as usize,
+        f.events
+            .iter()
+            .filter(|e| e.event_type == "purchase")
+            .count()
+    );
+}

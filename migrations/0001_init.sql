@@ -41,6 +41,7 @@ CREATE TABLE event_chunks (
     chunk   INTEGER NOT NULL,
     records INTEGER NOT NULL,
     events  INTEGER NOT NULL,
+    devices BLOB    NOT NULL,  -- 1024-bit bitmap of the devices present (device & 1023)
     data    BLOB    NOT NULL,
     PRIMARY KEY (sim, day, chunk)
 ) STRICT;

@@ -30,9 +30,9 @@ pub struct BenchArgs {
     /// Events per StreamEvents batch.
     #[arg(long, default_value_t = 1000)]
     pub batch: u32,
-    /// Days to stream for the StreamEvents figure (default: all).
-    #[arg(long)]
-    pub stream_days: Option<u32>,
+    /// Days to stream for the StreamEvents figure.
+    #[arg(long, default_value_t = 30)]
+    pub stream_days: u32,
 }
 
 fn peak_rss_bytes() -> Option<u64> {
@@ -158,7 +158,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             .await?;
         let mut client = pb::simulation_service_client::SimulationServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
-        let stream_days = a.stream_days.unwrap_or(row.days_generated).min(row.days_generated).max(1);
+        let stream_days = a.stream_days.min(row.days_generated).max(1);
         let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
         let t = Instant::now();
         let mut s = client
@@ -178,6 +178,73 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         println!(
             "StreamEvents   {n} events ({stream_days} days) in {secs:.1} s: {:.0} events/s to a Rust client",
             n as f64 / secs
+        );
+
+        // A cohort over every user (summary only), then journeys of some of its members.
+        let t = Instant::now();
+        let mut s = client
+            .query_cohort(pb::QueryCohortRequest {
+                simulation_id: "bench".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut users = 0;
+        while let Some(item) = s.message().await? {
+            if let Some(pb::cohort_item::Item::Summary(x)) = item.item {
+                users = x.users;
+            }
+        }
+        println!("QueryCohort    all {users} users in {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
+        let mut s = client
+            .query_cohort(pb::QueryCohortRequest {
+                simulation_id: "bench".into(),
+                identified: Some(true),
+                max_members: 200,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut ids = Vec::new();
+        while let Some(item) = s.message().await? {
+            if let Some(pb::cohort_item::Item::Members(m)) = item.item {
+                ids.extend(m.members.into_iter().map(|m| m.user_id));
+            }
+        }
+        let mut lat = Vec::new();
+        for id in &ids {
+            let t = Instant::now();
+            let mut s = client
+                .get_user_journey(pb::GetUserJourneyRequest {
+                    simulation_id: "bench".into(),
+                    user_id: id.clone(),
+                    device_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            while s.message().await?.is_some() {}
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        lat.sort_by(f64::total_cmp);
+        if !lat.is_empty() {
+            println!(
+                "GetUserJourney {} identified users: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                lat.len(),
+                lat[lat.len() / 2],
+                lat[lat.len() * 99 / 100],
+                lat[lat.len() - 1]
+            );
+        }
+        let t = Instant::now();
+        let r = client
+            .get_report(pb::GetReportRequest { simulation_id: "bench".into() })
+            .await?
+            .into_inner();
+        println!(
+            "GetReport      {:.1} s, {} of {} rows pass",
+            t.elapsed().as_secs_f64(),
+            r.rows.iter().filter(|x| x.pass).count(),
+            r.rows.len()
         );
         stop.cancel();
         let _ = server.await;

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 /// Devices per event chunk: `device >> CHUNK_BITS` is the chunk.
 pub const CHUNK_BITS: u32 = 10;
+const CHUNK_DEVICES: usize = 1 << CHUNK_BITS;
 /// zstd level for stored blobs: fast, and about 2× smaller than the raw varints.
 const ZSTD_LEVEL: i32 = 3;
 /// `due_day` of users with nothing scheduled.
@@ -41,7 +42,7 @@ pub struct EncodedDay {
     events: u64,
     new_users: u64,
     returning_users: u64,
-    chunks: Vec<(i64, i64, i64, Vec<u8>)>,
+    chunks: Vec<(i64, i64, i64, Vec<u8>, Vec<u8>)>,
     states: Vec<(i64, i64, Vec<u8>)>,
 }
 
@@ -61,10 +62,16 @@ impl EncodedDay {
             .par_iter()
             .map(|g| {
                 let events: usize = g.iter().map(|r| r.events.len()).sum();
+                let mut bitmap = vec![0u8; CHUNK_DEVICES / 8];
+                for r in g.iter() {
+                    let i = (r.device & (CHUNK_DEVICES as u64 - 1)) as usize;
+                    bitmap[i / 8] |= 1 << (i % 8);
+                }
                 (
                     chunk_of(g[0].device),
                     g.len() as i64,
                     events as i64,
+                    bitmap,
                     compress(&codec::encode_user_days(day_start, g)),
                 )
             })
@@ -98,7 +105,10 @@ impl EncodedDay {
 
     /// Stored bytes of this day (compressed blobs).
     pub fn bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.3.len()).sum::<usize>()
+        self.chunks
+            .iter()
+            .map(|c| c.3.len() + c.4.len())
+            .sum::<usize>()
             + self.states.iter().map(|s| s.2.len()).sum::<usize>()
     }
 }
@@ -142,11 +152,13 @@ pub fn commit_day(conn: &mut Connection, sim_key: i64, enc: &EncodedDay) -> Resu
                 .map_err(super::storage_error)?;
         }
         let mut ins = tx.prepare_cached(
-            "INSERT INTO event_chunks (sim, day, chunk, records, events, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO event_chunks (sim, day, chunk, records, events, devices, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for (chunk, records, events, data) in &enc.chunks {
-            ins.execute(params![sim_key, enc.day, chunk, records, events, data])
-                .map_err(super::storage_error)?;
+        for (chunk, records, events, devices, data) in &enc.chunks {
+            ins.execute(params![
+                sim_key, enc.day, chunk, records, events, devices, data
+            ])
+            .map_err(super::storage_error)?;
         }
     }
     tx.prepare_cached(
@@ -242,7 +254,8 @@ pub fn day_chunk_blobs(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<
     Ok(rows)
 }
 
-/// The compressed chunks holding one device's records over a day range: (day, blob).
+/// The compressed chunks holding one device's records over a day range: (day, blob). Rows
+/// whose device bitmap lacks the device are skipped without reading their blob.
 ///
 /// # Errors
 /// Storage errors.
@@ -254,14 +267,21 @@ pub fn device_chunk_blobs(
     to_day: u32,
 ) -> Result<Vec<(u32, Vec<u8>)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT day, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",
+        "SELECT day, devices, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",
     )?;
-    let rows = stmt
-        .query_map(params![sim_key, chunk_of(device), from_day, to_day], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    let bit = (device & (CHUNK_DEVICES as u64 - 1)) as usize;
+    let mut rows = stmt.query(params![sim_key, chunk_of(device), from_day, to_day])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let bitmap = r.get_ref(1)?.as_blob()?;
+        if bitmap
+            .get(bit / 8)
+            .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        {
+            out.push((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(2)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Stored bytes of a simulation (event chunks and user states).

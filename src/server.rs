@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
@@ -115,7 +114,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection, auth.clone()))
         .add_service(InterceptedService::new(sim, auth))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // Small replies (a journey's summary after its events) must not wait for delayed ACKs.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        );
     let drain = opts.drain_timeout.unwrap_or(Duration::from_secs(30));
     tokio::select! {
         res = server => res.map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?,

@@ -152,7 +152,8 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             stop.clone(),
         ));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
+            .tcp_nodelay(true)
+        .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
             .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
             .connect()
             .await?;
@@ -211,6 +212,22 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
                 ids.extend(m.members.into_iter().map(|m| m.user_id));
             }
         }
+        let t = Instant::now();
+        for id in &ids {
+            app.journey("bench", id, "")?;
+        }
+        println!(
+            "journey lookup {:.2} ms per user in-process ({} users)",
+            t.elapsed().as_secs_f64() * 1000.0 / ids.len().max(1) as f64,
+            ids.len()
+        );
+        let t = Instant::now();
+        for _ in 0..20 {
+            client
+                .get_simulation(pb::GetSimulationRequest { simulation_id: "bench".into() })
+                .await?;
+        }
+        println!("GetSimulation  {:.2} ms per call", t.elapsed().as_secs_f64() * 1000.0 / 20.0);
         let mut lat = Vec::new();
         for id in &ids {
             let t = Instant::now();

@@ -9,6 +9,16 @@ use std::io::Write;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// `println!` that ends the program quietly when stdout is closed (e.g. piped into `head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// Adds the bearer token to every request.
 #[derive(Clone)]
 pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
@@ -32,6 +42,7 @@ pub type Client = SimulationServiceClient<InterceptedService<Channel, BearerToke
 pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
     let channel = Channel::from_shared(opts.server.clone())
         .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?
+        .tcp_nodelay(true)
         .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
         .connect()
@@ -243,7 +254,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     .await
                     .map_err(status)?
                     .into_inner();
-                println!("{}", serde_json::to_string_pretty(&sim_json(&s))?);
+                outln!("{}", serde_json::to_string_pretty(&sim_json(&s))?);
                 Ok(())
             }
             Command::List(o) => {
@@ -253,12 +264,18 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     .await
                     .map_err(status)?
                     .into_inner();
-                println!(
+                outln!(
                     "{:<24} {:>6} {:>11} {:>7} {:>6} {:>12} {:>14}  STATUS",
-                    "ID", "SEED", "START", "SCALE", "DAYS", "SESSIONS", "EVENTS"
+                    "ID",
+                    "SEED",
+                    "START",
+                    "SCALE",
+                    "DAYS",
+                    "SESSIONS",
+                    "EVENTS"
                 );
                 for s in list.simulations {
-                    println!(
+                    outln!(
                         "{:<24} {:>6} {:>11} {:>7} {:>6} {:>12} {:>14}  {}",
                         s.simulation_id,
                         s.seed,
@@ -332,7 +349,7 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
         .await
         .map_err(status)?
         .into_inner();
-    println!("{}", serde_json::to_string_pretty(&sim_json(&s))?);
+    outln!("{}", serde_json::to_string_pretty(&sim_json(&s))?);
     Ok(())
 }
 
@@ -366,9 +383,13 @@ async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         bar.set_message(format!("{} · {events} events · {rate:.0} events/s", d.date));
         bar.inc(1);
         if a.quiet {
-            println!(
+            outln!(
                 "{} day {} sessions {} events {} new_users {}",
-                d.date, d.day_index, d.sessions, d.events, d.new_users
+                d.date,
+                d.day_index,
+                d.sessions,
+                d.events,
+                d.new_users
             );
         }
     }
@@ -487,10 +508,10 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
             .collect(),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_table());
-        println!(
+        outln!(
             "{}",
             if report.all_pass() {
                 "all rows pass"
@@ -517,7 +538,7 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
         match item.item {
             Some(pb::journey_item::Item::Events(b)) if !a.summary_only => {
                 for e in &b.events {
-                    println!("{}", serde_json::to_string(&event_json(e))?);
+                    outln!("{}", serde_json::to_string(&event_json(e))?);
                 }
             }
             Some(pb::journey_item::Item::Summary(j)) => {
@@ -531,7 +552,7 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
                     "product_sku": j.product_sku, "revenue": j.revenue,
                     "event_count": j.event_count, "stages": j.stages,
                 });
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({ "summary": v }))?
                 );
@@ -568,7 +589,7 @@ async fn cohort(a: CohortArgs) -> anyhow::Result<()> {
         match item.item {
             Some(pb::cohort_item::Item::Members(m)) => {
                 for m in m.members {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({
                             "device_id": m.device_id, "user_id": m.user_id,
@@ -588,7 +609,7 @@ async fn cohort(a: CohortArgs) -> anyhow::Result<()> {
                     "funnel": x.funnel.iter().map(|f| serde_json::json!({"step": f.step, "users": f.users, "conversion_from_previous": f.conversion_from_previous})).collect::<Vec<_>>(),
                     "retention": x.retention.iter().map(|r| serde_json::json!({"week_start": r.week_start, "users": r.users, "active_share": r.active_share})).collect::<Vec<_>>(),
                 });
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({ "summary": v }))?
                 );

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Require `authorization: Bearer <token>` on every RPC but health.
     #[arg(long, env = "AMPSIM_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Refuse to grow the database past this many MiB: generation then stops with
+    /// RESOURCE_EXHAUSTED, as on a full disk, and resumes once the limit is raised.
+    #[arg(long, env = "AMPSIM_MAX_DB_MIB")]
+    pub max_db_mib: Option<u64>,
 }
 
 /// The subcommands.
@@ -117,7 +121,8 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = crate::store::Store::open(&a.db).map_err(|e| anyhow::anyhow!("--db: {e}"))?;
+        let store = crate::store::Store::open_with_limit(&a.db, a.max_db_mib.map(|m| m * 1024 * 1024))
+            .map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .map_err(|e| anyhow::anyhow!("--listen {}: {e}", a.listen))?;

@@ -29,6 +29,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
+    max_bytes: Option<u64>,
 }
 
 impl Store {
@@ -40,6 +41,16 @@ impl Store {
     /// # Errors
     /// [`Error::Database`] for a foreign or newer file; [`Error::Storage`] for SQLite errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with_limit(path, None)
+    }
+
+    /// [`Store::open`] with a size limit: a day whose commit would grow the file past
+    /// `max_bytes` fails with [`Error::ResourceExhausted`] and is rolled back, as on a full
+    /// disk.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_limit(path: impl AsRef<Path>, max_bytes: Option<u64>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let conn = Connection::open_with_flags(
             &path,
@@ -49,9 +60,9 @@ impl Store {
         )
         .map_err(|e| Error::Database(format!("cannot open {}: {e}", path.display())))?;
         check_file(&conn, &path)?;
-        configure(&conn)?;
+        configure(&conn, None)?;
         migrate(&conn, &path)?;
-        Ok(Store { path })
+        Ok(Store { path, max_bytes })
     }
 
     /// The database file.
@@ -68,7 +79,7 @@ impl Store {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        configure(&conn)?;
+        configure(&conn, self.max_bytes)?;
         Ok(conn)
     }
 }
@@ -106,7 +117,15 @@ fn check_file(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn configure(conn: &Connection) -> Result<()> {
+fn configure(conn: &Connection, max_bytes: Option<u64>) -> Result<()> {
+    if let Some(max) = max_bytes {
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        conn.pragma_update(
+            None,
+            "max_page_count",
+            (max / page.max(1) as u64).max(1) as i64,
+        )?;
+    }
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;

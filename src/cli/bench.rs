@@ -137,6 +137,22 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         stats.bytes as f64 / events.max(1) as f64
     );
 
+    // Resume cost: what a restarted server does before the next day starts.
+    {
+        let t = Instant::now();
+        let store = Store::open(db)?;
+        let app = Arc::new(App::new(store.clone(), CancellationToken::new()));
+        let job = app.prepare_generate("bench", 1)?;
+        let conn = store.connect()?;
+        let due = crate::store::days::load_due(&conn, row.key, row.days_generated)?;
+        println!(
+            "resume         {:.0} ms to reopen, claim the simulation and load the {} users due next",
+            t.elapsed().as_secs_f64() * 1000.0,
+            due.len()
+        );
+        drop(job);
+    }
+
     // Read side, over real gRPC on loopback.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,15 @@ fn decompress(blob: &[u8]) -> Result<Vec<u8>> {
     zstd::decode_all(blob).map_err(|e| Error::Corrupt(format!("zstd: {e}")))
 }
 
+/// One `event_chunks` row.
+struct ChunkRow {
+    chunk: i64,
+    records: i64,
+    events: i64,
+    devices: Vec<u8>,
+    data: Vec<u8>,
+}
+
 /// A day's encoded rows, ready to insert: built outside the transaction, on all cores.
 pub struct EncodedDay {
     day: u32,
@@ -42,7 +51,7 @@ pub struct EncodedDay {
     events: u64,
     new_users: u64,
     returning_users: u64,
-    chunks: Vec<(i64, i64, i64, Vec<u8>, Vec<u8>)>,
+    chunks: Vec<ChunkRow>,
     states: Vec<(i64, i64, Vec<u8>)>,
 }
 
@@ -67,13 +76,13 @@ impl EncodedDay {
                     let i = (r.device & (CHUNK_DEVICES as u64 - 1)) as usize;
                     bitmap[i / 8] |= 1 << (i % 8);
                 }
-                (
-                    chunk_of(g[0].device),
-                    g.len() as i64,
-                    events as i64,
-                    bitmap,
-                    compress(&codec::encode_user_days(day_start, g)),
-                )
+                ChunkRow {
+                    chunk: chunk_of(g[0].device),
+                    records: g.len() as i64,
+                    events: events as i64,
+                    devices: bitmap,
+                    data: compress(&codec::encode_user_days(day_start, g)),
+                }
             })
             .collect();
         let mut by_due: BTreeMap<i64, Vec<&UserState>> = BTreeMap::new();
@@ -107,7 +116,7 @@ impl EncodedDay {
     pub fn bytes(&self) -> usize {
         self.chunks
             .iter()
-            .map(|c| c.3.len() + c.4.len())
+            .map(|c| c.devices.len() + c.data.len())
             .sum::<usize>()
             + self.states.iter().map(|s| s.2.len()).sum::<usize>()
     }
@@ -154,9 +163,9 @@ pub fn commit_day(conn: &mut Connection, sim_key: i64, enc: &EncodedDay) -> Resu
         let mut ins = tx.prepare_cached(
             "INSERT INTO event_chunks (sim, day, chunk, records, events, devices, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for (chunk, records, events, devices, data) in &enc.chunks {
+        for c in &enc.chunks {
             ins.execute(params![
-                sim_key, enc.day, chunk, records, events, devices, data
+                sim_key, enc.day, c.chunk, c.records, c.events, c.devices, c.data
             ])
             .map_err(super::storage_error)?;
         }

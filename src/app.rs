@@ -463,40 +463,12 @@ impl App {
             }
             generate = Some(self.prepare_generate(id, missing)?);
         }
-        let device = if q.device_id.is_empty() {
-            None
-        } else {
-            Some(engine.ids().parse_device_id(&q.device_id).ok_or_else(|| {
-                Error::invalid(
-                    "device_id",
-                    format!(
-                        "{:?} is not a device id of this simulation",
-                        truncate(&q.device_id)
-                    ),
-                )
-            })?)
-        };
-        let user = if q.user_id.is_empty() {
-            None
-        } else {
-            Some(engine.ids().parse_user_id(&q.user_id).ok_or_else(|| {
-                Error::invalid(
-                    "user_id",
-                    format!(
-                        "{:?} is not a user id of this simulation",
-                        truncate(&q.user_id)
-                    ),
-                )
-            })?)
-        };
-        if let (Some(d), Some(u)) = (device, user) {
-            if d != u {
-                return Err(Error::invalid(
-                    "user_id",
-                    "user_id and device_id name different users",
-                ));
-            }
-        }
+        let (device, user) = parse_ids(&engine, &q.user_id, &q.device_id, |field, v| {
+            Error::invalid(
+                field,
+                format!("{:?} is not a {field} of this simulation", truncate(v)),
+            )
+        })?;
         Ok(EventStream {
             app: self.clone(),
             conn,
@@ -537,34 +509,7 @@ impl App {
                 truncate(v)
             ))
         };
-        let by_device = if device_id.is_empty() {
-            None
-        } else {
-            Some(
-                engine
-                    .ids()
-                    .parse_device_id(device_id)
-                    .ok_or_else(|| not_found("device_id", device_id))?,
-            )
-        };
-        let by_user = if user_id.is_empty() {
-            None
-        } else {
-            Some(
-                engine
-                    .ids()
-                    .parse_user_id(user_id)
-                    .ok_or_else(|| not_found("user_id", user_id))?,
-            )
-        };
-        if let (Some(d), Some(u)) = (by_device, by_user) {
-            if d != u {
-                return Err(Error::invalid(
-                    "user_id",
-                    "user_id and device_id name different users",
-                ));
-            }
-        }
+        let (by_device, by_user) = parse_ids(&engine, user_id, device_id, not_found)?;
         let device = by_device.or(by_user).expect("one id given");
         if sim.days_generated == 0 {
             return Err(not_found(
@@ -819,6 +764,40 @@ impl EventStream {
         }
         Ok(())
     }
+}
+
+/// Parses a request's optional user_id and device_id into device numbers: (device, user).
+/// `unknown(field, value)` is the error for an id that is not one of this simulation's.
+///
+/// # Errors
+/// That error, or [`Error::InvalidArgument`] when both are given and name different users.
+fn parse_ids(
+    engine: &Engine,
+    user_id: &str,
+    device_id: &str,
+    unknown: impl Fn(&str, &str) -> Error,
+) -> Result<(Option<u64>, Option<u64>)> {
+    let device = if device_id.is_empty() {
+        None
+    } else {
+        let d = engine.ids().parse_device_id(device_id);
+        Some(d.ok_or_else(|| unknown("device_id", device_id))?)
+    };
+    let user = if user_id.is_empty() {
+        None
+    } else {
+        let u = engine.ids().parse_user_id(user_id);
+        Some(u.ok_or_else(|| unknown("user_id", user_id))?)
+    };
+    if let (Some(d), Some(u)) = (device, user) {
+        if d != u {
+            return Err(Error::invalid(
+                "user_id",
+                "user_id and device_id name different users",
+            ));
+        }
+    }
+    Ok((device, user))
 }
 
 /// Decompresses and decodes a day's chunks (on all cores), in chunk order.

@@ -159,3 +159,122 @@ async fn a_full_disk_stops_generation_cleanly_and_it_resumes_when_space_is_back(
     assert_eq!(digest(&pull_all(&mut c, "d").await), digest(&reference));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_every_rpc_but_health_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(
+        &dir.path().join("a.db"),
+        ampsim::server::ServeOptions {
+            auth_token: Some("s3cret-token".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // No token, and a wrong token: UNAUTHENTICATED.
+    let mut plain = pb::simulation_service_client::SimulationServiceClient::new(channel.clone());
+    let e = plain
+        .list_simulations(pb::ListSimulationsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    for token in [
+        "Bearer wrong",
+        "Bearer s3cret-token-but-longer",
+        "s3cret-token",
+        "Bearer s3cret-toke",
+    ] {
+        let mut req = tonic::Request::new(pb::ListSimulationsRequest {});
+        req.metadata_mut()
+            .insert("authorization", token.parse().unwrap());
+        assert_eq!(
+            plain.list_simulations(req).await.unwrap_err().code(),
+            Code::Unauthenticated,
+            "{token}"
+        );
+    }
+    // Health answers without a token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "ampsim.v1.SimulationService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    // The right token works.
+    let mut req = tonic::Request::new(pb::ListSimulationsRequest {});
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+    assert!(plain.list_simulations(req).await.is_ok());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_during_generation_see_whole_days_only() {
+    const DAYS: u32 = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("r.db")).await;
+    let mut c = s.client().await;
+    create(&mut c, "r", 4, 0.01).await;
+    let mut gen_client = s.client().await;
+    let generator = tokio::spawn(async move { generate(&mut gen_client, "r", DAYS).await });
+    // Snapshots taken while the generator runs: (committed days, events per day seen).
+    let mut snapshots = Vec::new();
+    while !generator.is_finished() {
+        let sim = c
+            .get_simulation(pb::GetSimulationRequest {
+                simulation_id: "r".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if sim.days_generated == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        let events = pull(
+            &mut c,
+            pb::StreamEventsRequest {
+                simulation_id: "r".into(),
+                to_date: sim.last_generated_date.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut per_day = std::collections::BTreeMap::<i64, usize>::new();
+        for e in &events {
+            *per_day.entry(e.time / 86_400_000).or_default() += 1;
+        }
+        snapshots.push((sim.days_generated, per_day));
+    }
+    let progress = generator.await.unwrap();
+    assert_eq!(progress.len() as u32, DAYS);
+    let full: std::collections::BTreeMap<u32, u64> =
+        progress.iter().map(|d| (d.day_index, d.events)).collect();
+    assert!(
+        snapshots.len() >= 3,
+        "the readers overlapped the generator: {}",
+        snapshots.len()
+    );
+    for (days, per_day) in snapshots {
+        assert_eq!(per_day.len() as u32, days);
+        for (i, (_, n)) in per_day.iter().enumerate() {
+            assert_eq!(
+                *n as u64,
+                full[&(i as u32)],
+                "day {i} complete in a snapshot of {days} days"
+            );
+        }
+    }
+    s.stop().await;
+}

@@ -278,3 +278,194 @@ async fn readers_during_generation_see_whole_days_only() {
     }
     s.stop().await;
 }
+
+/// Every RPC with empty, huge, malformed and hostile inputs: INVALID_ARGUMENT naming the field
+/// (or NOT_FOUND / RESOURCE_EXHAUSTED where that is the answer), never a panic or a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("h.db")).await;
+    let mut c = s.client().await;
+    create(&mut c, "ok", 1, 0.002).await;
+    generate(&mut c, "ok", 2).await;
+    let mut tried = 0;
+    let mut expect = |r: Result<(), tonic::Status>, code: Code, field: &str| {
+        tried += 1;
+        let e = r.expect_err(field);
+        assert_eq!(e.code(), code, "{field}: {e:?}");
+        assert!(e.message().contains(field), "{field}: {}", e.message());
+    };
+    let create_req = |f: &dyn Fn(&mut pb::CreateSimulationRequest)| {
+        let mut r = pb::CreateSimulationRequest {
+            simulation_id: "x".into(),
+            start_date: "2025-01-01".into(),
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(pb::CreateSimulationRequest, &str)> = vec![
+        (
+            create_req(&|r| r.population_scale = -1.0),
+            "population_scale",
+        ),
+        (
+            create_req(&|r| r.population_scale = f64::NAN),
+            "population_scale",
+        ),
+        (
+            create_req(&|r| r.population_scale = f64::INFINITY),
+            "population_scale",
+        ),
+        (
+            create_req(&|r| r.population_scale = 1e300),
+            "population_scale",
+        ),
+        (
+            create_req(&|r| r.start_date = "1969-12-31".into()),
+            "start_date",
+        ),
+        (
+            create_req(&|r| r.start_date = "10000-01-01".into()),
+            "start_date",
+        ),
+        (
+            create_req(&|r| r.start_date = "2025-02-30".into()),
+            "start_date",
+        ),
+        (
+            create_req(&|r| r.start_date = "'; DROP TABLE simulations; --".into()),
+            "start_date",
+        ),
+        (
+            create_req(&|r| r.simulation_id = "a/../../b".into()),
+            "simulation_id",
+        ),
+        (
+            create_req(&|r| r.simulation_id = "x".repeat(65)),
+            "simulation_id",
+        ),
+        (
+            create_req(&|r| r.simulation_id = "sim'; DROP TABLE simulations; --".into()),
+            "simulation_id",
+        ),
+        (
+            create_req(&|r| r.scenario_toml = "not = [toml".into()),
+            "scenario_toml",
+        ),
+        (
+            create_req(&|r| r.scenario_toml = "[forms]\nreach_probability = nan\n".into()),
+            "scenario_toml.forms.reach_probability",
+        ),
+        (
+            create_req(&|r| r.scenario_toml = "[bogus]\nx = 1\n".into()),
+            "scenario_toml.bogus",
+        ),
+        (
+            create_req(&|r| {
+                r.scenario_toml = format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000))
+            }),
+            "scenario_toml",
+        ),
+        (
+            create_req(&|r| r.scenario_toml = format!("# {}\n", "x".repeat(300_000))),
+            "scenario_toml",
+        ),
+        (
+            create_req(&|r| r.scenario_toml = "[traffic]\nnew_users_per_day = 1e12\n".into()),
+            "scenario_toml.traffic.new_users_per_day",
+        ),
+    ];
+    for (req, field) in cases {
+        expect(
+            c.create_simulation(req).await.map(|_| ()),
+            Code::InvalidArgument,
+            field,
+        );
+    }
+    for days in [0u32, 36_501, u32::MAX] {
+        expect(
+            c.generate_days(pb::GenerateDaysRequest {
+                simulation_id: "ok".into(),
+                days,
+            })
+            .await
+            .map(|_| ()),
+            Code::InvalidArgument,
+            "days",
+        );
+    }
+    let stream = |f: &dyn Fn(&mut pb::StreamEventsRequest)| {
+        let mut r = pb::StreamEventsRequest {
+            simulation_id: "ok".into(),
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    };
+    for (req, field) in [
+        (stream(&|r| r.batch_size = 1_000_000), "batch_size"),
+        (
+            stream(&|r| r.device_id = "\u{0}\u{ffff}".into()),
+            "device_id",
+        ),
+        (stream(&|r| r.user_id = "x".repeat(10_000)), "user_id"),
+        (
+            stream(&|r| r.event_types = vec!["page_view".into(); 1000]),
+            "event_types",
+        ),
+        (stream(&|r| r.from_date = "2024-12-31".into()), "from_date"),
+        (
+            stream(&|r| r.simulation_id = String::new()),
+            "simulation_id",
+        ),
+    ] {
+        expect(
+            c.stream_events(req).await.map(|_| ()),
+            Code::InvalidArgument,
+            field,
+        );
+    }
+    // A request over the size limit.
+    let e = c
+        .create_simulation(pb::CreateSimulationRequest {
+            scenario_toml: "#".repeat(2 * 1024 * 1024),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{e:?}"
+    );
+    expect(
+        c.query_cohort(pb::QueryCohortRequest {
+            simulation_id: "ok".into(),
+            max_members: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        Code::InvalidArgument,
+        "max_members",
+    );
+    expect(
+        c.get_report(pb::GetReportRequest {
+            simulation_id: "nope".into(),
+        })
+        .await
+        .map(|_| ()),
+        Code::NotFound,
+        "nope",
+    );
+    assert!(tried >= 28, "{tried}");
+    // Nothing stored was harmed.
+    let list = c
+        .list_simulations(pb::ListSimulationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.simulations.len(), 1);
+    assert_eq!(list.simulations[0].days_generated, 2);
+    s.stop().await;
+}

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_engine;
 pub mod client;
+pub mod loadtest;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -84,6 +85,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Benchmark the engine alone (no storage) and optionally print the acceptance report.
     BenchEngine(bench_engine::BenchEngineArgs),
+    /// Load-test a running server: concurrent clients, bounded in time and requests; prints
+    /// requests/s, p50/p99 latency and errors (fails if any request failed).
+    Loadtest(loadtest::LoadTestArgs),
     /// Print the embedded default scenario TOML.
     Scenario,
 }
@@ -97,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(a),
         Command::Bench(a) => bench::run(&a),
         Command::BenchEngine(a) => bench_engine::run(&a),
+        Command::Loadtest(a) => loadtest::run(&a),
         Command::Scenario => {
             print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
             Ok(())

@@ -469,3 +469,28 @@ async fn hostile_inputs_get_clear_errors() {
     assert_eq!(list.simulations[0].days_generated, 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_load_test_has_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("l.db")).await;
+    let mut c = s.client().await;
+    create(&mut c, "load", 2, 0.01).await;
+    generate(&mut c, "load", 30).await;
+    let r = ampsim::cli::loadtest::load(&ampsim::cli::loadtest::LoadTestArgs {
+        simulation: "load".into(),
+        clients: 20,
+        seconds: 3,
+        max_requests: 500,
+        client: ampsim::cli::ClientOpts {
+            server: format!("http://{}", s.addr),
+            auth_token: None,
+        },
+    })
+    .await
+    .unwrap();
+    assert!(r.requests >= 100, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert!(r.p99_ms >= r.p50_ms);
+    s.stop().await;
+}

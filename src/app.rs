@@ -511,15 +511,18 @@ impl App {
         };
         let (by_device, by_user) = parse_ids(&engine, user_id, device_id, not_found)?;
         let device = by_device.or(by_user).expect("one id given");
-        if sim.days_generated == 0 {
-            return Err(not_found(
+        let unknown_user = || {
+            not_found(
                 "user",
                 if user_id.is_empty() {
                     device_id
                 } else {
                     user_id
                 },
-            ));
+            )
+        };
+        if sim.days_generated == 0 {
+            return Err(unknown_user());
         }
         let mut records = Vec::new();
         for (day, blob) in
@@ -536,14 +539,7 @@ impl App {
             .iter()
             .any(|r| usize::from(r.user_id_from) < r.events.len());
         if records.is_empty() || (by_device.is_none() && !identified) {
-            return Err(not_found(
-                "user",
-                if user_id.is_empty() {
-                    device_id
-                } else {
-                    user_id
-                },
-            ));
+            return Err(unknown_user());
         }
         let summary = crate::query::summarize_journey(&engine, device, &records);
         Ok((engine, records, summary))

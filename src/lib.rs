@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod error;
+pub mod export;
 pub mod pb;
 pub mod query;
 pub mod rpc;

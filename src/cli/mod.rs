@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_engine;
 pub mod client;
+pub mod export;
 pub mod loadtest;
 
 use clap::{Args, Parser, Subcommand};
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 /// SaaS funnel, served over gRPC with SQLite persistence.
 ///
 /// Start a server with `ampsim serve`, then drive it with the client verbs (create, generate,
-/// events, journey, report, list, delete) or any gRPC client (package ampsim.v1).
+/// events, export, journey, report, list, delete) or any gRPC client (package ampsim.v1).
 #[derive(Debug, Parser)]
 #[command(name = "ampsim", version, about, long_about)]
 pub struct Cli {
@@ -68,6 +69,9 @@ pub enum Command {
     Generate(client::GenerateArgs),
     /// Write a day range's events to stdout as JSON lines (Amplitude HTTP V2 field names).
     Events(client::EventsArgs),
+    /// Write a day range's events to files: the Amplitude Export API layout (hourly gzipped
+    /// JSON lines), HTTP V2 JSON lines per day, or Parquet per day.
+    Export(export::ExportArgs),
     /// Print one user's journey (events as JSON lines, then the summary as JSON).
     Journey(client::JourneyArgs),
     /// Query a cohort: members as JSON lines (up to --max-members), then the summary as JSON.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&a),
         Command::BenchEngine(a) => bench_engine::run(&a),
         Command::Loadtest(a) => loadtest::run(&a),
+        Command::Export(a) => export::run(&a),
         Command::Scenario => {
             print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
             Ok(())

@@ -1,0 +1,206 @@
+//! `ampsim export`: a day range's events from StreamEvents into files (Amplitude Export API
+//! layout, HTTP V2 JSON lines or Parquet), with a progress bar and a summary. The writing is
+//! [`crate::export`]'s.
+
+use super::client::connect;
+use super::ClientOpts;
+use crate::export::{ExportOptions, ExportSummary, Format};
+use crate::pb;
+use anyhow::{bail, Context};
+use chrono::NaiveDate;
+use std::path::PathBuf;
+
+/// Options of `ampsim export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// The simulation's id.
+    #[arg(long)]
+    pub simulation: String,
+    /// First day, YYYY-MM-DD (default: the simulation's start date).
+    #[arg(long, value_parser = parse_date)]
+    pub from: Option<NaiveDate>,
+    /// Last day, YYYY-MM-DD, inclusive (default: the last generated day).
+    #[arg(long, value_parser = parse_date)]
+    pub to: Option<NaiveDate>,
+    /// File format: amplitude-export (hourly gzipped JSON lines, Export API fields), jsonl (HTTP
+    /// V2 events per day) or parquet (typed columns per day).
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Output directory (created if missing). Other files in it are left alone.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace the files of this format and range that an earlier export left in --out (they are
+    /// deleted first); without it, such files stop the export before anything is written.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Amplitude project id: `app` in each event and the file name prefix (amplitude-export).
+    #[arg(long, default_value_t = 100_000)]
+    pub project_id: u64,
+    /// Most events per amplitude-export file, a busier hour gets parts #1, #2, ... [default:
+    /// 100000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub part_size: Option<u64>,
+    /// Gzip level of amplitude-export files, 0 (none) to 9 (smallest) [default: 1]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub gzip_level: Option<u32>,
+    /// Generate missing days up to --to first instead of failing.
+    #[arg(long)]
+    pub generate_missing: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientOpts,
+}
+
+/// Events per amplitude-export file unless --part-size says otherwise.
+pub const DEFAULT_PART_SIZE: u64 = 100_000;
+
+/// Gzip level of amplitude-export files unless --gzip-level says otherwise.
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+
+/// `--from`/`--to` values.
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("expected YYYY-MM-DD ({e})"))
+}
+
+/// Runs `ampsim export` and prints the summary to stderr.
+///
+/// # Errors
+/// Bad options, connection failures, error statuses from the server, file errors.
+pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = std::time::Instant::now();
+    let s = rt.block_on(export(a))?;
+    eprintln!(
+        "exported {} events to {} files ({}) in {} in {:.1}s",
+        s.events,
+        s.files.len(),
+        human_bytes(s.bytes),
+        a.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Exports: resolves the range against the simulation, streams its events and writes the
+/// files. Returns what was written.
+///
+/// # Errors
+/// Bad options, connection failures, error statuses from the server, file errors.
+pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
+    if a.format != Format::AmplitudeExport {
+        if a.part_size.is_some() {
+            bail!("--part-size applies to --format amplitude-export only");
+        }
+        if a.gzip_level.is_some() {
+            bail!("--gzip-level applies to --format amplitude-export only");
+        }
+    }
+    let mut c = connect(&a.client).await?;
+    let sim = c
+        .get_simulation(pb::GetSimulationRequest {
+            simulation_id: a.simulation.clone(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("--simulation {}: {}", a.simulation, s.message()))?
+        .into_inner();
+    let start = parse_date(&sim.start_date)
+        .map_err(|e| anyhow::anyhow!("the server sent start date {:?}: {e}", sim.start_date))?;
+    let last = parse_date(&sim.last_generated_date).ok(); // empty before the first day
+    let from = a.from.unwrap_or(start);
+    if from < start {
+        bail!("--from {from} is before the simulation's start date {start}");
+    }
+    let to = match (a.to, last) {
+        (Some(t), _) => t,
+        (None, Some(l)) => l,
+        (None, None) => bail!(
+            "simulation {} has no generated days yet; run `ampsim generate` or give --to with --generate-missing",
+            a.simulation
+        ),
+    };
+    if to < from {
+        bail!("--to {to} is before --from {from}");
+    }
+    if !a.generate_missing && last.is_none_or(|l| to > l) {
+        bail!(
+            "--to {to} is not generated yet (simulation {} is generated through {}); generate more days or pass --generate-missing",
+            a.simulation,
+            last.map_or("no day".to_string(), |l| l.to_string())
+        );
+    }
+    let opts = ExportOptions {
+        format: a.format,
+        out_dir: a.out.clone(),
+        simulation_id: a.simulation.clone(),
+        from,
+        to,
+        project_id: a.project_id,
+        part_size: a.part_size.unwrap_or(DEFAULT_PART_SIZE),
+        gzip_level: a.gzip_level.unwrap_or(DEFAULT_GZIP_LEVEL),
+        overwrite: a.overwrite,
+    };
+    // Fail on the directory before asking the server for anything heavy.
+    crate::export::prepare_out_dir(&opts).context("--out")?;
+    let stream = c
+        .stream_events(pb::StreamEventsRequest {
+            simulation_id: a.simulation.clone(),
+            from_date: from.to_string(),
+            to_date: to.to_string(),
+            generate_missing: a.generate_missing,
+            batch_size: 5000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+
+    let days = (to - from).num_days() as u64 + 1;
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(days)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} days  {msg}  [{elapsed_precise}, eta {eta}]",
+        )
+        .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    let from_ms = from
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp_millis();
+    let summary = crate::export::export_stream(stream, &opts, |p| {
+        let day = (p.last_time_ms - from_ms).max(0) as u64 / 86_400_000;
+        bar.set_position(day);
+        let rate = p.events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{} events · {rate:.0} events/s", p.events));
+    })
+    .await;
+    bar.finish_and_clear();
+    summary.with_context(|| format!("export to {}", a.out.display()))
+}
+
+/// `12.3 MiB`.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

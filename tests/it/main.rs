@@ -1,5 +1,6 @@
 //! One integration-test binary (faster to link than many); each module covers one area.
 mod engine;
+mod export;
 mod fuzz;
 mod queries;
 mod reliability;

@@ -146,7 +146,7 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
         overwrite: a.overwrite,
     };
     // Fail on the directory before asking the server for anything heavy.
-    crate::export::prepare_out_dir(&opts).context("--out")?;
+    crate::export::prepare_out_dir(&opts).map_err(|e| anyhow::anyhow!("--out: {e}"))?;
     let stream = c
         .stream_events(pb::StreamEventsRequest {
             simulation_id: a.simulation.clone(),

@@ -37,6 +37,10 @@ pub struct ClientOpts {
     /// Bearer token, when the server requires one.
     #[arg(long, env = "AMPSIM_AUTH_TOKEN", hide_env_values = true, global = true)]
     pub auth_token: Option<String>,
+    /// PEM file of the CA certificate(s) to trust for an `https://` server (e.g. the server's
+    /// self-signed certificate). Without it, the public web PKI roots are trusted.
+    #[arg(long, env = "AMPSIM_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Options of `ampsim serve`.
@@ -55,6 +59,29 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED, as on a full disk, and resumes once the limit is raised.
     #[arg(long, env = "AMPSIM_MAX_DB_MIB")]
     pub max_db_mib: Option<u64>,
+    /// Serve TLS (rustls) with this PEM certificate chain (leaf first); needs --tls-key.
+    /// Clients then use an `https://` URL.
+    #[arg(long, env = "AMPSIM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "AMPSIM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Reads the TLS files, naming the flag of the one that cannot be read.
+    fn tls_identity(&self) -> anyhow::Result<Option<crate::server::TlsIdentity>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |flag: &str, p: &PathBuf| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", p.display()))
+        };
+        Ok(Some(crate::server::TlsIdentity {
+            cert_pem: read("--tls-cert", cert)?,
+            key_pem: read("--tls-key", key)?,
+        }))
+    }
 }
 
 /// The subcommands.
@@ -126,16 +153,21 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let tls = a.tls_identity()?;
         let store = crate::store::Store::open_with_limit(&a.db, a.max_db_mib.map(|m| m * 1024 * 1024))
             .map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .map_err(|e| anyhow::anyhow!("--listen {}: {e}", a.listen))?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && a.auth_token.is_none() {
-            tracing::warn!(%addr, "listening on a non-loopback address without --auth-token: anyone who can reach it can read and change simulations");
+        if !addr.ip().is_loopback() {
+            if a.auth_token.is_none() {
+                tracing::warn!(%addr, "listening on a non-loopback address without --auth-token: anyone who can reach it can read and change simulations");
+            } else if tls.is_none() {
+                tracing::warn!(%addr, "listening on a non-loopback address without TLS: the bearer token and the events travel in clear (see --tls-cert)");
+            }
         }
-        tracing::info!(%addr, db = %a.db.display(), auth = a.auth_token.is_some(), "ampsim listening");
+        tracing::info!(%addr, db = %a.db.display(), auth = a.auth_token.is_some(), tls = tls.is_some(), "ampsim listening");
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -148,6 +180,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             crate::server::ServeOptions {
                 auth_token: a.auth_token,
                 drain_timeout: None,
+                tls,
             },
             shutdown,
         )

@@ -1,4 +1,5 @@
 //! One integration-test binary (faster to link than many); each module covers one area.
+mod access;
 mod engine;
 mod fuzz;
 mod queries;

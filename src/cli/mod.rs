@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_engine;
 pub mod client;
 pub mod loadtest;
+pub mod upload;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -115,6 +116,12 @@ pub enum Command {
     /// Load-test a running server: concurrent clients, bounded in time and requests; prints
     /// requests/s, p50/p99 latency and errors (fails if any request failed).
     Loadtest(loadtest::LoadTestArgs),
+    /// Send a day range's events to Amplitude (HTTP V2 or Batch API) with batching, gzip,
+    /// retries and a checkpoint to resume from.
+    Upload(upload::UploadArgs),
+    /// Run a local stand-in for Amplitude's ingestion API (limits, 400/413/429, insert_id
+    /// dedupe, injected 5xx), to try `ampsim upload --endpoint` without a real project.
+    AmplitudeDouble(upload::DoubleArgs),
     /// Print the embedded default scenario TOML.
     Scenario,
 }
@@ -129,6 +136,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&a),
         Command::BenchEngine(a) => bench_engine::run(&a),
         Command::Loadtest(a) => loadtest::run(&a),
+        Command::Upload(a) => upload::run(&a),
+        Command::AmplitudeDouble(a) => upload::run_double(&a),
         Command::Scenario => {
             print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
             Ok(())

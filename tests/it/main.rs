@@ -6,3 +6,4 @@ mod queries;
 mod reliability;
 mod server;
 mod support;
+mod upload;

@@ -116,10 +116,18 @@ pub async fn serve(
     health
         .set_serving::<SimulationServiceServer<Service>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection v1, and v1alpha for the many tools that only speak it (older grpcurl, evans,
+    // Postman, grpcio-reflection).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
     let sim = SimulationServiceServer::new(Service::new(app))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -157,6 +165,7 @@ pub async fn serve(
         .initial_connection_window_size(Some(2 * WINDOW_BYTES))
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection, auth.clone()))
+        .add_service(InterceptedService::new(reflection_alpha, auth.clone()))
         .add_service(InterceptedService::new(sim, auth))
         // Small replies (a journey's summary after its events) must not wait for delayed ACKs.
         .serve_with_incoming_shutdown(

@@ -220,3 +220,92 @@ fn serve_refuses_half_a_tls_configuration_naming_the_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--tls-cert /nonexistent/cert.pem"), "{err}");
 }
+
+/// One reflection round trip: list the services, then fetch the file defining
+/// `ampsim.v1.SimulationService` and return its method names.
+macro_rules! reflect {
+    ($module:path, $addr:expr) => {{
+        use $module as r;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", $addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = r::server_reflection_client::ServerReflectionClient::new(channel);
+        let requests = vec![
+            r::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(r::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                )),
+            },
+            r::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    r::server_reflection_request::MessageRequest::FileContainingSymbol(
+                        "ampsim.v1.SimulationService".into(),
+                    ),
+                ),
+            },
+        ];
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut services = Vec::new();
+        let mut methods = Vec::new();
+        while let Some(a) = answers.message().await.unwrap() {
+            match a.message_response.unwrap() {
+                r::server_reflection_response::MessageResponse::ListServicesResponse(l) => {
+                    services.extend(l.service.into_iter().map(|s| s.name));
+                }
+                r::server_reflection_response::MessageResponse::FileDescriptorResponse(f) => {
+                    for bytes in f.file_descriptor_proto {
+                        let file: prost_types::FileDescriptorProto =
+                            prost::Message::decode(bytes.as_slice()).unwrap();
+                        for s in file
+                            .service
+                            .iter()
+                            .filter(|s| s.name() == "SimulationService")
+                        {
+                            methods.extend(s.method.iter().map(|m| m.name().to_owned()));
+                        }
+                    }
+                }
+                other => panic!("unexpected reflection answer {other:?}"),
+            }
+        }
+        (services, methods)
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1_and_v1alpha_describe_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("r.db")).await;
+    let (services_v1, methods_v1) = reflect!(tonic_reflection::pb::v1, s.addr);
+    let (services_alpha, methods_alpha) = reflect!(tonic_reflection::pb::v1alpha, s.addr);
+    for services in [&services_v1, &services_alpha] {
+        for want in ["ampsim.v1.SimulationService", "grpc.health.v1.Health"] {
+            assert!(
+                services.iter().any(|s| s == want),
+                "{want} not in {services:?}"
+            );
+        }
+    }
+    let want = [
+        "CreateSimulation",
+        "GetSimulation",
+        "ListSimulations",
+        "DeleteSimulation",
+        "GenerateDays",
+        "StreamEvents",
+        "GetUserJourney",
+        "QueryCohort",
+        "GetReport",
+    ];
+    assert_eq!(methods_v1, want);
+    assert_eq!(methods_alpha, want);
+    s.stop().await;
+}

@@ -575,13 +575,10 @@ pub async fn upload(client: &Client, opts: &UploadOptions) -> anyhow::Result<Upl
     }
     ck.save(&opts.checkpoint)?;
 
-    let mut rejected = std::io::BufWriter::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&opts.rejected)
-            .with_context(|| format!("--rejected {}", opts.rejected.display()))?,
-    );
+    let mut rejected = Rejected {
+        path: opts.rejected.clone(),
+        file: None,
+    };
 
     let mut body_head = b"{\"api_key\":".to_vec();
     serde_json::to_writer(&mut body_head, &opts.api_key)?;
@@ -726,7 +723,7 @@ pub async fn upload(client: &Client, opts: &UploadOptions) -> anyhow::Result<Upl
                         let mut back = Vec::with_capacity(batch.len());
                         for (i, p) in batch.into_iter().enumerate() {
                             if let Some(reason) = reasons.get(&i) {
-                                write_rejected(&mut rejected, &p, reason)?;
+                                rejected.write(&p, reason)?;
                                 report.dropped += 1;
                                 ck.dropped += 1;
                                 done.insert(p.seq);
@@ -739,7 +736,7 @@ pub async fn upload(client: &Client, opts: &UploadOptions) -> anyhow::Result<Upl
                     Outcome::TooLarge => {
                         if batch.len() == 1 {
                             let p = batch.into_iter().next().expect("one");
-                            write_rejected(&mut rejected, &p, "alone larger than the request limit (413)")?;
+                            rejected.write(&p, "alone larger than the request limit (413)")?;
                             report.dropped += 1;
                             ck.dropped += 1;
                             done.insert(p.seq);
@@ -828,15 +825,39 @@ fn requeue_front(ready: &mut VecDeque<Pending>, batch: Vec<Pending>) {
     }
 }
 
-fn write_rejected(w: &mut impl Write, p: &Pending, reason: &str) -> anyhow::Result<()> {
-    let event: Value = serde_json::from_slice(&p.json)?;
-    serde_json::to_writer(
-        &mut *w,
-        &serde_json::json!({"insert_id": p.insert_id, "reason": reason, "event": event}),
-    )?;
-    w.write_all(b"\n")?;
-    tracing::warn!(insert_id = %p.insert_id, %reason, "event dropped");
-    Ok(())
+/// The list of dropped events, created on the first drop and appended to across runs.
+struct Rejected {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Rejected {
+    fn write(&mut self, p: &Pending, reason: &str) -> anyhow::Result<()> {
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .with_context(|| format!("--rejected {}", self.path.display()))?;
+            self.file = Some(std::io::BufWriter::new(f));
+        }
+        let w = self.file.as_mut().expect("opened above");
+        let event: Value = serde_json::from_slice(&p.json)?;
+        serde_json::to_writer(
+            &mut *w,
+            &serde_json::json!({"insert_id": p.insert_id, "reason": reason, "event": event}),
+        )?;
+        w.write_all(b"\n")?;
+        tracing::warn!(insert_id = %p.insert_id, %reason, "event dropped");
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(f) = &mut self.file {
+            f.flush()?;
+        }
+        Ok(())
+    }
 }
 
 /// Moves the checkpoint to the low-water mark and saves it.

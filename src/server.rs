@@ -30,6 +30,26 @@ pub struct ServeOptions {
     pub auth_token: Option<String>,
     /// How long in-flight RPCs may drain after shutdown starts before the server stops anyway.
     pub drain_timeout: Option<Duration>,
+    /// When set, the listener speaks TLS (rustls) with this certificate chain and key.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A PEM certificate chain and its PEM private key, for the TLS listener.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_pem: Vec<u8>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks the bearer token in constant time.
@@ -67,6 +87,18 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
+/// An error and its sources on one line (tonic's transport errors hide the cause in `source`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 /// Serves until `shutdown` is cancelled, then drains and returns.
 ///
 /// # Errors
@@ -84,10 +116,18 @@ pub async fn serve(
     health
         .set_serving::<SimulationServiceServer<Service>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection v1, and v1alpha for the many tools that only speak it (older grpcurl, evans,
+    // Postman, grpcio-reflection).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
     let sim = SimulationServiceServer::new(Service::new(app))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -106,13 +146,26 @@ pub async fn serve(
                 .await;
         }
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &opts.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| {
+                crate::error::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("TLS certificate or key: {}", error_chain(&e)),
+                ))
+            })?;
+    }
+    let server = builder
         // Event batches are megabytes: default 64 KiB HTTP/2 windows would stall every stream
         // on window updates.
         .initial_stream_window_size(Some(WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * WINDOW_BYTES))
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection, auth.clone()))
+        .add_service(InterceptedService::new(reflection_alpha, auth.clone()))
         .add_service(InterceptedService::new(sim, auth))
         // Small replies (a journey's summary after its events) must not wait for delayed ACKs.
         .serve_with_incoming_shutdown(

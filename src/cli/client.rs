@@ -40,8 +40,28 @@ pub type Client = SimulationServiceClient<InterceptedService<Channel, BearerToke
 /// # Errors
 /// A bad URL or an unreachable server.
 pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
-    let channel = Channel::from_shared(opts.server.clone())
-        .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?
+    let mut endpoint = Channel::from_shared(opts.server.clone())
+        .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?;
+    if endpoint.uri().scheme_str() == Some("https") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        tls = match &opts.tls_ca {
+            Some(path) => {
+                let pem =
+                    std::fs::read(path).with_context(|| format!("--tls-ca {}", path.display()))?;
+                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+            }
+            None => tls.with_webpki_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(tls)
+            .context("--server/--tls-ca: cannot set up TLS")?;
+    } else if opts.tls_ca.is_some() {
+        anyhow::bail!(
+            "--tls-ca is set but --server {:?} is not an https:// URL",
+            opts.server
+        );
+    }
+    let channel = endpoint
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))

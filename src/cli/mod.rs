@@ -6,6 +6,7 @@ pub mod bench_engine;
 pub mod client;
 pub mod export;
 pub mod loadtest;
+pub mod upload;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub struct ClientOpts {
     /// Bearer token, when the server requires one.
     #[arg(long, env = "AMPSIM_AUTH_TOKEN", hide_env_values = true, global = true)]
     pub auth_token: Option<String>,
+    /// PEM file of the CA certificate(s) to trust for an `https://` server (e.g. the server's
+    /// self-signed certificate). Without it, the public web PKI roots are trusted.
+    #[arg(long, env = "AMPSIM_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Options of `ampsim serve`.
@@ -56,6 +61,29 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED, as on a full disk, and resumes once the limit is raised.
     #[arg(long, env = "AMPSIM_MAX_DB_MIB")]
     pub max_db_mib: Option<u64>,
+    /// Serve TLS (rustls) with this PEM certificate chain (leaf first); needs --tls-key.
+    /// Clients then use an `https://` URL.
+    #[arg(long, env = "AMPSIM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "AMPSIM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Reads the TLS files, naming the flag of the one that cannot be read.
+    fn tls_identity(&self) -> anyhow::Result<Option<crate::server::TlsIdentity>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |flag: &str, p: &PathBuf| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", p.display()))
+        };
+        Ok(Some(crate::server::TlsIdentity {
+            cert_pem: read("--tls-cert", cert)?,
+            key_pem: read("--tls-key", key)?,
+        }))
+    }
 }
 
 /// The subcommands.
@@ -92,6 +120,12 @@ pub enum Command {
     /// Load-test a running server: concurrent clients, bounded in time and requests; prints
     /// requests/s, p50/p99 latency and errors (fails if any request failed).
     Loadtest(loadtest::LoadTestArgs),
+    /// Send a day range's events to Amplitude (HTTP V2 or Batch API) with batching, gzip,
+    /// retries and a checkpoint to resume from.
+    Upload(upload::UploadArgs),
+    /// Run a local stand-in for Amplitude's ingestion API (limits, 400/413/429, insert_id
+    /// dedupe, injected 5xx), to try `ampsim upload --endpoint` without a real project.
+    AmplitudeDouble(upload::DoubleArgs),
     /// Print the embedded default scenario TOML.
     Scenario,
 }
@@ -107,6 +141,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchEngine(a) => bench_engine::run(&a),
         Command::Loadtest(a) => loadtest::run(&a),
         Command::Export(a) => export::run(&a),
+        Command::Upload(a) => upload::run(&a),
+        Command::AmplitudeDouble(a) => upload::run_double(&a),
         Command::Scenario => {
             print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
             Ok(())
@@ -131,16 +167,21 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let tls = a.tls_identity()?;
         let store = crate::store::Store::open_with_limit(&a.db, a.max_db_mib.map(|m| m * 1024 * 1024))
             .map_err(|e| anyhow::anyhow!("--db: {e}"))?;
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .map_err(|e| anyhow::anyhow!("--listen {}: {e}", a.listen))?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && a.auth_token.is_none() {
-            tracing::warn!(%addr, "listening on a non-loopback address without --auth-token: anyone who can reach it can read and change simulations");
+        if !addr.ip().is_loopback() {
+            if a.auth_token.is_none() {
+                tracing::warn!(%addr, "listening on a non-loopback address without --auth-token: anyone who can reach it can read and change simulations");
+            } else if tls.is_none() {
+                tracing::warn!(%addr, "listening on a non-loopback address without TLS: the bearer token and the events travel in clear (see --tls-cert)");
+            }
         }
-        tracing::info!(%addr, db = %a.db.display(), auth = a.auth_token.is_some(), "ampsim listening");
+        tracing::info!(%addr, db = %a.db.display(), auth = a.auth_token.is_some(), tls = tls.is_some(), "ampsim listening");
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -153,6 +194,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             crate::server::ServeOptions {
                 auth_token: a.auth_token,
                 drain_timeout: None,
+                tls,
             },
             shutdown,
         )

@@ -104,6 +104,10 @@ struct Progress {
 pub struct ReportBuilder<'e> {
     engine: &'e Engine,
     last_day: u32,
+    /// Per engagement tier, the longest return delay (days) the scenario allows.
+    max_delays: [u32; 5],
+    /// The longest of them: a user first seen this long ago has settled.
+    settle_window: u32,
     // from states
     users: u64,
     /// Users whose first session is old enough that any return has happened.
@@ -133,9 +137,12 @@ pub struct ReportBuilder<'e> {
 impl<'e> ReportBuilder<'e> {
     /// A builder for a simulation whose last generated day is `last_day`.
     pub fn new(engine: &'e Engine, last_day: u32) -> Self {
+        let max_delays: [u32; 5] = std::array::from_fn(|t| Self::max_delay(engine, t));
         ReportBuilder {
             engine,
             last_day,
+            max_delays,
+            settle_window: max_delays.iter().copied().max().unwrap_or(0),
             users: 0,
             settled_users: 0,
             multi_session_users: 0,
@@ -160,8 +167,8 @@ impl<'e> ReportBuilder<'e> {
         }
     }
 
-    fn max_delay(&self, tier: usize) -> u32 {
-        let s = self.engine.scenario();
+    fn max_delay(engine: &Engine, tier: usize) -> u32 {
+        let s = engine.scenario();
         let t = s.engagement.tiers.all()[tier];
         let tier_max = t.return_delay.iter().map(|b| b.days[1]).max().unwrap_or(0);
         let trial_max = s
@@ -181,8 +188,7 @@ impl<'e> ReportBuilder<'e> {
         let n = st.sessions.len() as u64;
         self.sessions_from_states += n;
         self.returning_sessions += n.saturating_sub(1);
-        let window = (0..5).map(|t| self.max_delay(t)).max().unwrap_or(0);
-        if super::ids::first_day_of(st.device) + window <= self.last_day {
+        if super::ids::first_day_of(st.device) + self.settle_window <= self.last_day {
             self.settled_users += 1;
             if n >= 2 {
                 self.multi_session_users += 1;
@@ -190,7 +196,7 @@ impl<'e> ReportBuilder<'e> {
         }
         for (i, sess) in st.sessions.iter().enumerate() {
             let tier = sess.tier as usize;
-            if sess.day + self.max_delay(tier) <= self.last_day {
+            if sess.day + self.max_delays[tier] <= self.last_day {
                 self.tier_sessions[tier] += 1;
                 if i + 1 < st.sessions.len() {
                     self.tier_returned[tier] += 1;

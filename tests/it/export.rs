@@ -86,6 +86,7 @@ fn args(f: &Fixture, format: Format, out: &Path) -> ExportArgs {
         client: ClientOpts {
             server: format!("http://{}", f.server.addr),
             auth_token: None,
+            tls_ca: None,
         },
     }
 }

@@ -1,4 +1,5 @@
 //! One integration-test binary (faster to link than many); each module covers one area.
+mod access;
 mod engine;
 mod export;
 mod fuzz;
@@ -6,3 +7,4 @@ mod queries;
 mod reliability;
 mod server;
 mod support;
+mod upload;

@@ -496,6 +496,7 @@ async fn a_bounded_load_test_has_no_errors() {
         client: ampsim::cli::ClientOpts {
             server: format!("http://{}", s.addr),
             auth_token: None,
+            tls_ca: None,
         },
     })
     .await

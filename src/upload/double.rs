@@ -64,6 +64,8 @@ pub struct DoubleConfig {
     pub fail_after_ingest: bool,
     /// How long an `insert_id` is remembered per device (7 days).
     pub dedupe_window: Duration,
+    /// Wait this long before answering each request (a slow or distant server).
+    pub response_delay: Duration,
 }
 
 impl Default for DoubleConfig {
@@ -83,6 +85,7 @@ impl Default for DoubleConfig {
             fail_status: 500,
             fail_after_ingest: true,
             dedupe_window: Duration::from_secs(7 * 24 * 3600),
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -190,10 +193,12 @@ impl AmplitudeDouble {
 }
 
 async fn http_v2(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    tokio::time::sleep(s.cfg.response_delay).await;
     answer(&s, Route::HttpV2, &headers, &body)
 }
 
 async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    tokio::time::sleep(s.cfg.response_delay).await;
     answer(&s, Route::Batch, &headers, &body)
 }
 

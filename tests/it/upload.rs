@@ -182,9 +182,17 @@ async fn events_the_server_calls_invalid_are_dropped_and_reported_the_rest_arriv
 async fn an_interrupted_upload_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (s, client, events) = simulation(dir.path(), "res", 8).await;
-    let double = AmplitudeDouble::start("127.0.0.1:0".parse().unwrap(), DoubleConfig::default())
-        .await
-        .unwrap();
+    // A slow server (20 ms a request, one request at a time, 50 events each): the upload takes
+    // seconds, so it is still running when its checkpoint first moves, on any machine.
+    let double = AmplitudeDouble::start(
+        "127.0.0.1:0".parse().unwrap(),
+        DoubleConfig {
+            response_delay: Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut opts = options(dir.path(), "res", double.base_url());
     opts.api = Api::Batch;
     opts.concurrency = 1;

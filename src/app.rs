@@ -443,6 +443,17 @@ impl App {
         let conn = self.store.connect()?;
         let sim = sims::get(&conn, id)?;
         let engine = self.engine(&sim)?;
+        let known = engine.event_type_names();
+        if let Some(bad) = q.event_types.iter().find(|t| !known.contains(t.as_str())) {
+            return Err(Error::invalid(
+                "event_types",
+                format!(
+                    "{:?} is not an event type of this simulation's scenario (known: {})",
+                    truncate(bad),
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
         let (from_day, to_day) = self.day_range(&sim, &engine, q)?;
         let mut generate = None;
         if to_day >= sim.days_generated {

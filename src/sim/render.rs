@@ -115,6 +115,25 @@ impl Engine {
         }
     }
 
+    /// Every event type name this scenario can emit, sorted.
+    pub fn event_type_names(&self) -> std::collections::BTreeSet<&str> {
+        let s = self.scenario();
+        let mut names: std::collections::BTreeSet<&str> = [
+            "search",
+            "button_click",
+            "upgrade_button_clicked",
+            "contact_sales_clicked",
+            "trial_converted",
+            "trial_expired",
+            "purchase",
+        ]
+        .into_iter()
+        .collect();
+        names.extend(s.pages.catalogue.iter().map(|p| p.event_type.as_str()));
+        names.extend(s.forms.types.iter().map(|f| f.event_type.as_str()));
+        names
+    }
+
     /// Renders one user's day into Amplitude events (appended to `out`, in time order).
     pub fn render_user_day<'a>(&'a self, ud: &UserDay, out: &mut Vec<Event<'a>>) {
         self.render_user_day_where(ud, |_, _| true, out);

@@ -425,6 +425,10 @@ async fn hostile_inputs_get_clear_errors() {
             stream(&|r| r.event_types = vec!["page_view".into(); 1000]),
             "event_types",
         ),
+        (
+            stream(&|r| r.event_types = vec!["purchase".into(), "no_such_event".into()]),
+            "no_such_event",
+        ),
         (stream(&|r| r.from_date = "2024-12-31".into()), "from_date"),
         (
             stream(&|r| r.simulation_id = String::new()),

@@ -23,17 +23,7 @@ async fn fixture() -> &'static Fixture {
         .get_or_init(|| async {
             let dir = tempfile::tempdir().unwrap();
             let db = dir.path().join("q.db");
-            // The server lives on its own runtime so it outlives each test's runtime.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Runtime::new().unwrap();
-                rt.block_on(async move {
-                    let server = TestServer::start(&db).await;
-                    tx.send(server).unwrap();
-                    std::future::pending::<()>().await;
-                });
-            });
-            let server = rx.recv().unwrap();
+            let server = TestServer::start_detached(db);
             let mut c = server.client().await;
             create(&mut c, "q", 17, 0.01).await;
             generate(&mut c, "q", 120).await;

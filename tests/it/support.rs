@@ -46,6 +46,21 @@ impl TestServer {
         }
     }
 
+    /// Starts a server on `db` on a runtime of its own thread, so that it outlives the
+    /// runtime of the test that started it (for fixtures shared by several tests).
+    pub fn start_detached(db: std::path::PathBuf) -> TestServer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let server = TestServer::start(&db).await;
+                tx.send(server).unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv().unwrap()
+    }
+
     /// A connected client.
     pub async fn client(&self) -> Client {
         connect(self.addr).await

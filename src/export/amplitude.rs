@@ -60,18 +60,11 @@ pub fn event_uuid(insert_id: &str) -> String {
     b.copy_from_slice(&h[..16]);
     b[6] = (b[6] & 0x0f) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3f) | 0x80; // RFC variant
+    let n = u128::from_be_bytes(b);
     let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push(char::from(HEX[usize::from(byte >> 4)]));
-        s.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
+    crate::sim::ids::write_uuid(&mut s, (n >> 64) as u64, n as u64);
     s
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The export `amplitude_id` of a device: the first 53 bits of SHA-256 of its device_id.
 pub fn amplitude_id(device_id: &str) -> u64 {
@@ -417,4 +410,16 @@ struct Line<'a> {
     user_properties: &'a BTreeMap<String, String>,
     uuid: &'a str,
     version_name: (),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_uuid_is_the_published_one() {
+        // The pair shown in the README's export example.
+        assert_eq!(
+            super::event_uuid("f1ad04fa-4259-aa50-faee-e880d98a9bec"),
+            "5702f214-1f52-8e11-a990-349cda18e8fd"
+        );
+    }
 }

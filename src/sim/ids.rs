@@ -42,7 +42,8 @@ fn feistel_inv(y: u64, key: u64) -> u64 {
     (u64::from(l) << 32) | u64::from(r)
 }
 
-fn write_uuid(out: &mut String, hi: u64, lo: u64) {
+/// Writes 128 bits as a lowercase hyphenated UUID (8-4-4-4-12 hex digits).
+pub fn write_uuid(out: &mut String, hi: u64, lo: u64) {
     let _ = write!(
         out,
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",

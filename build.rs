@@ -14,6 +14,8 @@ fn main() -> anyhow::Result<()> {
         .build_server(true)
         // BTreeMap: cheaper than a SipHash HashMap for a handful of properties, and ordered.
         .btree_map(".")
+        // StreamEvents batches are written and read as bytes (src/wire.rs).
+        .extern_path(".ampsim.v1.EventBatch", "crate::wire::EventBatch")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -6,10 +6,11 @@
 
 use crate::error::{Error, Result};
 use crate::sim::report::{Report, ReportBuilder};
-use crate::sim::{codec, DayOutput, Engine, Event, Scenario, SimConfig, UserDay, ENGINE_VERSION};
+use crate::sim::{codec, DayOutput, Engine, Scenario, SimConfig, UserDay, ENGINE_VERSION};
 use crate::store::days::{self, EncodedDay};
 use crate::store::sims::{self, NewSim, SimRow};
 use crate::store::Store;
+use crate::wire::EventBatch;
 use chrono::NaiveDate;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -720,18 +721,33 @@ pub struct EventStream {
     generate: Option<GenerateJob>,
 }
 
+/// Where one encoded event sits: its stream-order key and its bytes in a part's buffer.
+#[derive(Clone, Copy)]
+struct Slot {
+    key: (i64, u64, u32),
+    part: u32,
+    start: u32,
+    end: u32,
+}
+
+/// A run of records rendered and encoded by one worker.
+struct Part {
+    bytes: Vec<u8>,
+    slots: Vec<Slot>,
+}
+
+/// Batches built (on all cores) before they are handed on, per round.
+const BATCHES_PER_ROUND: usize = 16;
+
 impl EventStream {
-    /// Streams the events in time order, in batches: each batch is converted with `convert`
-    /// (on all cores) and handed to `sink` in order. Stops when `sink` returns false or the
-    /// server shuts down.
+    /// Streams the events in time order as encoded batches handed to `sink` in order. Each day
+    /// is rendered and encoded on all cores: records are split into parts, each part's events
+    /// are written straight to protobuf bytes, and batches are cut from the bytes in stream
+    /// order. Stops when `sink` returns false or the server shuts down.
     ///
     /// # Errors
     /// Storage and decoding errors; generation errors when missing days are generated first.
-    pub fn run_map<T: Send>(
-        self,
-        convert: impl for<'e> Fn(Vec<Event<'e>>) -> T + Sync,
-        mut sink: impl FnMut(T) -> bool,
-    ) -> Result<()> {
+    pub fn run(self, mut sink: impl FnMut(EventBatch) -> bool) -> Result<()> {
         if let Some(job) = self.generate {
             job.run(|_| true)?;
         }
@@ -754,23 +770,71 @@ impl EventStream {
                 None => days::day_chunk_blobs(&self.conn, self.sim_key, day)?,
             };
             let records = decode_chunks(engine, day, &blobs)?;
-            let mut events = engine
-                .render_sorted_where(&records, keep)
-                .into_iter()
-                .peekable();
-            let mut batches = Vec::new();
-            while events.peek().is_some() {
-                batches.push(events.by_ref().take(self.batch).collect::<Vec<Event<'_>>>());
-            }
-            let converted: Vec<T> = batches.into_par_iter().map(&convert).collect();
-            for b in converted {
-                if !sink(b) {
-                    return Ok(());
+            let per_part = records
+                .len()
+                .div_ceil(4 * rayon::current_num_threads())
+                .clamp(64, 4096); // a part's offsets stay far below u32::MAX
+            let parts: Vec<Part> = records
+                .par_chunks(per_part)
+                .enumerate()
+                .map(|(p, recs)| encode_part(engine, p as u32, recs, &keep))
+                .collect();
+            let mut order: Vec<Slot> = parts.iter().flat_map(|p| &p.slots).copied().collect();
+            order.par_sort_unstable_by_key(|s| s.key);
+            for round in order.chunks(self.batch * BATCHES_PER_ROUND) {
+                let batches: Vec<EventBatch> = round
+                    .par_chunks(self.batch)
+                    .map(|slots| {
+                        let size = slots.iter().map(|s| (s.end - s.start) as usize).sum();
+                        let mut body = Vec::with_capacity(size);
+                        for s in slots {
+                            let part = &parts[s.part as usize].bytes;
+                            body.extend_from_slice(&part[s.start as usize..s.end as usize]);
+                        }
+                        EventBatch::from_entries(body, slots.len())
+                    })
+                    .collect();
+                for b in batches {
+                    if !sink(b) {
+                        return Ok(());
+                    }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Renders the kept events of `records` and writes each as an `EventBatch` entry, noting its
+/// stream-order key (time, device, event id).
+fn encode_part(
+    engine: &Engine,
+    part: u32,
+    records: &[UserDay],
+    keep: &(impl Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool + Sync),
+) -> Part {
+    let events: usize = records.iter().map(|r| r.events.len()).sum();
+    let mut out = Part {
+        bytes: Vec::with_capacity(events * 400),
+        slots: Vec::with_capacity(events),
+    };
+    for r in records {
+        engine.for_each_event(
+            r,
+            |i, e| keep(r, i, e),
+            |e| {
+                let start = out.bytes.len();
+                crate::wire::write_event(e, &mut out.bytes);
+                out.slots.push(Slot {
+                    key: (e.time, r.device, e.event_id),
+                    part,
+                    start: start as u32,
+                    end: out.bytes.len() as u32,
+                });
+            },
+        );
+    }
+    out
 }
 
 /// Parses a request's optional user_id and device_id into device numbers: (device, user).

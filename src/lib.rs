@@ -14,3 +14,4 @@ pub mod server;
 pub mod sim;
 pub mod store;
 pub mod upload;
+pub mod wire;

@@ -153,6 +153,41 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         drop(job);
     }
 
+    // The read side's two halves, without the network: the server's work (read, decompress,
+    // render, encode on all cores) and a client's (read every event through a view, one core).
+    {
+        let stream_days = a.stream_days.min(row.days_generated).max(1);
+        let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
+        let q = crate::app::EventQuery {
+            to_date: to.format("%Y-%m-%d").to_string(),
+            batch_size: a.batch,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let mut kept = Vec::new();
+        let mut n = 0u64;
+        app.prepare_stream("bench", &q)?.run(|b| {
+            n += b.len() as u64;
+            if kept.len() < 200 {
+                kept.push(b);
+            }
+            true
+        })?;
+        let server = n as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut m = 0u64;
+        for b in &kept {
+            for v in b.iter() {
+                let v = v?;
+                m += u64::from(!v.insert_id.is_empty());
+            }
+        }
+        let client = m as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "stream halves  server {server:.0} events/s (read, render, encode; all cores), client {client:.0} events/s (views; one core)"
+        );
+    }
+
     // Read side, over real gRPC on loopback.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,7 +204,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         ));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
-        .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
+            .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
             .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
             .connect()
             .await?;
@@ -177,24 +212,43 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             .max_decoding_message_size(64 * 1024 * 1024);
         let stream_days = a.stream_days.min(row.days_generated).max(1);
         let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
+        let request = pb::StreamEventsRequest {
+            simulation_id: "bench".into(),
+            to_date: to.format("%Y-%m-%d").to_string(),
+            batch_size: a.batch,
+            ..Default::default()
+        };
+        // The client reads every event through a borrowed view: each field is parsed and each
+        // string (property maps included) checked for UTF-8, without allocating per event.
         let t = Instant::now();
-        let mut s = client
-            .stream_events(pb::StreamEventsRequest {
-                simulation_id: "bench".into(),
-                to_date: to.format("%Y-%m-%d").to_string(),
-                batch_size: a.batch,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let mut n = 0u64;
+        let mut s = client.stream_events(request.clone()).await?.into_inner();
+        let (mut n, mut props, mut bytes) = (0u64, 0u64, 0u64);
         while let Some(b) = s.message().await? {
-            n += b.events.len() as u64;
+            bytes += b.as_bytes().len() as u64;
+            for v in b.iter() {
+                let v = v?;
+                props += (v.event_properties.len() + v.user_properties.len()) as u64;
+                n += 1;
+            }
         }
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "StreamEvents   {n} events ({stream_days} days) in {secs:.1} s: {:.0} events/s to a Rust client",
+            "StreamEvents   {n} events ({stream_days} days, {:.0} MB, {props} properties) in {secs:.1} s: {:.0} events/s to a Rust client (borrowed views)",
+            bytes as f64 / 1e6,
             n as f64 / secs
+        );
+        // The same stream decoded into owned `pb::Event`s (a String per field, a BTreeMap per
+        // property map), as a client that keeps the messages would.
+        let t = Instant::now();
+        let mut s = client.stream_events(request).await?.into_inner();
+        let mut owned = 0u64;
+        while let Some(b) = s.message().await? {
+            owned += b.to_events()?.len() as u64;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "StreamEvents   {owned} events in {secs:.1} s: {:.0} events/s decoded into owned pb::Event",
+            owned as f64 / secs
         );
 
         // A cohort over every user (summary only), then journeys of some of its members.

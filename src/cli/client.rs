@@ -489,7 +489,7 @@ async fn events(a: EventsArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     while let Some(batch) = stream.message().await.map_err(status)? {
-        for e in &batch.events {
+        for e in &batch.to_events()? {
             let line = serde_json::to_string(&event_json(e))?;
             if writeln!(out, "{line}").is_err() {
                 return Ok(()); // stdout closed (e.g. piped into `head`)
@@ -557,7 +557,7 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
     while let Some(item) = s.message().await.map_err(status)? {
         match item.item {
             Some(pb::journey_item::Item::Events(b)) if !a.summary_only => {
-                for e in &b.events {
+                for e in &b.to_events()? {
                     outln!("{}", serde_json::to_string(&event_json(e))?);
                 }
             }

@@ -246,7 +246,7 @@ pub async fn export_stream<S, E>(
     mut progress: impl FnMut(Progress),
 ) -> Result<ExportSummary>
 where
-    S: tokio_stream::Stream<Item = std::result::Result<pb::EventBatch, E>> + Unpin,
+    S: tokio_stream::Stream<Item = std::result::Result<crate::wire::EventBatch, E>> + Unpin,
     E: std::fmt::Display,
 {
     use tokio_stream::StreamExt;
@@ -275,11 +275,18 @@ where
     while let Some(item) = stream.next().await {
         match item {
             Ok(batch) => {
-                seen.events += batch.events.len() as u64;
-                if let Some(last) = batch.events.last() {
+                let events = match batch.to_events() {
+                    Ok(events) => events,
+                    Err(e) => {
+                        failure = Some(Error::Stream(e.to_string()));
+                        break;
+                    }
+                };
+                seen.events += events.len() as u64;
+                if let Some(last) = events.last() {
                     seen.last_time_ms = last.time;
                 }
-                if tx.send(Msg::Batch(batch.events)).await.is_err() {
+                if tx.send(Msg::Batch(events)).await.is_err() {
                     break; // the writer stopped on an error; it is reported below
                 }
                 progress(seen);

@@ -11,6 +11,7 @@ use crate::app::{App, CreateParams, EventQuery};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::simulation_service_server::SimulationService;
+use crate::wire::EventBatch;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -160,7 +161,7 @@ impl SimulationService for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    type StreamEventsStream = Stream<pb::EventBatch>;
+    type StreamEventsStream = Stream<EventBatch>;
 
     async fn stream_events(
         &self,
@@ -181,12 +182,7 @@ impl SimulationService for Service {
         let stream = blocking(move || app.prepare_stream(&id, &q)).await?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::task::spawn_blocking(move || {
-            let res = stream.run_map(
-                |batch| pb::EventBatch {
-                    events: batch.into_iter().map(convert::event).collect(),
-                },
-                |batch| tx.blocking_send(Ok(batch)).is_ok(),
-            );
+            let res = stream.run(|batch| tx.blocking_send(Ok(batch)).is_ok());
             if let Err(e) = res {
                 let _ = tx.blocking_send(Err(e.into()));
             }
@@ -207,10 +203,8 @@ impl SimulationService for Service {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::task::spawn_blocking(move || {
             let events = engine.render_sorted(&records);
-            let mut events = events.into_iter().peekable();
-            while events.peek().is_some() {
-                let batch = events.by_ref().take(1000).map(convert::event).collect();
-                let item = pb::journey_item::Item::Events(pb::EventBatch { events: batch });
+            for batch in events.chunks(1000) {
+                let item = pb::journey_item::Item::Events(EventBatch::encode(batch));
                 if tx
                     .blocking_send(Ok(pb::JourneyItem { item: Some(item) }))
                     .is_err()

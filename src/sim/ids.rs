@@ -8,7 +8,6 @@
 //! made-up id is rejected by its check word instead of matching someone.
 
 use super::rng::{hash_words, mix64};
-use std::fmt::Write;
 
 /// Builds a device number from the day the user first arrived and its index that day.
 #[inline]
@@ -44,15 +43,17 @@ fn feistel_inv(y: u64, key: u64) -> u64 {
 
 /// Writes 128 bits as a lowercase hyphenated UUID (8-4-4-4-12 hex digits).
 pub fn write_uuid(out: &mut String, hi: u64, lo: u64) {
-    let _ = write!(
-        out,
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    );
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [b'-'; 36];
+    let v = (u128::from(hi) << 64) | u128::from(lo);
+    let mut digit = 0;
+    for (i, slot) in b.iter_mut().enumerate() {
+        if !matches!(i, 8 | 13 | 18 | 23) {
+            *slot = HEX[((v >> (124 - 4 * digit)) & 0xf) as usize];
+            digit += 1;
+        }
+    }
+    out.push_str(std::str::from_utf8(&b).expect("hex digits and hyphens are ASCII"));
 }
 
 fn parse_uuid(s: &str) -> Option<(u64, u64)> {
@@ -225,6 +226,28 @@ impl Ids {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_are_hyphenated_lowercase_hex() {
+        for (hi, lo) in [
+            (0, 0),
+            (u64::MAX, 1),
+            (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+        ] {
+            let mut s = String::new();
+            write_uuid(&mut s, hi, lo);
+            let want = format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                hi >> 32,
+                (hi >> 16) & 0xffff,
+                hi & 0xffff,
+                lo >> 48,
+                lo & 0xffff_ffff_ffff
+            );
+            assert_eq!(s, want);
+            assert_eq!(parse_uuid(&s), Some((hi, lo)));
+        }
+    }
 
     #[test]
     fn ids_round_trip_and_reject_foreign_ids() {

@@ -21,10 +21,15 @@ pub enum Prop<'a> {
 impl Prop<'_> {
     /// The value as a string (how the gRPC `map<string, string>` carries it).
     pub fn to_string_value(&self) -> String {
+        self.as_str_value().into_owned()
+    }
+
+    /// The value as a string, borrowed when it is one.
+    pub fn as_str_value(&self) -> Cow<'_, str> {
         match self {
-            Prop::Str(s) => s.to_string(),
-            Prop::Int(i) => i.to_string(),
-            Prop::Float(f) => format_float(*f),
+            Prop::Str(s) => Cow::Borrowed(s),
+            Prop::Int(i) => Cow::Owned(i.to_string()),
+            Prop::Float(f) => Cow::Owned(format_float(*f)),
         }
     }
 }
@@ -146,6 +151,18 @@ impl Engine {
         keep: impl Fn(usize, &super::state::EventRec) -> bool,
         out: &mut Vec<Event<'a>>,
     ) {
+        self.for_each_event(ud, keep, |e| out.push(e.clone()));
+    }
+
+    /// Renders the events of one user's day for which `keep(index, event)` holds and hands
+    /// each to `f`, in time order. One [`Event`] is reused from call to call (its strings and
+    /// property lists keep their allocations), so rendering allocates nothing per event.
+    pub fn for_each_event<'a>(
+        &'a self,
+        ud: &UserDay,
+        keep: impl Fn(usize, &super::state::EventRec) -> bool,
+        mut f: impl FnMut(&Event<'a>),
+    ) {
         if !ud.events.iter().enumerate().any(|(i, e)| keep(i, e)) {
             return;
         }
@@ -154,22 +171,49 @@ impl Engine {
         let geo = &s.geography[self.geo.pick(&mut prof)];
         let dev = &s.devices[self.devices.pick(&mut prof)];
         let ids = self.ids();
-        let device_id = ids.device_id(ud.device);
-        let user_id =
+        let mut user_id =
             (usize::from(ud.user_id_from) < ud.events.len()).then(|| ids.user_id(ud.device));
         let first_src = &s.sources[ud.first_touch.source as usize];
         let first_campaign = campaign_name(s, ud.first_touch);
         let first_in_session = ud.events.iter().position(|e| e.kind.in_session());
+        let mut ev = Event {
+            event_type: "",
+            user_id: None,
+            device_id: ids.device_id(ud.device),
+            time: 0,
+            session_id: -1,
+            insert_id: String::with_capacity(36),
+            event_id: 0,
+            platform: &dev.platform,
+            os_name: &dev.os_name,
+            os_version: &dev.os_version,
+            device_family: &dev.device_family,
+            device_type: &dev.device_type,
+            country: &geo.country,
+            region: &geo.region,
+            city: &geo.city,
+            language: &geo.language,
+            event_properties: Vec::with_capacity(12),
+            user_properties: Vec::with_capacity(10),
+            revenue: None,
+        };
 
         for (i, e) in ud.events.iter().enumerate() {
             if !keep(i, e) {
                 continue;
             }
             let event_id = ud.event_id_base + i as u32 + 1;
-            let mut insert_id = String::with_capacity(36);
-            ids.write_insert_id(ud.device, event_id, &mut insert_id);
-            let mut props: Vec<(&'static str, Prop<'a>)> = Vec::with_capacity(8);
-            let mut uprops: Vec<(&'static str, Prop<'a>)> = Vec::new();
+            ev.insert_id.clear();
+            ids.write_insert_id(ud.device, event_id, &mut ev.insert_id);
+            // Events are in index order and identification only goes one way, so the user id
+            // moves in once and stays.
+            if ev.user_id.is_none() && i >= usize::from(ud.user_id_from) {
+                ev.user_id = user_id.take();
+            }
+            let props = &mut ev.event_properties;
+            let uprops = &mut ev.user_properties;
+            props.clear();
+            uprops.clear();
             let mut revenue = None;
             let session = ud.session.filter(|_| e.kind.in_session());
             let aux = e.aux as usize;
@@ -277,29 +321,12 @@ impl Engine {
                     }
                 }
             }
-            out.push(Event {
-                event_type: self.event_type_name(e.kind, e.aux),
-                user_id: (i >= usize::from(ud.user_id_from))
-                    .then(|| user_id.clone())
-                    .flatten(),
-                device_id: device_id.clone(),
-                time: e.time_ms,
-                session_id: session.map_or(-1, |s| s.start_ms),
-                insert_id,
-                event_id,
-                platform: &dev.platform,
-                os_name: &dev.os_name,
-                os_version: &dev.os_version,
-                device_family: &dev.device_family,
-                device_type: &dev.device_type,
-                country: &geo.country,
-                region: &geo.region,
-                city: &geo.city,
-                language: &geo.language,
-                event_properties: props,
-                user_properties: uprops,
-                revenue,
-            });
+            ev.revenue = revenue;
+            ev.event_type = self.event_type_name(e.kind, e.aux);
+            ev.time = e.time_ms;
+            ev.session_id = session.map_or(-1, |s| s.start_ms);
+            ev.event_id = event_id;
+            f(&ev);
         }
     }
 

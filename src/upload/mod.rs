@@ -934,7 +934,7 @@ async fn read_days(
             .await
             .map_err(|s| anyhow::anyhow!("StreamEvents {day}: {}", s.message()))?
         {
-            for e in batch.events {
+            for e in batch.to_events()? {
                 index += 1;
                 if index <= skip {
                     continue;

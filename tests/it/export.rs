@@ -870,13 +870,9 @@ async fn an_interrupted_export_leaves_only_complete_files() {
             gzip_level: 1,
             overwrite: false,
         };
-        let items: Vec<Result<pb::EventBatch, String>> = vec![
-            Ok(pb::EventBatch {
-                events: first.clone(),
-            }),
-            Ok(pb::EventBatch {
-                events: half.clone(),
-            }),
+        let items: Vec<Result<ampsim::wire::EventBatch, String>> = vec![
+            Ok(ampsim::wire::EventBatch::from_events(&first)),
+            Ok(ampsim::wire::EventBatch::from_events(&half)),
             Err("connection reset".into()),
         ];
         let err = ampsim::export::export_stream(tokio_stream::iter(items), &opts, |_| {})

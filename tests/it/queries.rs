@@ -54,7 +54,7 @@ async fn journey(
     let mut summary = None;
     while let Some(item) = s.message().await? {
         match item.item.unwrap() {
-            pb::journey_item::Item::Events(b) => events.extend(b.events),
+            pb::journey_item::Item::Events(b) => events.extend(b.to_events().expect("decodes")),
             pb::journey_item::Item::Summary(x) => summary = Some(x),
         }
     }

@@ -200,8 +200,8 @@ async fn streams_are_time_ordered_and_filters_match_an_unfiltered_pull() {
         .into_inner();
     let mut got = Vec::new();
     while let Some(b) = stream.message().await.unwrap() {
-        assert!(b.events.len() <= 100);
-        got.extend(b.events);
+        assert!(b.len() <= 100);
+        got.extend(b.to_events().unwrap());
     }
     let lo = chrono::NaiveDate::from_ymd_opt(2025, 3, 10)
         .unwrap()

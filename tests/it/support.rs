@@ -119,12 +119,20 @@ pub async fn generate(c: &mut Client, id: &str, days: u32) -> Vec<pb::DayProgres
     out
 }
 
-/// Pulls events with a request.
+/// Pulls events with a request. Every batch is read both ways (owned messages and borrowed
+/// views), which must agree.
 pub async fn pull(c: &mut Client, req: pb::StreamEventsRequest) -> Vec<pb::Event> {
     let mut s = c.stream_events(req).await.expect("stream").into_inner();
     let mut out = Vec::new();
     while let Some(b) = s.message().await.expect("batch") {
-        out.extend(b.events);
+        let owned = b.to_events().expect("batch decodes");
+        assert_eq!(owned.len(), b.len());
+        let viewed: Vec<pb::Event> = b
+            .iter()
+            .map(|v| v.expect("view parses").to_owned_event())
+            .collect();
+        assert_eq!(viewed, owned, "views and owned events differ");
+        out.extend(owned);
     }
     out
 }

@@ -736,8 +736,140 @@ struct Part {
     slots: Vec<Slot>,
 }
 
-/// Batches built (on all cores) before they are handed on, per round.
-const BATCHES_PER_ROUND: usize = 16;
+/// Events per time slice of a streamed day (about what the stream's buffer holds).
+const SLICE_EVENTS: usize = 32_768;
+
+/// Streams one day's records: the kept events in stream order, in batches of `batch` (the
+/// last may be short), handed to `sink` until it returns false (then this returns false).
+///
+/// The day goes out in time slices of about `slice` events: while the client reads one, the
+/// next is rendered, so neither side waits for a whole day. Each slice is rendered and
+/// encoded on all cores in parts, sorted by (time, device, event id) and cut into batches.
+fn stream_day(
+    engine: &Engine,
+    records: &[UserDay],
+    day_start: i64,
+    keep: &(impl Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool + Sync),
+    batch: usize,
+    slice: usize,
+    sink: &mut impl FnMut(EventBatch) -> bool,
+) -> bool {
+    let mut batcher = Batcher::new(batch);
+    for (t0, t1) in time_slices(records, day_start, slice) {
+        let recs: Vec<&UserDay> = records
+            .iter()
+            .filter(|r| match (r.events.first(), r.events.last()) {
+                (Some(a), Some(z)) => z.time_ms >= t0 && a.time_ms < t1,
+                _ => false,
+            })
+            .collect();
+        let per_part = recs
+            .len()
+            .div_ceil(4 * rayon::current_num_threads())
+            .clamp(16, 4096); // a part's offsets stay far below u32::MAX
+        let in_slice = |r: &UserDay, i: usize, e: &crate::sim::state::EventRec| {
+            (t0..t1).contains(&e.time_ms) && keep(r, i, e)
+        };
+        let parts: Vec<Part> = recs
+            .par_chunks(per_part)
+            .enumerate()
+            .map(|(p, rs)| encode_part(engine, p as u32, rs, &in_slice))
+            .collect();
+        let mut order: Vec<Slot> = parts.iter().flat_map(|p| &p.slots).copied().collect();
+        order.par_sort_unstable_by_key(|s| s.key);
+        for b in batcher.cut(&parts, &order) {
+            if !sink(b) {
+                return false;
+            }
+        }
+    }
+    batcher.finish().is_none_or(sink)
+}
+
+/// Splits a day into time ranges `[t0, t1)` of about `target` events each, at whole minutes;
+/// the first starts at `i64::MIN` and the last ends at `i64::MAX`, so every event is in one.
+fn time_slices(records: &[UserDay], day_start: i64, target: usize) -> Vec<(i64, i64)> {
+    const MINUTE: i64 = 60_000;
+    const MINUTES: usize = 24 * 60;
+    let mut per_minute = vec![0usize; MINUTES];
+    for e in records.iter().flat_map(|r| &r.events) {
+        let m = ((e.time_ms - day_start) / MINUTE).clamp(0, MINUTES as i64 - 1);
+        per_minute[m as usize] += 1;
+    }
+    let mut cuts = vec![i64::MIN];
+    let mut run = 0;
+    for (m, n) in per_minute.iter().enumerate().take(MINUTES - 1) {
+        run += n;
+        if run >= target {
+            cuts.push(day_start + (m as i64 + 1) * MINUTE);
+            run = 0;
+        }
+    }
+    cuts.push(i64::MAX);
+    cuts.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
+/// Cuts a day's sorted slices into batches of `size` events, carrying a short last batch of
+/// a slice over to the next, so that batches are full except the day's last.
+struct Batcher {
+    size: usize,
+    carry: Vec<u8>,
+    carried: usize,
+}
+
+impl Batcher {
+    fn new(size: usize) -> Self {
+        Batcher {
+            size,
+            carry: Vec::new(),
+            carried: 0,
+        }
+    }
+
+    /// The full batches of the carried events followed by `order` (built on all cores);
+    /// the remainder is carried.
+    fn cut(&mut self, parts: &[Part], order: &[Slot]) -> Vec<EventBatch> {
+        let write = |body: &mut Vec<u8>, slots: &[Slot]| {
+            let size: usize = slots.iter().map(|s| (s.end - s.start) as usize).sum();
+            body.reserve(size);
+            for s in slots {
+                let part = &parts[s.part as usize].bytes;
+                body.extend_from_slice(&part[s.start as usize..s.end as usize]);
+            }
+        };
+        let (head, tail) = order.split_at((self.size - self.carried).min(order.len()));
+        if self.carried + head.len() < self.size {
+            write(&mut self.carry, head);
+            self.carried += head.len();
+            return Vec::new();
+        }
+        // The carry and `head` make the first batch; `tail` gives whole batches and a rest.
+        let first = {
+            let mut body = std::mem::take(&mut self.carry);
+            write(&mut body, head);
+            EventBatch::from_entries(body, self.carried + head.len())
+        };
+        let chunks = tail.chunks_exact(self.size);
+        let rest = chunks.remainder();
+        let mut batches = vec![first];
+        batches.par_extend(chunks.collect::<Vec<_>>().into_par_iter().map(|slots| {
+            let mut body = Vec::new();
+            write(&mut body, slots);
+            EventBatch::from_entries(body, slots.len())
+        }));
+        write(&mut self.carry, rest);
+        self.carried = rest.len();
+        batches
+    }
+
+    /// The day's last, short batch, if any.
+    fn finish(&mut self) -> Option<EventBatch> {
+        (self.carried > 0).then(|| {
+            let n = std::mem::take(&mut self.carried);
+            EventBatch::from_entries(std::mem::take(&mut self.carry), n)
+        })
+    }
+}
 
 impl EventStream {
     /// Streams the events in time order as encoded batches handed to `sink` in order. Each day
@@ -770,35 +902,17 @@ impl EventStream {
                 None => days::day_chunk_blobs(&self.conn, self.sim_key, day)?,
             };
             let records = decode_chunks(engine, day, &blobs)?;
-            let per_part = records
-                .len()
-                .div_ceil(4 * rayon::current_num_threads())
-                .clamp(64, 4096); // a part's offsets stay far below u32::MAX
-            let parts: Vec<Part> = records
-                .par_chunks(per_part)
-                .enumerate()
-                .map(|(p, recs)| encode_part(engine, p as u32, recs, &keep))
-                .collect();
-            let mut order: Vec<Slot> = parts.iter().flat_map(|p| &p.slots).copied().collect();
-            order.par_sort_unstable_by_key(|s| s.key);
-            for round in order.chunks(self.batch * BATCHES_PER_ROUND) {
-                let batches: Vec<EventBatch> = round
-                    .par_chunks(self.batch)
-                    .map(|slots| {
-                        let size = slots.iter().map(|s| (s.end - s.start) as usize).sum();
-                        let mut body = Vec::with_capacity(size);
-                        for s in slots {
-                            let part = &parts[s.part as usize].bytes;
-                            body.extend_from_slice(&part[s.start as usize..s.end as usize]);
-                        }
-                        EventBatch::from_entries(body, slots.len())
-                    })
-                    .collect();
-                for b in batches {
-                    if !sink(b) {
-                        return Ok(());
-                    }
-                }
+            let day_start = engine.day_start_ms(day);
+            if !stream_day(
+                engine,
+                &records,
+                day_start,
+                &keep,
+                self.batch,
+                SLICE_EVENTS,
+                &mut sink,
+            ) {
+                return Ok(());
             }
         }
         Ok(())
@@ -810,7 +924,7 @@ impl EventStream {
 fn encode_part(
     engine: &Engine,
     part: u32,
-    records: &[UserDay],
+    records: &[&UserDay],
     keep: &(impl Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool + Sync),
 ) -> Part {
     let events: usize = records.iter().map(|r| r.events.len()).sum();
@@ -818,13 +932,15 @@ fn encode_part(
         bytes: Vec::with_capacity(events * 400),
         slots: Vec::with_capacity(events),
     };
+    let mut writer = crate::wire::EventWriter::new();
     for r in records {
+        writer.next_user_day();
         engine.for_each_event(
             r,
             |i, e| keep(r, i, e),
             |e| {
                 let start = out.bytes.len();
-                crate::wire::write_event(e, &mut out.bytes);
+                writer.write(e, &mut out.bytes);
                 out.slots.push(Slot {
                     key: (e.time, r.device, e.event_id),
                     part,
@@ -891,6 +1007,77 @@ pub fn decode_chunks(engine: &Engine, day: u32, blobs: &[Vec<u8>]) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A day's stream cut in many small slices is the day's events in stream order, in batches
+    /// that are full except the last, with or without a filter.
+    #[test]
+    fn a_day_streams_in_slices_as_one_sorted_run() {
+        let mut sim = crate::sim::memory::MemorySim::new(Engine::new(SimConfig {
+            scenario: Scenario::from_toml(crate::sim::scenario::DEFAULT_SCENARIO_TOML)
+                .expect("default scenario"),
+            seed: 5,
+            start_date: NaiveDate::from_ymd_opt(2025, 1, 6).expect("date"),
+            population_scale: 0.01,
+        }));
+        let mut out = sim.step();
+        for _ in 0..9 {
+            out = sim.step();
+        }
+        let engine = &sim.engine;
+        let day_start = engine.day_start_ms(out.day);
+        let every_other = |_: &UserDay, i: usize, _: &crate::sim::state::EventRec| i % 2 == 0;
+        let all = |_: &UserDay, _: usize, _: &crate::sim::state::EventRec| true;
+        let check = |keep: &(dyn Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool
+                           + Sync),
+                     slice: usize| {
+            let want: Vec<crate::pb::Event> = engine
+                .render_sorted_where(&out.records, keep)
+                .into_iter()
+                .map(crate::rpc::convert::event)
+                .collect();
+            assert!(want.len() > 1000, "{} events", want.len());
+            assert!(time_slices(&out.records, day_start, slice).len() > 5);
+            let mut batches = Vec::new();
+            assert!(stream_day(
+                engine,
+                &out.records,
+                day_start,
+                &keep,
+                100,
+                slice,
+                &mut |b| {
+                    batches.push(b);
+                    true
+                }
+            ));
+            let (last, full) = batches.split_last().expect("batches");
+            assert!(full.iter().all(|b| b.len() == 100));
+            assert!((1..=100).contains(&last.len()));
+            let got: Vec<crate::pb::Event> = batches
+                .iter()
+                .flat_map(|b| b.to_events().expect("decodes"))
+                .collect();
+            assert_eq!(got.len(), want.len());
+            assert!(got == want, "stream order or content differs");
+        };
+        check(&all, 300);
+        check(&every_other, 250);
+        // A sink that stops early stops the day.
+        let mut n = 0;
+        assert!(!stream_day(
+            engine,
+            &out.records,
+            day_start,
+            &all,
+            100,
+            300,
+            &mut |_| {
+                n += 1;
+                n < 3
+            }
+        ));
+        assert_eq!(n, 3);
+    }
 
     #[test]
     fn ids_and_dates_are_validated() {

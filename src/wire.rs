@@ -67,9 +67,10 @@ impl Body {
 impl EventBatch {
     /// Encodes events, in the given order.
     pub fn encode<'a, 'e: 'a>(events: impl IntoIterator<Item = &'a Event<'e>>) -> Self {
-        let (mut body, mut count) = (Vec::new(), 0);
+        let (mut body, mut count, mut w) = (Vec::new(), 0, EventWriter::new());
         for e in events {
-            write_event(e, &mut body);
+            w.next_user_day();
+            w.write(e, &mut body);
             count += 1;
         }
         Self::from_entries(body, count)
@@ -235,7 +236,7 @@ impl<'a> Iterator for Events<'a> {
 /// The next event's bytes in a batch body, skipping unknown fields.
 fn next_event<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, WireError> {
     while !rest.is_empty() {
-        let (tag, wire_type) = decode_key(rest)?;
+        let (tag, wire_type) = field_key(rest)?;
         if tag == 1 {
             prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
             return take_delimited(rest).map(Some);
@@ -245,8 +246,34 @@ fn next_event<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, WireError> {
     Ok(None)
 }
 
+/// A varint, with a fast path for one byte (most lengths and keys).
+#[inline]
+fn varint(rest: &mut &[u8]) -> Result<u64, WireError> {
+    match rest.split_first() {
+        Some((&b, tail)) if b < 0x80 => {
+            *rest = tail;
+            Ok(u64::from(b))
+        }
+        _ => Ok(decode_varint(rest)?),
+    }
+}
+
+/// A field key, with fast paths for one and two bytes (fields 1 to 2047).
+#[inline]
+fn field_key(rest: &mut &[u8]) -> Result<(u32, WireType), WireError> {
+    let (k, used) = match **rest {
+        [b, ..] if (8..0x80).contains(&b) => (u32::from(b), 1),
+        [b0, b1, ..] if b0 >= 0x80 && b1 < 0x80 => (u32::from(b0 & 0x7f) | u32::from(b1) << 7, 2),
+        _ => return Ok(decode_key(rest)?),
+    };
+    let wire_type = WireType::try_from(u64::from(k & 7))?;
+    *rest = &rest[used..];
+    Ok((k >> 3, wire_type))
+}
+
+#[inline]
 fn take_delimited<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], WireError> {
-    let len = decode_varint(rest)?;
+    let len = varint(rest)?;
     if len > rest.len() as u64 {
         return Err(WireError::Truncated);
     }
@@ -255,6 +282,7 @@ fn take_delimited<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], WireError> {
     Ok(head)
 }
 
+#[inline]
 fn take_str<'a>(rest: &mut &'a [u8]) -> Result<&'a str, WireError> {
     std::str::from_utf8(take_delimited(rest)?).map_err(|_| WireError::NotUtf8)
 }
@@ -351,7 +379,7 @@ impl<'a> Props<'a> {
             if rest.is_empty() {
                 return None;
             }
-            let (tag, wire_type) = decode_key(&mut rest).ok()?;
+            let (tag, wire_type) = field_key(&mut rest).ok()?;
             if tag == field && wire_type == WireType::LengthDelimited {
                 return map_entry(take_delimited(&mut rest).ok()?).ok();
             }
@@ -372,7 +400,7 @@ impl<'a> Props<'a> {
 fn map_entry(mut entry: &[u8]) -> Result<(&str, &str), WireError> {
     let (mut k, mut v) = ("", "");
     while !entry.is_empty() {
-        match decode_key(&mut entry)? {
+        match field_key(&mut entry)? {
             (1, WireType::LengthDelimited) => k = take_str(&mut entry)?,
             (2, WireType::LengthDelimited) => v = take_str(&mut entry)?,
             (tag, wire_type) => skip_field(wire_type, tag, &mut entry, DecodeContext::default())?,
@@ -402,7 +430,7 @@ impl<'a> EventView<'a> {
         };
         let mut rest = event;
         while !rest.is_empty() {
-            let (tag, wire_type) = decode_key(&mut rest)?;
+            let (tag, wire_type) = field_key(&mut rest)?;
             let want = match tag {
                 4 | 5 | 7 | 20 => WireType::Varint,
                 19 | 21 => WireType::SixtyFourBit,
@@ -417,10 +445,10 @@ impl<'a> EventView<'a> {
                 1 => v.event_type = take_str(&mut rest)?,
                 2 => v.user_id = take_str(&mut rest)?,
                 3 => v.device_id = take_str(&mut rest)?,
-                4 => v.time = decode_varint(&mut rest)? as i64,
-                5 => v.session_id = decode_varint(&mut rest)? as i64,
+                4 => v.time = varint(&mut rest)? as i64,
+                5 => v.session_id = varint(&mut rest)? as i64,
                 6 => v.insert_id = take_str(&mut rest)?,
-                7 => v.event_id = decode_varint(&mut rest)? as u32,
+                7 => v.event_id = varint(&mut rest)? as u32,
                 8 => v.platform = take_str(&mut rest)?,
                 9 => v.os_name = take_str(&mut rest)?,
                 10 => v.os_version = take_str(&mut rest)?,
@@ -439,7 +467,7 @@ impl<'a> EventView<'a> {
                     }
                 }
                 19 => v.price = Some(take_f64(&mut rest)?),
-                20 => v.quantity = Some(decode_varint(&mut rest)? as i64),
+                20 => v.quantity = Some(varint(&mut rest)? as i64),
                 21 => v.revenue = Some(take_f64(&mut rest)?),
                 22 => v.product_id = take_str(&mut rest)?,
                 _ => v.revenue_type = take_str(&mut rest)?,
@@ -546,49 +574,81 @@ fn put_props(out: &mut Vec<u8>, field: u32, props: &[(&'static str, Prop<'_>)]) 
 
 /// Appends one event as an `EventBatch` entry (field 1, length-delimited).
 pub fn write_event(e: &Event<'_>, out: &mut Vec<u8>) {
-    // Two bytes are kept for the length, which fits them for events of 128 bytes to 16 KiB
-    // (all real ones); other lengths move the body once.
-    out.push(0x0a);
-    let at = out.len();
-    out.extend_from_slice(&[0, 0]);
-    let body = out.len();
-    let b = &mut *out;
-    put_str(b, 1, e.event_type);
-    put_str(b, 2, e.user_id.as_deref().unwrap_or(""));
-    put_str(b, 3, &e.device_id);
-    put_int(b, 4, e.time as u64);
-    put_int(b, 5, e.session_id as u64);
-    put_str(b, 6, &e.insert_id);
-    put_int(b, 7, u64::from(e.event_id));
-    put_str(b, 8, e.platform);
-    put_str(b, 9, e.os_name);
-    put_str(b, 10, e.os_version);
-    put_str(b, 11, e.device_family);
-    put_str(b, 12, e.device_type);
-    put_str(b, 13, e.country);
-    put_str(b, 14, e.region);
-    put_str(b, 15, e.city);
-    put_str(b, 16, e.language);
-    put_props(b, 17, &e.event_properties);
-    put_props(b, 18, &e.user_properties);
-    if let Some(r) = &e.revenue {
-        put_key(b, key(19, 1));
-        b.extend_from_slice(&r.price.to_le_bytes());
-        put_key(b, key(20, 0));
-        put_varint(b, r.quantity as u64);
-        put_key(b, key(21, 1));
-        b.extend_from_slice(&r.revenue.to_le_bytes());
-        put_str(b, 22, r.product_id);
-        put_str(b, 23, r.revenue_type);
+    EventWriter::default().write(e, out);
+}
+
+/// Writes events as `EventBatch` entries, encoding the fields that every event of a user-day
+/// shares (browser, device and place: fields 8 to 16) once per user-day.
+#[derive(Debug, Default)]
+pub struct EventWriter {
+    profile: Vec<u8>,
+    have_profile: bool,
+}
+
+impl EventWriter {
+    /// A writer; the first event starts a user-day.
+    pub fn new() -> Self {
+        Self::default()
     }
-    let len = out.len() - body;
-    if (128..16384).contains(&len) {
-        out[at] = (len as u8) | 0x80;
-        out[at + 1] = (len >> 7) as u8;
-    } else {
-        let mut prefix = Vec::with_capacity(10);
-        put_varint(&mut prefix, len as u64);
-        out.splice(at..body, prefix);
+
+    /// The next event belongs to another user-day (its shared fields are encoded afresh).
+    pub fn next_user_day(&mut self) {
+        self.have_profile = false;
+    }
+
+    /// Appends one event as an `EventBatch` entry (field 1, length-delimited). Events written
+    /// since the last [`EventWriter::next_user_day`] must share fields 8 to 16.
+    pub fn write(&mut self, e: &Event<'_>, out: &mut Vec<u8>) {
+        if !self.have_profile {
+            let p = &mut self.profile;
+            p.clear();
+            put_str(p, 8, e.platform);
+            put_str(p, 9, e.os_name);
+            put_str(p, 10, e.os_version);
+            put_str(p, 11, e.device_family);
+            put_str(p, 12, e.device_type);
+            put_str(p, 13, e.country);
+            put_str(p, 14, e.region);
+            put_str(p, 15, e.city);
+            put_str(p, 16, e.language);
+            self.have_profile = true;
+        }
+        // Two bytes are kept for the length, which fits them for events of 128 bytes to
+        // 16 KiB (all real ones); other lengths move the body once.
+        out.push(0x0a);
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let body = out.len();
+        let b = &mut *out;
+        put_str(b, 1, e.event_type);
+        put_str(b, 2, e.user_id.as_deref().unwrap_or(""));
+        put_str(b, 3, &e.device_id);
+        put_int(b, 4, e.time as u64);
+        put_int(b, 5, e.session_id as u64);
+        put_str(b, 6, &e.insert_id);
+        put_int(b, 7, u64::from(e.event_id));
+        b.extend_from_slice(&self.profile);
+        put_props(b, 17, &e.event_properties);
+        put_props(b, 18, &e.user_properties);
+        if let Some(r) = &e.revenue {
+            put_key(b, key(19, 1));
+            b.extend_from_slice(&r.price.to_le_bytes());
+            put_key(b, key(20, 0));
+            put_varint(b, r.quantity as u64);
+            put_key(b, key(21, 1));
+            b.extend_from_slice(&r.revenue.to_le_bytes());
+            put_str(b, 22, r.product_id);
+            put_str(b, 23, r.revenue_type);
+        }
+        let len = out.len() - body;
+        if (128..16384).contains(&len) {
+            out[at] = (len as u8) | 0x80;
+            out[at + 1] = (len >> 7) as u8;
+        } else {
+            let mut prefix = Vec::with_capacity(10);
+            put_varint(&mut prefix, len as u64);
+            out.splice(at..body, prefix);
+        }
     }
 }
 

@@ -42,6 +42,25 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU seconds (user + system) used by this process so far, from /proc (Linux clock ticks of
+/// 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// "N.N cores busy" over `secs` since `cpu0` CPU seconds, when /proc tells.
+fn cores_busy(cpu0: Option<f64>, secs: f64) -> String {
+    match (cpu0, cpu_seconds()) {
+        (Some(a), Some(b)) => format!(", {:.1} cores busy", (b - a) / secs),
+        _ => String::new(),
+    }
+}
+
 fn file_bytes(p: &std::path::Path) -> u64 {
     ["", "-wal", "-shm"]
         .iter()
@@ -174,12 +193,15 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             true
         })?;
         let server = n as f64 / t.elapsed().as_secs_f64();
+        // Several passes over the kept batches, for a steadier figure.
         let t = Instant::now();
         let mut m = 0u64;
-        for b in &kept {
-            for v in b.iter() {
-                let v = v?;
-                m += u64::from(!v.insert_id.is_empty());
+        while m == 0 || t.elapsed().as_secs_f64() < 0.5 {
+            for b in &kept {
+                for v in b.iter() {
+                    let v = v?;
+                    m += u64::from(!v.insert_id.is_empty());
+                }
             }
         }
         let client = m as f64 / t.elapsed().as_secs_f64();
@@ -220,7 +242,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         };
         // The client reads every event through a borrowed view: each field is parsed and each
         // string (property maps included) checked for UTF-8, without allocating per event.
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let mut s = client.stream_events(request.clone()).await?.into_inner();
         let (mut n, mut props, mut bytes) = (0u64, 0u64, 0u64);
         while let Some(b) = s.message().await? {
@@ -233,13 +255,14 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         }
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "StreamEvents   {n} events ({stream_days} days, {:.0} MB, {props} properties) in {secs:.1} s: {:.0} events/s to a Rust client (borrowed views)",
+            "StreamEvents   {n} events ({stream_days} days, {:.0} MB, {props} properties) in {secs:.1} s: {:.0} events/s to a Rust client (borrowed views{})",
             bytes as f64 / 1e6,
-            n as f64 / secs
+            n as f64 / secs,
+            cores_busy(cpu, secs)
         );
         // The same stream decoded into owned `pb::Event`s (a String per field, a BTreeMap per
         // property map), as a client that keeps the messages would.
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let mut s = client.stream_events(request).await?.into_inner();
         let mut owned = 0u64;
         while let Some(b) = s.message().await? {
@@ -247,8 +270,9 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         }
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "StreamEvents   {owned} events in {secs:.1} s: {:.0} events/s decoded into owned pb::Event",
-            owned as f64 / secs
+            "StreamEvents   {owned} events in {secs:.1} s: {:.0} events/s decoded into owned pb::Event{}",
+            owned as f64 / secs,
+            cores_busy(cpu, secs)
         );
 
         // A cohort over every user (summary only), then journeys of some of its members.
@@ -338,5 +362,11 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     shutdown.cancel();
+    if let Some(rss) = peak_rss_bytes() {
+        println!(
+            "peak RSS       {:.0} MiB over the whole run (reads included)",
+            rss as f64 / 1048576.0
+        );
+    }
     Ok(())
 }

@@ -44,14 +44,19 @@ fn feistel_inv(y: u64, key: u64) -> u64 {
 /// Writes 128 bits as a lowercase hyphenated UUID (8-4-4-4-12 hex digits).
 pub fn write_uuid(out: &mut String, hi: u64, lo: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut src = [0u8; 16];
+    src[..8].copy_from_slice(&hi.to_be_bytes());
+    src[8..].copy_from_slice(&lo.to_be_bytes());
     let mut b = [b'-'; 36];
-    let v = (u128::from(hi) << 64) | u128::from(lo);
-    let mut digit = 0;
-    for (i, slot) in b.iter_mut().enumerate() {
-        if !matches!(i, 8 | 13 | 18 | 23) {
-            *slot = HEX[((v >> (124 - 4 * digit)) & 0xf) as usize];
-            digit += 1;
+    let mut j = 0;
+    for (i, byte) in src.iter().enumerate() {
+        // 8-4-4-4-12 digits: a hyphen before bytes 4, 6, 8 and 10.
+        if matches!(i, 4 | 6 | 8 | 10) {
+            j += 1;
         }
+        b[j] = HEX[usize::from(byte >> 4)];
+        b[j + 1] = HEX[usize::from(byte & 0xf)];
+        j += 2;
     }
     out.push_str(std::str::from_utf8(&b).expect("hex digits and hyphens are ASCII"));
 }

@@ -198,11 +198,16 @@ async fn streams_are_time_ordered_and_filters_match_an_unfiltered_pull() {
         .await
         .unwrap()
         .into_inner();
-    let mut got = Vec::new();
+    let (mut got, mut short) = (Vec::new(), 0);
     while let Some(b) = stream.message().await.unwrap() {
         assert!(b.len() <= 100);
+        short += usize::from(b.len() < 100);
         got.extend(b.to_events().unwrap());
     }
+    assert!(
+        short <= 2,
+        "batches are full except each day's last: {short} short"
+    );
     let lo = chrono::NaiveDate::from_ymd_opt(2025, 3, 10)
         .unwrap()
         .and_hms_opt(0, 0, 0)

@@ -731,9 +731,36 @@ struct Slot {
 }
 
 /// A run of records rendered and encoded by one worker.
+#[derive(Default)]
 struct Part {
     bytes: Vec<u8>,
     slots: Vec<Slot>,
+}
+
+/// Part buffers kept from slice to slice, so that each slice writes into memory that is
+/// already mapped and warm instead of fresh pages.
+#[derive(Default)]
+struct PartPool(Mutex<Vec<Part>>);
+
+impl PartPool {
+    fn take(&self) -> Part {
+        let mut p = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        p.bytes.clear();
+        p.slots.clear();
+        p
+    }
+
+    fn give(&self, parts: Vec<Part>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(parts);
+    }
 }
 
 /// Events per time slice of a streamed day (about what the stream's buffer holds).
@@ -755,6 +782,7 @@ fn stream_day(
     sink: &mut impl FnMut(EventBatch) -> bool,
 ) -> bool {
     let mut batcher = Batcher::new(batch);
+    let pool = PartPool::default();
     for (t0, t1) in time_slices(records, day_start, slice) {
         let recs: Vec<&UserDay> = records
             .iter()
@@ -773,11 +801,13 @@ fn stream_day(
         let parts: Vec<Part> = recs
             .par_chunks(per_part)
             .enumerate()
-            .map(|(p, rs)| encode_part(engine, p as u32, rs, &in_slice))
+            .map(|(p, rs)| encode_part(engine, p as u32, rs, &in_slice, pool.take()))
             .collect();
         let mut order: Vec<Slot> = parts.iter().flat_map(|p| &p.slots).copied().collect();
         order.par_sort_unstable_by_key(|s| s.key);
-        for b in batcher.cut(&parts, &order) {
+        let batches = batcher.cut(&parts, &order);
+        pool.give(parts);
+        for b in batches {
             if !sink(b) {
                 return false;
             }
@@ -926,12 +956,11 @@ fn encode_part(
     part: u32,
     records: &[&UserDay],
     keep: &(impl Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool + Sync),
+    mut out: Part,
 ) -> Part {
     let events: usize = records.iter().map(|r| r.events.len()).sum();
-    let mut out = Part {
-        bytes: Vec::with_capacity(events * 400),
-        slots: Vec::with_capacity(events),
-    };
+    out.bytes.reserve(events * 400);
+    out.slots.reserve(events);
     let mut writer = crate::wire::EventWriter::new();
     for r in records {
         writer.next_user_day();

@@ -22,6 +22,9 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// HTTP/2 flow-control window per stream (and twice that per connection), server and client.
 pub const WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest HTTP/2 frame the CLI's clients accept (the protocol's default is 16 KiB): an event
+/// batch then crosses in a few frames instead of dozens.
+pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// Server options beyond the listener and database.
 #[derive(Debug, Clone, Default)]

@@ -228,6 +228,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
             .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
+            .max_frame_size(Some(crate::server::MAX_FRAME_BYTES))
             .connect()
             .await?;
         let mut client = pb::simulation_service_client::SimulationServiceClient::new(channel)

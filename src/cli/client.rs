@@ -65,6 +65,7 @@ pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
+        .max_frame_size(Some(crate::server::MAX_FRAME_BYTES))
         .connect()
         .await
         .with_context(|| {

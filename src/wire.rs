@@ -347,7 +347,8 @@ pub struct EventView<'a> {
 }
 
 /// A property map of an [`EventView`]: entries are read from the event's bytes on demand
-/// (they were checked when the view was made).
+/// (they were checked when the view was made). `event` is the stretch of the event's bytes
+/// from the map's first entry to its last.
 #[derive(Clone, Copy, Default, PartialEq)]
 pub struct Props<'a> {
     event: &'a [u8],
@@ -428,8 +429,12 @@ impl<'a> EventView<'a> {
             },
             ..EventView::default()
         };
+        // Where each map's entries start and end (their keys included), so that reading a
+        // map later scans only that stretch.
+        let mut spans = [(usize::MAX, 0usize); 2];
         let mut rest = event;
         while !rest.is_empty() {
+            let at = event.len() - rest.len();
             let (tag, wire_type) = field_key(&mut rest)?;
             let want = match tag {
                 4 | 5 | 7 | 20 => WireType::Varint,
@@ -460,11 +465,13 @@ impl<'a> EventView<'a> {
                 16 => v.language = take_str(&mut rest)?,
                 17 | 18 => {
                     map_entry(take_delimited(&mut rest)?)?;
-                    if tag == 17 {
-                        v.event_properties.len += 1;
+                    let (props, span) = if tag == 17 {
+                        (&mut v.event_properties, &mut spans[0])
                     } else {
-                        v.user_properties.len += 1;
-                    }
+                        (&mut v.user_properties, &mut spans[1])
+                    };
+                    props.len += 1;
+                    *span = (span.0.min(at), event.len() - rest.len());
                 }
                 19 => v.price = Some(take_f64(&mut rest)?),
                 20 => v.quantity = Some(varint(&mut rest)? as i64),
@@ -473,7 +480,89 @@ impl<'a> EventView<'a> {
                 _ => v.revenue_type = take_str(&mut rest)?,
             }
         }
+        for (props, (start, end)) in [
+            (&mut v.event_properties, spans[0]),
+            (&mut v.user_properties, spans[1]),
+        ] {
+            props.event = if start < end { &event[start..end] } else { &[] };
+        }
         Ok(v)
+    }
+
+    /// Appends the event as one JSON object with Amplitude HTTP V2 field names, keys sorted,
+    /// absent optional fields left out: the line `ampsim events` prints, byte for byte the
+    /// serde_json form of `cli::client::event_json` of the same event, without building it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        enum V<'x> {
+            S(&'x str),
+            I(i64),
+            F(f64),
+            M(Props<'x>),
+        }
+        let opt_s = |s: &'a str| (!s.is_empty()).then_some(V::S(s));
+        // In byte order of the keys, as serde_json's (BTreeMap) object prints them.
+        let fields: [(&str, Option<V<'a>>); 23] = [
+            ("city", Some(V::S(self.city))),
+            ("country", Some(V::S(self.country))),
+            ("device_family", Some(V::S(self.device_family))),
+            ("device_id", Some(V::S(self.device_id))),
+            ("device_type", Some(V::S(self.device_type))),
+            ("event_id", Some(V::I(i64::from(self.event_id)))),
+            ("event_properties", Some(V::M(self.event_properties))),
+            ("event_type", Some(V::S(self.event_type))),
+            ("insert_id", Some(V::S(self.insert_id))),
+            ("language", Some(V::S(self.language))),
+            ("os_name", Some(V::S(self.os_name))),
+            ("os_version", Some(V::S(self.os_version))),
+            ("platform", Some(V::S(self.platform))),
+            ("price", self.price.map(V::F)),
+            ("productId", opt_s(self.product_id)),
+            ("quantity", self.quantity.map(V::I)),
+            ("region", Some(V::S(self.region))),
+            ("revenue", self.revenue.map(V::F)),
+            ("revenueType", opt_s(self.revenue_type)),
+            ("session_id", Some(V::I(self.session_id))),
+            ("time", Some(V::I(self.time))),
+            ("user_id", opt_s(self.user_id)),
+            ("user_properties", Some(V::M(self.user_properties))),
+        ];
+        out.push(b'{');
+        let mut first = true;
+        for (k, v) in fields {
+            let Some(v) = v else { continue };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            json_str(out, k);
+            out.push(b':');
+            match v {
+                V::S(s) => json_str(out, s),
+                V::I(i) => json(out, &i),
+                V::F(f) => json(out, &f),
+                V::M(p) => {
+                    // Sorted by key; of repeated keys the last wins, as in a decoded map.
+                    let mut entries: Vec<(&str, &str)> = p.iter().collect();
+                    entries.sort_by_key(|e| e.0);
+                    out.push(b'{');
+                    let mut first = true;
+                    for (i, (k, v)) in entries.iter().enumerate() {
+                        if entries.get(i + 1).is_some_and(|next| next.0 == *k) {
+                            continue;
+                        }
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        json_str(out, k);
+                        out.push(b':');
+                        json_str(out, v);
+                    }
+                    out.push(b'}');
+                }
+            }
+        }
+        out.push(b'}');
     }
 
     /// The event as an owned message.
@@ -508,6 +597,23 @@ impl<'a> EventView<'a> {
             product_id: self.product_id.to_string(),
             revenue_type: self.revenue_type.to_string(),
         }
+    }
+}
+
+/// Appends one value as serde_json writes it (its string escaping and number formats).
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    serde_json::to_writer(out, v).expect("strings and numbers serialise into a Vec");
+}
+
+/// Appends a string as serde_json writes it; strings with nothing to escape (nearly all) are
+/// copied as they are.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        json(out, s);
     }
 }
 
@@ -793,6 +899,58 @@ mod tests {
             assert_eq!(decoded[1], convert::event(events[1].clone()));
             assert_eq!(decoded[2].event_properties["big"], big);
         });
+    }
+
+    #[test]
+    fn view_json_is_the_cli_json() {
+        let line = |e: &pb::Event| {
+            serde_json::to_string(&crate::cli::client::event_json(e)).expect("serialises")
+        };
+        with_events(|events| {
+            let batch = EventBatch::encode(events);
+            let owned = batch.to_events().expect("decodes");
+            let mut buf = Vec::new();
+            for (v, o) in batch.iter().zip(&owned) {
+                buf.clear();
+                v.expect("view parses").write_json(&mut buf);
+                assert_eq!(std::str::from_utf8(&buf).expect("utf-8"), line(o));
+            }
+        });
+        // Escapes, non-ASCII, an empty map, a repeated key and every optional field.
+        let mut odd = pb::Event {
+            event_type: "q\"uote\\back\nline\u{1}".into(),
+            user_id: "jürgen@例え.jp".into(),
+            time: -5,
+            session_id: -1,
+            price: Some(0.1 + 0.2),
+            quantity: Some(3),
+            revenue: Some(1e21),
+            product_id: "sku</script>".into(),
+            revenue_type: "purchase".into(),
+            ..pb::Event::default()
+        };
+        odd.user_properties.insert("b".into(), "2".into());
+        odd.user_properties.insert("a".into(), "tab\t".into());
+        // The same key twice in one event (two messages' bytes back to back merge, and a
+        // map keeps the last value).
+        let mut twice = pb::Event::default();
+        twice.user_properties.insert("a".into(), "last".into());
+        let mut event = odd.encode_to_vec();
+        event.extend(twice.encode_to_vec());
+        let mut bytes = vec![0x0a];
+        put_varint(&mut bytes, event.len() as u64);
+        bytes.extend(event);
+        let batch = EventBatch::decode(bytes.as_slice()).expect("decodes");
+        let o = &batch.to_events().expect("decodes")[0];
+        assert_eq!(o.user_properties["a"], "last");
+        let mut buf = Vec::new();
+        batch
+            .iter()
+            .next()
+            .expect("one")
+            .expect("parses")
+            .write_json(&mut buf);
+        assert_eq!(std::str::from_utf8(&buf).expect("utf-8"), line(o));
     }
 
     #[test]

@@ -500,3 +500,38 @@ async fn sigterm_and_sigint_shut_down_gracefully_mid_generation() {
         generate(&mut c2, "g", 2).await;
     }
 }
+
+/// `ampsim events` (which writes JSON straight from the received bytes) prints exactly the
+/// `event_json` lines of the streamed events, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_verb_prints_the_stream_as_json_lines() {
+    let dir = tmp();
+    let s = TestServer::start(&dir.path().join("cli.db")).await;
+    let mut c = s.client().await;
+    create(&mut c, "cli", 4, SCALE).await;
+    generate(&mut c, "cli", 3).await;
+    let want: Vec<String> = pull_all(&mut c, "cli")
+        .await
+        .iter()
+        .map(|e| serde_json::to_string(&ampsim::cli::client::event_json(e)).unwrap())
+        .collect();
+    assert!(want.len() > 100, "{} events", want.len());
+    let server = format!("http://{}", s.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ampsim"))
+            .args(["events", "--server", &server, "--simulation", "cli"])
+            .output()
+            .expect("ampsim runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the printed lines differ from event_json");
+    s.stop().await;
+}

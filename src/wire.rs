@@ -9,7 +9,7 @@
 //!
 //! The bytes are the standard encoding of `EventBatch` (field 1, one length-delimited `Event`
 //! per entry), so any protobuf client (the Python example, grpcurl) decodes them as usual.
-//! Invariant: prost decoding [`write_event`]'s bytes gives exactly `rpc::convert::event` of the
+//! Invariant: prost decoding [`EventWriter`]'s bytes gives exactly `rpc::convert::event` of the
 //! same event (a unit test holds it to that).
 
 use crate::pb;
@@ -76,7 +76,7 @@ impl EventBatch {
         Self::from_entries(body, count)
     }
 
-    /// A batch from `count` entries already written by [`write_event`], back to back.
+    /// A batch from `count` entries already written by [`EventWriter::write`], back to back.
     pub fn from_entries(body: Vec<u8>, count: usize) -> Self {
         EventBatch {
             body: Body::Shared(Bytes::from(body)),
@@ -681,11 +681,6 @@ fn put_props(out: &mut Vec<u8>, field: u32, props: &[(&'static str, Prop<'_>)]) 
         put_str(out, 1, k);
         put_str(out, 2, &v);
     }
-}
-
-/// Appends one event as an `EventBatch` entry (field 1, length-delimited).
-pub fn write_event(e: &Event<'_>, out: &mut Vec<u8>) {
-    EventWriter::default().write(e, out);
 }
 
 /// Writes events as `EventBatch` entries, encoding the fields that every event of a user-day

@@ -879,10 +879,9 @@ impl Batcher {
             write(&mut body, head);
             EventBatch::from_entries(body, self.carried + head.len())
         };
-        let chunks = tail.chunks_exact(self.size);
-        let rest = chunks.remainder();
+        let rest = &tail[tail.len() - tail.len() % self.size..];
         let mut batches = vec![first];
-        batches.par_extend(chunks.collect::<Vec<_>>().into_par_iter().map(|slots| {
+        batches.par_extend(tail.par_chunks_exact(self.size).map(|slots| {
             let mut body = Vec::new();
             write(&mut body, slots);
             EventBatch::from_entries(body, slots.len())

@@ -172,13 +172,17 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         drop(job);
     }
 
+    // The days every StreamEvents figure reads: the first `--stream-days`.
+    let stream_days = a.stream_days.min(row.days_generated).max(1);
+    let to = (row.start_date + chrono::Days::new(u64::from(stream_days - 1)))
+        .format("%Y-%m-%d")
+        .to_string();
+
     // The read side's two halves, without the network: the server's work (read, decompress,
     // render, encode on all cores) and a client's (read every event through a view, one core).
     {
-        let stream_days = a.stream_days.min(row.days_generated).max(1);
-        let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
         let q = crate::app::EventQuery {
-            to_date: to.format("%Y-%m-%d").to_string(),
+            to_date: to.clone(),
             batch_size: a.batch,
             ..Default::default()
         };
@@ -233,11 +237,9 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             .await?;
         let mut client = pb::simulation_service_client::SimulationServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
-        let stream_days = a.stream_days.min(row.days_generated).max(1);
-        let to = row.start_date + chrono::Days::new(u64::from(stream_days - 1));
         let request = pb::StreamEventsRequest {
             simulation_id: "bench".into(),
-            to_date: to.format("%Y-%m-%d").to_string(),
+            to_date: to,
             batch_size: a.batch,
             ..Default::default()
         };

@@ -563,8 +563,12 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
     while let Some(item) = s.message().await.map_err(status)? {
         match item.item {
             Some(pb::journey_item::Item::Events(b)) if !a.summary_only => {
-                for e in &b.to_events()? {
-                    outln!("{}", serde_json::to_string(&event_json(e))?);
+                // The same lines as `ampsim events`, written straight from the bytes.
+                let mut line = Vec::new();
+                for e in b.iter() {
+                    line.clear();
+                    e?.write_json(&mut line);
+                    outln!("{}", String::from_utf8_lossy(&line));
                 }
             }
             Some(pb::journey_item::Item::Summary(j)) => {

@@ -5,12 +5,12 @@
 //! [`App`] is shared by all requests.
 
 use crate::error::{Error, Result};
-use crate::sim::report::{Report, ReportBuilder};
-use crate::sim::{codec, DayOutput, Engine, Scenario, SimConfig, UserDay, ENGINE_VERSION};
 use crate::store::days::{self, EncodedDay};
 use crate::store::sims::{self, NewSim, SimRow};
 use crate::store::Store;
 use crate::wire::EventBatch;
+use ampsim_engine::report::{Report, ReportBuilder};
+use ampsim_engine::{codec, DayOutput, Engine, Scenario, SimConfig, UserDay, ENGINE_VERSION};
 use chrono::NaiveDate;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -245,7 +245,7 @@ impl App {
         let id = if p.simulation_id.is_empty() {
             format!(
                 "sim-{:012x}",
-                crate::sim::rng::hash_words(&[
+                ampsim_engine::rng::hash_words(&[
                     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
                     u64::from(std::process::id()),
                 ]) & 0xffff_ffff_ffff
@@ -776,7 +776,7 @@ fn stream_day(
     engine: &Engine,
     records: &[UserDay],
     day_start: i64,
-    keep: &(impl Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool + Sync),
+    keep: &(impl Fn(&UserDay, usize, &ampsim_engine::state::EventRec) -> bool + Sync),
     batch: usize,
     slice: usize,
     sink: &mut impl FnMut(EventBatch) -> bool,
@@ -795,7 +795,7 @@ fn stream_day(
             .len()
             .div_ceil(4 * rayon::current_num_threads())
             .clamp(16, 4096); // a part's offsets stay far below u32::MAX
-        let in_slice = |r: &UserDay, i: usize, e: &crate::sim::state::EventRec| {
+        let in_slice = |r: &UserDay, i: usize, e: &ampsim_engine::state::EventRec| {
             (t0..t1).contains(&e.time_ms) && keep(r, i, e)
         };
         let parts: Vec<Part> = recs
@@ -914,7 +914,7 @@ impl EventStream {
         }
         let engine = &*self.engine;
         let (only, user_only, types) = (self.device, self.user_only, &self.types);
-        let keep = |r: &UserDay, i: usize, e: &crate::sim::state::EventRec| {
+        let keep = |r: &UserDay, i: usize, e: &ampsim_engine::state::EventRec| {
             (only.is_none() || only == Some(r.device))
                 && (!user_only || i >= usize::from(r.user_id_from))
                 && (types.is_empty() || types.contains(engine.event_type_name(e.kind, e.aux)))
@@ -954,7 +954,7 @@ fn encode_part(
     engine: &Engine,
     part: u32,
     records: &[&UserDay],
-    keep: &(impl Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool + Sync),
+    keep: &(impl Fn(&UserDay, usize, &ampsim_engine::state::EventRec) -> bool + Sync),
     mut out: Part,
 ) -> Part {
     let events: usize = records.iter().map(|r| r.events.len()).sum();
@@ -1040,8 +1040,8 @@ mod tests {
     /// that are full except the last, with or without a filter.
     #[test]
     fn a_day_streams_in_slices_as_one_sorted_run() {
-        let mut sim = crate::sim::memory::MemorySim::new(Engine::new(SimConfig {
-            scenario: Scenario::from_toml(crate::sim::scenario::DEFAULT_SCENARIO_TOML)
+        let mut sim = ampsim_engine::memory::MemorySim::new(Engine::new(SimConfig {
+            scenario: Scenario::from_toml(ampsim_engine::scenario::DEFAULT_SCENARIO_TOML)
                 .expect("default scenario"),
             seed: 5,
             start_date: NaiveDate::from_ymd_opt(2025, 1, 6).expect("date"),
@@ -1053,9 +1053,10 @@ mod tests {
         }
         let engine = &sim.engine;
         let day_start = engine.day_start_ms(out.day);
-        let every_other = |_: &UserDay, i: usize, _: &crate::sim::state::EventRec| i % 2 == 0;
-        let all = |_: &UserDay, _: usize, _: &crate::sim::state::EventRec| true;
-        let check = |keep: &(dyn Fn(&UserDay, usize, &crate::sim::state::EventRec) -> bool
+        let every_other =
+            |_: &UserDay, i: usize, _: &ampsim_engine::state::EventRec| i.is_multiple_of(2);
+        let all = |_: &UserDay, _: usize, _: &ampsim_engine::state::EventRec| true;
+        let check = |keep: &(dyn Fn(&UserDay, usize, &ampsim_engine::state::EventRec) -> bool
                            + Sync),
                      slice: usize| {
             let want: Vec<crate::pb::Event> = engine

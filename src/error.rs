@@ -60,8 +60,8 @@ impl From<rusqlite::types::FromSqlError> for Error {
     }
 }
 
-impl From<crate::sim::codec::CodecError> for Error {
-    fn from(e: crate::sim::codec::CodecError) -> Self {
+impl From<ampsim_engine::codec::CodecError> for Error {
+    fn from(e: ampsim_engine::codec::CodecError) -> Self {
         Error::Corrupt(e.to_string())
     }
 }

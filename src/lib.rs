@@ -11,7 +11,6 @@ pub mod pb;
 pub mod query;
 pub mod rpc;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod upload;
 pub mod wire;

@@ -5,11 +5,11 @@
 //! one `user_states` blob), on all cores, folding partial aggregates that merge exactly.
 
 use crate::error::{Error, Result};
-use crate::sim::ids::first_day_of;
-use crate::sim::render::campaign_name;
-use crate::sim::scenario::TrialPath;
-use crate::sim::state::EventKind;
-use crate::sim::{codec, Engine, UserDay, UserState};
+use ampsim_engine::ids::first_day_of;
+use ampsim_engine::render::campaign_name;
+use ampsim_engine::scenario::TrialPath;
+use ampsim_engine::state::EventKind;
+use ampsim_engine::{codec, Engine, UserDay, UserState};
 use std::collections::{BTreeMap, BinaryHeap};
 
 /// What a user's journey amounts to.

@@ -13,7 +13,7 @@
 //! same event (a unit test holds it to that).
 
 use crate::pb;
-use crate::sim::{Event, Prop};
+use ampsim_engine::{Event, Prop};
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 use prost::{DecodeError, Message};
@@ -762,14 +762,14 @@ impl EventWriter {
 mod tests {
     use super::*;
     use crate::rpc::convert;
-    use crate::sim::memory::MemorySim;
-    use crate::sim::{Engine, Scenario, SimConfig};
+    use ampsim_engine::memory::MemorySim;
+    use ampsim_engine::{Engine, Scenario, SimConfig};
 
     /// A few days of the default scenario, every kind of event included (purchases, trial
     /// outcomes with integer properties, anonymous and identified events).
     fn with_events(f: impl FnOnce(&[Event<'_>])) {
         let mut sim = MemorySim::new(Engine::new(SimConfig {
-            scenario: Scenario::from_toml(crate::sim::scenario::DEFAULT_SCENARIO_TOML)
+            scenario: Scenario::from_toml(ampsim_engine::scenario::DEFAULT_SCENARIO_TOML)
                 .expect("default scenario"),
             seed: 3,
             start_date: chrono::NaiveDate::from_ymd_opt(2025, 1, 6).expect("date"),

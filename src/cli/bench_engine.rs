@@ -1,9 +1,9 @@
 //! `ampsim bench-engine`: the engine alone, without storage: events generated per second per
 //! core, and optionally the acceptance report of the generated data.
 
-use crate::sim::memory::MemorySim;
-use crate::sim::report::ReportBuilder;
-use crate::sim::{Engine, Scenario, SimConfig};
+use ampsim_engine::memory::MemorySim;
+use ampsim_engine::report::ReportBuilder;
+use ampsim_engine::{Engine, Scenario, SimConfig};
 use std::time::Instant;
 
 /// Options of `ampsim bench-engine`.

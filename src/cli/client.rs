@@ -515,13 +515,13 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
         .await
         .map_err(status)?
         .into_inner();
-    let report = crate::sim::report::Report {
+    let report = ampsim_engine::report::Report {
         days: r.days,
         population_scale: r.population_scale,
         rows: r
             .rows
             .into_iter()
-            .map(|x| crate::sim::report::ReportRow {
+            .map(|x| ampsim_engine::report::ReportRow {
                 key: x.key,
                 name: x.name,
                 target: x.target,

@@ -1,6 +1,9 @@
 //! The `ampsim` command line: argument parsing, `serve`, and the client verbs. `main.rs` only
 //! calls [`run`].
 
+// The command line's output is its interface; the server itself logs through `tracing` only.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod bench;
 pub mod bench_engine;
 pub mod client;
@@ -144,7 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Upload(a) => upload::run(&a),
         Command::AmplitudeDouble(a) => upload::run_double(&a),
         Command::Scenario => {
-            print!("{}", crate::sim::scenario::DEFAULT_SCENARIO_TOML);
+            print!("{}", ampsim_engine::scenario::DEFAULT_SCENARIO_TOML);
             Ok(())
         }
         other => client::run(other),

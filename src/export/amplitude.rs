@@ -62,7 +62,7 @@ pub fn event_uuid(insert_id: &str) -> String {
     b[8] = (b[8] & 0x3f) | 0x80; // RFC variant
     let n = u128::from_be_bytes(b);
     let mut s = String::with_capacity(36);
-    crate::sim::ids::write_uuid(&mut s, (n >> 64) as u64, n as u64);
+    ampsim_engine::ids::write_uuid(&mut s, (n >> 64) as u64, n as u64);
     s
 }
 

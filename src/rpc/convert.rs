@@ -2,9 +2,9 @@
 
 use crate::app::DayInfo;
 use crate::pb;
-use crate::sim::report::Report;
-use crate::sim::Event;
 use crate::store::sims::SimRow;
+use ampsim_engine::report::Report;
+use ampsim_engine::Event;
 
 /// A stored simulation as a message.
 pub fn simulation(r: &SimRow, generating: bool) -> pb::Simulation {
@@ -49,7 +49,7 @@ pub fn day(d: &DayInfo) -> pb::DayProgress {
 
 /// An event as a message.
 pub fn event(e: Event<'_>) -> pb::Event {
-    let props = |ps: Vec<(&'static str, crate::sim::Prop<'_>)>| {
+    let props = |ps: Vec<(&'static str, ampsim_engine::Prop<'_>)>| {
         ps.into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string_value()))
             .collect()
@@ -114,13 +114,13 @@ pub fn report(r: &Report) -> pb::Report {
     }
 }
 
-fn date(engine: &crate::sim::Engine, day: u32) -> String {
+fn date(engine: &ampsim_engine::Engine, day: u32) -> String {
     engine.date_of(day).format("%Y-%m-%d").to_string()
 }
 
 /// A journey summary as a message.
 pub fn journey_summary(
-    engine: &crate::sim::Engine,
+    engine: &ampsim_engine::Engine,
     j: &crate::query::JourneySummary,
 ) -> pb::JourneySummary {
     pb::JourneySummary {
@@ -148,7 +148,7 @@ pub fn journey_summary(
 }
 
 /// A cohort member as a message.
-pub fn member(engine: &crate::sim::Engine, m: &crate::query::Member) -> pb::CohortMember {
+pub fn member(engine: &ampsim_engine::Engine, m: &crate::query::Member) -> pb::CohortMember {
     let s = engine.scenario();
     pb::CohortMember {
         device_id: engine.ids().device_id(m.device),
@@ -157,7 +157,7 @@ pub fn member(engine: &crate::sim::Engine, m: &crate::query::Member) -> pb::Coho
         } else {
             String::new()
         },
-        first_seen_date: date(engine, crate::sim::ids::first_day_of(m.device)),
+        first_seen_date: date(engine, ampsim_engine::ids::first_day_of(m.device)),
         session_count: m.sessions,
         form_type: m
             .form_type
@@ -185,7 +185,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// A cohort summary as a message.
 pub fn cohort_summary(
-    engine: &crate::sim::Engine,
+    engine: &ampsim_engine::Engine,
     sim: &SimRow,
     a: &crate::query::CohortAgg,
 ) -> pb::CohortSummary {

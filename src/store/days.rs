@@ -8,8 +8,8 @@
 //! checked in the same transaction, so two writers can never commit the same day twice.
 
 use crate::error::{Error, Result};
-use crate::sim::codec;
-use crate::sim::{DayOutput, Engine, UserState};
+use ampsim_engine::codec;
+use ampsim_engine::{DayOutput, Engine, UserState};
 use rayon::prelude::*;
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ impl EncodedDay {
     /// Encodes and compresses a day's output.
     pub fn new(engine: &Engine, out: &DayOutput) -> EncodedDay {
         let day_start = engine.day_start_ms(out.day);
-        let mut groups: Vec<&[crate::sim::UserDay]> = Vec::new();
+        let mut groups: Vec<&[ampsim_engine::UserDay]> = Vec::new();
         let mut rest = &out.records[..];
         while let Some(first) = rest.first() {
             let c = chunk_of(first.device);

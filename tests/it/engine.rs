@@ -5,12 +5,12 @@
 //! Population scales are small (0.002–0.03; 0.1 for the rate tests, which only count) so the
 //! whole module runs in about ten seconds in release mode.
 
-use ampsim::sim::codec;
-use ampsim::sim::memory::MemorySim;
-use ampsim::sim::report::{Report, ReportBuilder};
-use ampsim::sim::scenario::Targeting;
-use ampsim::sim::state::{UserDay, UserState};
-use ampsim::sim::{Engine, EventDigest, Scenario, SimConfig};
+use ampsim_engine::codec;
+use ampsim_engine::memory::MemorySim;
+use ampsim_engine::report::{Report, ReportBuilder};
+use ampsim_engine::scenario::Targeting;
+use ampsim_engine::state::{UserDay, UserState};
+use ampsim_engine::{Engine, EventDigest, Scenario, SimConfig};
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! Bounded fuzzing of the scenario parser: arbitrary text and mutations of the default
 //! scenario never panic, and whatever is accepted is valid.
 
-use ampsim::sim::scenario::{Scenario, DEFAULT_SCENARIO_TOML};
+use ampsim_engine::scenario::{Scenario, DEFAULT_SCENARIO_TOML};
 use proptest::prelude::*;
 
 fn check(text: &str) {

@@ -1,4 +1,7 @@
 //! One integration-test binary (faster to link than many); each module covers one area.
+// Helpers panic on unexpected errors: a failed test's panic message is its report.
+#![allow(clippy::unwrap_used)]
+
 mod access;
 mod engine;
 mod export;

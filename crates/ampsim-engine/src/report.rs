@@ -12,6 +12,8 @@ use super::engine::Engine;
 use super::scenario::{Targeting, TrialPath, MAX_DELAY_DAYS};
 use super::state::{EventKind, UserDay, UserState};
 use serde::Serialize;
+// Looked up by device and counted, never iterated: its order cannot reach the report.
+#[allow(clippy::disallowed_types)]
 use std::collections::HashMap;
 
 /// One row of the report.
@@ -131,6 +133,7 @@ pub struct ReportBuilder<'e> {
     reengagement_on_new: u64,
     campaign_on_non_cpc: u64,
     out_of_order: u64,
+    #[allow(clippy::disallowed_types)]
     progress: HashMap<u64, Progress>,
 }
 
@@ -163,6 +166,7 @@ impl<'e> ReportBuilder<'e> {
             reengagement_on_new: 0,
             campaign_on_non_cpc: 0,
             out_of_order: 0,
+            #[allow(clippy::disallowed_types)]
             progress: HashMap::new(),
         }
     }

@@ -1,7 +1,8 @@
-//! The simulation engine: pure and deterministic.
+//! ampsim's simulation engine: pure and deterministic.
 //!
-//! Architecture Invariant: nothing under `sim` touches SQLite, tokio, the wall clock, the file
-//! system, or the iteration order of a hash map. Given the same [`SimConfig`] and the same due
+//! Architecture Invariant: nothing in this crate touches SQLite, tokio, gRPC, the wall clock, the
+//! file system, or the iteration order of a hash map (its manifest names none of those crates,
+//! and its `clippy.toml` bans the std items). Given the same [`SimConfig`] and the same due
 //! users, [`Engine::step_day`] returns the same output on any machine and thread count.
 //!
 //! - `scenario`: the TOML scenario, its merge onto the default, and validation.

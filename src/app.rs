@@ -1059,11 +1059,11 @@ mod tests {
         let check = |keep: &(dyn Fn(&UserDay, usize, &ampsim_engine::state::EventRec) -> bool
                            + Sync),
                      slice: usize| {
-            let want: Vec<crate::pb::Event> = engine
-                .render_sorted_where(&out.records, keep)
-                .into_iter()
-                .map(crate::rpc::convert::event)
-                .collect();
+            // The day's kept events encoded in one piece: what the sliced stream must equal.
+            let want: Vec<crate::pb::Event> =
+                EventBatch::encode(&engine.render_sorted_where(&out.records, keep))
+                    .to_events()
+                    .expect("decodes");
             assert!(want.len() > 1000, "{} events", want.len());
             assert!(time_slices(&out.records, day_start, slice).len() > 5);
             let mut batches = Vec::new();

@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::pb::simulation_service_server::SimulationServiceServer;
 use crate::rpc::Service;
 use crate::store::Store;
+use crate::wire::WINDOW_BYTES;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -19,12 +20,6 @@ use tonic::{Request, Status};
 
 /// Largest request message accepted (scenario TOML is limited to 256 KiB).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-
-/// HTTP/2 flow-control window per stream (and twice that per connection), server and client.
-pub const WINDOW_BYTES: u32 = 16 * 1024 * 1024;
-/// Largest HTTP/2 frame the CLI's clients accept (the protocol's default is 16 KiB): an event
-/// batch then crosses in a few frames instead of dozens.
-pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// Server options beyond the listener and database.
 #[derive(Debug, Clone, Default)]

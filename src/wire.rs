@@ -13,12 +13,24 @@
 //! same event (a unit test holds it to that).
 
 use crate::pb;
-use ampsim_engine::{Event, Prop};
+use ampsim_engine::schema::{
+    visit_fields, At, EventRecord, FieldId, FieldVisitor, Kind, PropMap, PropValue, Value, FIELDS,
+    FIELD_COUNT, MAX_TAG,
+};
+use ampsim_engine::Event;
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 use std::borrow::Cow;
 use std::fmt;
+
+/// HTTP/2 flow-control window per stream (and twice that per connection), on the server and
+/// its clients: event batches are megabytes, and default 64 KiB windows would stall every
+/// stream on window updates.
+pub const WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest HTTP/2 frame the clients accept (the protocol's default is 16 KiB): an event batch
+/// then crosses in a few frames instead of dozens.
+pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// A batch or event that does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +124,19 @@ impl EventBatch {
     pub fn iter(&self) -> Events<'_> {
         Events {
             rest: self.as_bytes(),
+        }
+    }
+
+    /// The last event, read without parsing the others.
+    pub fn last(&self) -> Option<Result<EventView<'_>, WireError>> {
+        let mut rest = self.as_bytes();
+        let mut last = None;
+        loop {
+            match next_event(&mut rest) {
+                Ok(Some(b)) => last = Some(b),
+                Ok(None) => return last.map(EventView::parse),
+                Err(e) => return Some(Err(e)),
+            }
         }
     }
 
@@ -294,56 +319,98 @@ fn take_f64(rest: &mut &[u8]) -> Result<f64, WireError> {
     Ok(rest.get_f64_le())
 }
 
-/// One event of a batch, borrowed from the batch's bytes. Field names and meanings are those
-/// of `pb::Event`; absent strings are empty.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// One event of a batch, borrowed from the batch's bytes: each field's value is read by
+/// [`FieldId`] ([`EventRecord::value`]), as the [schema](ampsim_engine::schema) describes it;
+/// the fields that code relies on by meaning have accessors. Absent strings read as empty.
+#[derive(Clone, Copy, PartialEq)]
 pub struct EventView<'a> {
-    /// Event name.
-    pub event_type: &'a str,
-    /// The user id, empty before identification.
-    pub user_id: &'a str,
-    /// The device id.
-    pub device_id: &'a str,
-    /// Event time, ms since the epoch.
-    pub time: i64,
-    /// Session start in ms, or -1 outside a session.
-    pub session_id: i64,
-    /// Stable dedupe key.
-    pub insert_id: &'a str,
-    /// Per-device event counter.
-    pub event_id: u32,
-    /// `Web`.
-    pub platform: &'a str,
-    /// Browser name.
-    pub os_name: &'a str,
-    /// Browser version.
-    pub os_version: &'a str,
-    /// Device family.
-    pub device_family: &'a str,
-    /// Device type or model.
-    pub device_type: &'a str,
-    /// Country.
-    pub country: &'a str,
-    /// Region.
-    pub region: &'a str,
-    /// City.
-    pub city: &'a str,
-    /// Language.
-    pub language: &'a str,
-    /// Event properties.
-    pub event_properties: Props<'a>,
-    /// User properties.
-    pub user_properties: Props<'a>,
-    /// Unit price, on purchases.
-    pub price: Option<f64>,
-    /// Quantity, on purchases.
-    pub quantity: Option<i64>,
-    /// Revenue, on purchases.
-    pub revenue: Option<f64>,
-    /// Product SKU, on purchases.
-    pub product_id: &'a str,
-    /// Revenue type, on purchases.
-    pub revenue_type: &'a str,
+    bytes: &'a [u8],
+    slots: [Slot<'a>; FIELD_COUNT],
+}
+
+/// Where a field's value sits in the event's bytes (checked when the view was made).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Slot<'a> {
+    /// Not in the bytes.
+    #[default]
+    Absent,
+    /// A string field.
+    Str(&'a str),
+    /// A varint field.
+    Varint(u64),
+    /// A double field.
+    F64(f64),
+    /// A map: its entries lie between these offsets of the event's bytes.
+    Map { start: u32, end: u32, len: u32 },
+}
+
+/// How the view reads a field number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Not an event field: skipped.
+    Skip,
+    /// A length-delimited UTF-8 string.
+    Str,
+    /// A varint.
+    Varint,
+    /// A little-endian double.
+    F64,
+    /// A map entry.
+    Map,
+}
+
+/// For each field number: its slot and how it is read (from the schema, at compile time).
+const READ_OF_TAG: [(u8, Read); MAX_TAG as usize + 1] = read_of_tag();
+
+const fn read_of_tag() -> [(u8, Read); MAX_TAG as usize + 1] {
+    let mut t = [(0u8, Read::Skip); MAX_TAG as usize + 1];
+    let mut i = 0;
+    while i < FIELD_COUNT {
+        let f = &FIELDS[i];
+        t[f.tag as usize] = (
+            i as u8,
+            match f.kind {
+                Kind::Str | Kind::OptStr => Read::Str,
+                Kind::Int | Kind::TimeMs | Kind::OptInt => Read::Varint,
+                Kind::OptFloat => Read::F64,
+                Kind::Props => Read::Map,
+            },
+        );
+        i += 1;
+    }
+    t
+}
+
+/// prost's error for a field of the wrong wire type.
+fn wrong_wire_type(want: WireType, got: WireType) -> WireError {
+    match prost::encoding::check_wire_type(want, got) {
+        Err(e) => e.into(),
+        Ok(()) => WireError::Truncated,
+    }
+}
+
+impl fmt::Debug for EventView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for field in &FIELDS {
+            match self.value(field.id) {
+                Value::Absent => {}
+                Value::Str(s) => {
+                    m.entry(&field.name, &s);
+                }
+                Value::Int(i) => {
+                    m.entry(&field.name, &i);
+                }
+                Value::Float(x) => {
+                    m.entry(&field.name, &x);
+                }
+                Value::Props(p) => {
+                    m.entry(&field.name, &p);
+                }
+            }
+        }
+        m.finish()
+    }
 }
 
 /// A property map of an [`EventView`]: entries are read from the event's bytes on demand
@@ -411,209 +478,183 @@ fn map_entry(mut entry: &[u8]) -> Result<(&str, &str), WireError> {
 }
 
 impl<'a> EventView<'a> {
-    /// Reads one `Event` message, checking every field it knows and skipping unknown ones.
+    /// Reads one `Event` message, checking every field the schema knows (wire type, UTF-8,
+    /// map entries) and skipping unknown ones.
     ///
     /// # Errors
     /// Malformed bytes, a wrong wire type, or a string that is not UTF-8.
     pub fn parse(event: &'a [u8]) -> Result<Self, WireError> {
         let mut v = EventView {
-            event_properties: Props {
-                event,
-                field: 17,
-                len: 0,
-            },
-            user_properties: Props {
-                event,
-                field: 18,
-                len: 0,
-            },
-            ..EventView::default()
+            bytes: event,
+            slots: [Slot::Absent; FIELD_COUNT],
         };
-        // Where each map's entries start and end (their keys included), so that reading a
-        // map later scans only that stretch.
-        let mut spans = [(usize::MAX, 0usize); 2];
         let mut rest = event;
         while !rest.is_empty() {
             let at = event.len() - rest.len();
             let (tag, wire_type) = field_key(&mut rest)?;
-            let want = match tag {
-                4 | 5 | 7 | 20 => WireType::Varint,
-                19 | 21 => WireType::SixtyFourBit,
-                1..=23 => WireType::LengthDelimited,
-                _ => {
+            let (index, read) = READ_OF_TAG
+                .get(tag as usize)
+                .copied()
+                .unwrap_or((0, Read::Skip));
+            let slot = &mut v.slots[usize::from(index)];
+            *slot = match (read, wire_type) {
+                (Read::Str, WireType::LengthDelimited) => Slot::Str(take_str(&mut rest)?),
+                (Read::Varint, WireType::Varint) => Slot::Varint(varint(&mut rest)?),
+                (Read::F64, WireType::SixtyFourBit) => Slot::F64(take_f64(&mut rest)?),
+                (Read::Map, WireType::LengthDelimited) => {
+                    map_entry(take_delimited(&mut rest)?)?;
+                    let end = (event.len() - rest.len()) as u32;
+                    match *slot {
+                        Slot::Map { start, len, .. } => Slot::Map {
+                            start,
+                            end,
+                            len: len + 1,
+                        },
+                        _ => Slot::Map {
+                            start: at as u32,
+                            end,
+                            len: 1,
+                        },
+                    }
+                }
+                (Read::Skip, _) => {
                     skip_field(wire_type, tag, &mut rest, DecodeContext::default())?;
                     continue;
                 }
-            };
-            prost::encoding::check_wire_type(want, wire_type)?;
-            match tag {
-                1 => v.event_type = take_str(&mut rest)?,
-                2 => v.user_id = take_str(&mut rest)?,
-                3 => v.device_id = take_str(&mut rest)?,
-                4 => v.time = varint(&mut rest)? as i64,
-                5 => v.session_id = varint(&mut rest)? as i64,
-                6 => v.insert_id = take_str(&mut rest)?,
-                7 => v.event_id = varint(&mut rest)? as u32,
-                8 => v.platform = take_str(&mut rest)?,
-                9 => v.os_name = take_str(&mut rest)?,
-                10 => v.os_version = take_str(&mut rest)?,
-                11 => v.device_family = take_str(&mut rest)?,
-                12 => v.device_type = take_str(&mut rest)?,
-                13 => v.country = take_str(&mut rest)?,
-                14 => v.region = take_str(&mut rest)?,
-                15 => v.city = take_str(&mut rest)?,
-                16 => v.language = take_str(&mut rest)?,
-                17 | 18 => {
-                    map_entry(take_delimited(&mut rest)?)?;
-                    let (props, span) = if tag == 17 {
-                        (&mut v.event_properties, &mut spans[0])
-                    } else {
-                        (&mut v.user_properties, &mut spans[1])
-                    };
-                    props.len += 1;
-                    *span = (span.0.min(at), event.len() - rest.len());
+                (Read::Str | Read::Map, _) => {
+                    return Err(wrong_wire_type(WireType::LengthDelimited, wire_type))
                 }
-                19 => v.price = Some(take_f64(&mut rest)?),
-                20 => v.quantity = Some(varint(&mut rest)? as i64),
-                21 => v.revenue = Some(take_f64(&mut rest)?),
-                22 => v.product_id = take_str(&mut rest)?,
-                _ => v.revenue_type = take_str(&mut rest)?,
-            }
-        }
-        for (props, (start, end)) in [
-            (&mut v.event_properties, spans[0]),
-            (&mut v.user_properties, spans[1]),
-        ] {
-            props.event = if start < end { &event[start..end] } else { &[] };
+                (Read::Varint, _) => return Err(wrong_wire_type(WireType::Varint, wire_type)),
+                (Read::F64, _) => return Err(wrong_wire_type(WireType::SixtyFourBit, wire_type)),
+            };
         }
         Ok(v)
     }
 
-    /// Appends the event as one JSON object with Amplitude HTTP V2 field names, keys sorted,
-    /// absent optional fields left out: the line `ampsim events` prints, byte for byte the
-    /// serde_json form of `cli::client::event_json` of the same event, without building it.
+    /// The event's protobuf bytes (one `Event` message, without its length prefix).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn str_of(&self, f: FieldId) -> &'a str {
+        match self.slots[f as usize] {
+            Slot::Str(s) => s,
+            _ => "",
+        }
+    }
+
+    fn int_of(&self, f: FieldId) -> i64 {
+        match self.slots[f as usize] {
+            Slot::Varint(x) => x as i64,
+            _ => 0,
+        }
+    }
+
+    fn props_of(&self, f: FieldId) -> Props<'a> {
+        let field = f.field().tag;
+        match self.slots[f as usize] {
+            Slot::Map { start, end, len } => Props {
+                event: &self.bytes[start as usize..end as usize],
+                field,
+                len: len as usize,
+            },
+            _ => Props {
+                event: &[],
+                field,
+                len: 0,
+            },
+        }
+    }
+
+    /// Event name.
+    pub fn event_type(&self) -> &'a str {
+        self.str_of(FieldId::EventType)
+    }
+
+    /// The user id, empty before identification.
+    pub fn user_id(&self) -> &'a str {
+        self.str_of(FieldId::UserId)
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> &'a str {
+        self.str_of(FieldId::DeviceId)
+    }
+
+    /// Event time, ms since the epoch.
+    pub fn time(&self) -> i64 {
+        self.int_of(FieldId::Time)
+    }
+
+    /// Session start in ms, or -1 outside a session.
+    pub fn session_id(&self) -> i64 {
+        self.int_of(FieldId::SessionId)
+    }
+
+    /// Stable dedupe key.
+    pub fn insert_id(&self) -> &'a str {
+        self.str_of(FieldId::InsertId)
+    }
+
+    /// Per-device event counter.
+    pub fn event_id(&self) -> u32 {
+        self.int_of(FieldId::EventId) as u32
+    }
+
+    /// Event properties.
+    pub fn event_properties(&self) -> Props<'a> {
+        self.props_of(FieldId::EventProperties)
+    }
+
+    /// User properties.
+    pub fn user_properties(&self) -> Props<'a> {
+        self.props_of(FieldId::UserProperties)
+    }
+
+    /// Appends the event as its HTTP V2 JSON object ([`ampsim_engine::json::write_http`]):
+    /// the line `ampsim events` prints, the JSON-lines export holds and `ampsim upload` sends.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        enum V<'x> {
-            S(&'x str),
-            I(i64),
-            F(f64),
-            M(Props<'x>),
-        }
-        let opt_s = |s: &'a str| (!s.is_empty()).then_some(V::S(s));
-        // In byte order of the keys, as serde_json's (BTreeMap) object prints them.
-        let fields: [(&str, Option<V<'a>>); 23] = [
-            ("city", Some(V::S(self.city))),
-            ("country", Some(V::S(self.country))),
-            ("device_family", Some(V::S(self.device_family))),
-            ("device_id", Some(V::S(self.device_id))),
-            ("device_type", Some(V::S(self.device_type))),
-            ("event_id", Some(V::I(i64::from(self.event_id)))),
-            ("event_properties", Some(V::M(self.event_properties))),
-            ("event_type", Some(V::S(self.event_type))),
-            ("insert_id", Some(V::S(self.insert_id))),
-            ("language", Some(V::S(self.language))),
-            ("os_name", Some(V::S(self.os_name))),
-            ("os_version", Some(V::S(self.os_version))),
-            ("platform", Some(V::S(self.platform))),
-            ("price", self.price.map(V::F)),
-            ("productId", opt_s(self.product_id)),
-            ("quantity", self.quantity.map(V::I)),
-            ("region", Some(V::S(self.region))),
-            ("revenue", self.revenue.map(V::F)),
-            ("revenueType", opt_s(self.revenue_type)),
-            ("session_id", Some(V::I(self.session_id))),
-            ("time", Some(V::I(self.time))),
-            ("user_id", opt_s(self.user_id)),
-            ("user_properties", Some(V::M(self.user_properties))),
-        ];
-        out.push(b'{');
-        let mut first = true;
-        for (k, v) in fields {
-            let Some(v) = v else { continue };
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            json_str(out, k);
-            out.push(b':');
-            match v {
-                V::S(s) => json_str(out, s),
-                V::I(i) => json(out, &i),
-                V::F(f) => json(out, &f),
-                V::M(p) => {
-                    // Sorted by key; of repeated keys the last wins, as in a decoded map.
-                    let mut entries: Vec<(&str, &str)> = p.iter().collect();
-                    entries.sort_by_key(|e| e.0);
-                    out.push(b'{');
-                    let mut first = true;
-                    for (i, (k, v)) in entries.iter().enumerate() {
-                        if entries.get(i + 1).is_some_and(|next| next.0 == *k) {
-                            continue;
-                        }
-                        if !first {
-                            out.push(b',');
-                        }
-                        first = false;
-                        json_str(out, k);
-                        out.push(b':');
-                        json_str(out, v);
-                    }
-                    out.push(b'}');
-                }
-            }
-        }
-        out.push(b'}');
+        ampsim_engine::json::write_http(self, out);
     }
 
-    /// The event as an owned message.
-    pub fn to_owned_event(&self) -> pb::Event {
-        let map = |p: &Props<'_>| {
-            p.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        pb::Event {
-            event_type: self.event_type.to_string(),
-            user_id: self.user_id.to_string(),
-            device_id: self.device_id.to_string(),
-            time: self.time,
-            session_id: self.session_id,
-            insert_id: self.insert_id.to_string(),
-            event_id: self.event_id,
-            platform: self.platform.to_string(),
-            os_name: self.os_name.to_string(),
-            os_version: self.os_version.to_string(),
-            device_family: self.device_family.to_string(),
-            device_type: self.device_type.to_string(),
-            country: self.country.to_string(),
-            region: self.region.to_string(),
-            city: self.city.to_string(),
-            language: self.language.to_string(),
-            event_properties: map(&self.event_properties),
-            user_properties: map(&self.user_properties),
-            price: self.price,
-            quantity: self.quantity,
-            revenue: self.revenue,
-            product_id: self.product_id.to_string(),
-            revenue_type: self.revenue_type.to_string(),
+    /// The event as an owned message (prost's decoding of its bytes).
+    ///
+    /// # Errors
+    /// Bytes prost refuses (a view is only made from bytes that parse, so none in practice).
+    pub fn to_owned_event(&self) -> Result<pb::Event, WireError> {
+        Ok(pb::Event::decode(self.bytes)?)
+    }
+}
+
+impl EventRecord for EventView<'_> {
+    type Props<'p>
+        = Props<'p>
+    where
+        Self: 'p;
+
+    fn value(&self, f: FieldId) -> Value<'_, Props<'_>> {
+        let slot = self.slots[f as usize];
+        match (f.field().kind, slot) {
+            (Kind::Str | Kind::OptStr, Slot::Str(s)) => Value::Str(s),
+            (Kind::Str, _) => Value::Str(""),
+            (Kind::Int | Kind::TimeMs | Kind::OptInt, Slot::Varint(x)) => Value::Int(x as i64),
+            (Kind::Int | Kind::TimeMs, _) => Value::Int(0),
+            (Kind::OptFloat, Slot::F64(x)) => Value::Float(x),
+            (Kind::Props, _) => Value::Props(self.props_of(f)),
+            (Kind::OptStr | Kind::OptInt | Kind::OptFloat, _) => Value::Absent,
         }
     }
 }
 
-/// Appends one value as serde_json writes it (its string escaping and number formats).
-fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    serde_json::to_writer(out, v).expect("strings and numbers serialise into a Vec");
-}
+impl<'a> PropMap<'a> for Props<'a> {
+    fn len(&self) -> usize {
+        self.len
+    }
 
-/// Appends a string as serde_json writes it; strings with nothing to escape (nearly all) are
-/// copied as they are.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        json(out, s);
+    fn for_each(&self, mut f: impl FnMut(&'a str, PropValue<'a>)) {
+        for (k, v) in self.iter() {
+            f(k, PropValue::Str(v));
+        }
     }
 }
 
@@ -665,9 +706,14 @@ fn put_int(out: &mut Vec<u8>, field: u32, v: u64) {
     }
 }
 
-fn put_props(out: &mut Vec<u8>, field: u32, props: &[(&'static str, Prop<'_>)]) {
-    for (k, v) in props {
-        let v: Cow<'_, str> = v.as_str_value();
+fn put_props<'p>(out: &mut Vec<u8>, field: u32, props: impl PropMap<'p>) {
+    props.for_each(|k, v| {
+        // The wire's maps hold strings: numbers as their canonical text.
+        let v: Cow<'_, str> = match v {
+            PropValue::Str(s) => Cow::Borrowed(s),
+            PropValue::Int(i) => Cow::Owned(i.to_string()),
+            PropValue::Float(x) => Cow::Owned(ampsim_engine::json::canonical_float(x)),
+        };
         // Like prost, an empty key or value is left out of the entry.
         let part = |s: &str| {
             if s.is_empty() {
@@ -680,15 +726,70 @@ fn put_props(out: &mut Vec<u8>, field: u32, props: &[(&'static str, Prop<'_>)]) 
         put_varint(out, (part(k) + part(&v)) as u64);
         put_str(out, 1, k);
         put_str(out, 2, &v);
-    }
+    });
 }
 
-/// Writes events as `EventBatch` entries, encoding the fields that every event of a user-day
-/// shares (browser, device and place: fields 8 to 16) once per user-day.
+/// Writes events as `EventBatch` entries, field by field from the
+/// [schema](ampsim_engine::schema); the fields that every event of a user-day shares (browser,
+/// device and place) are encoded once per user-day.
 #[derive(Debug, Default)]
 pub struct EventWriter {
     profile: Vec<u8>,
     have_profile: bool,
+}
+
+/// The first field written once per user-day: the shared fields' bytes go where it would.
+const FIRST_SHARED: usize = first_shared();
+
+const fn first_shared() -> usize {
+    let mut i = 0;
+    while i < FIELD_COUNT {
+        if FIELDS[i].per_user_day {
+            return i;
+        }
+        i += 1;
+    }
+    FIELD_COUNT
+}
+
+/// Writes one event's fields (each a compile-time constant, see [`visit_fields`]): the
+/// shared ones only when `profile` is `None` (then only they are written), the others with
+/// `profile`'s bytes in place of the shared ones.
+struct Put<'x, E> {
+    e: &'x E,
+    out: &'x mut Vec<u8>,
+    profile: Option<&'x [u8]>,
+}
+
+impl<E: EventRecord> FieldVisitor for Put<'_, E> {
+    #[inline(always)]
+    fn field<const I: usize>(&mut self) {
+        let f = At::<I>::FIELD;
+        match self.profile {
+            None if !f.per_user_day => return,
+            Some(_) if f.per_user_day && I != FIRST_SHARED => return,
+            Some(p) if f.per_user_day => {
+                self.out.extend_from_slice(p);
+                return;
+            }
+            _ => {}
+        }
+        let out = &mut *self.out;
+        match self.e.value(f.id) {
+            Value::Absent => {}
+            Value::Str(s) => put_str(out, f.tag, s),
+            Value::Int(i) if f.kind.is_optional() => {
+                put_key(out, key(f.tag, 0));
+                put_varint(out, i as u64);
+            }
+            Value::Int(i) => put_int(out, f.tag, i as u64),
+            Value::Float(x) => {
+                put_key(out, key(f.tag, 1));
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Value::Props(p) => put_props(out, f.tag, p),
+        }
+    }
 }
 
 impl EventWriter {
@@ -703,20 +804,15 @@ impl EventWriter {
     }
 
     /// Appends one event as an `EventBatch` entry (field 1, length-delimited). Events written
-    /// since the last [`EventWriter::next_user_day`] must share fields 8 to 16.
+    /// since the last [`EventWriter::next_user_day`] must share their per-user-day fields.
     pub fn write(&mut self, e: &Event<'_>, out: &mut Vec<u8>) {
         if !self.have_profile {
-            let p = &mut self.profile;
-            p.clear();
-            put_str(p, 8, e.platform);
-            put_str(p, 9, e.os_name);
-            put_str(p, 10, e.os_version);
-            put_str(p, 11, e.device_family);
-            put_str(p, 12, e.device_type);
-            put_str(p, 13, e.country);
-            put_str(p, 14, e.region);
-            put_str(p, 15, e.city);
-            put_str(p, 16, e.language);
+            self.profile.clear();
+            visit_fields(&mut Put {
+                e,
+                out: &mut self.profile,
+                profile: None,
+            });
             self.have_profile = true;
         }
         // Two bytes are kept for the length, which fits them for events of 128 bytes to
@@ -725,27 +821,11 @@ impl EventWriter {
         let at = out.len();
         out.extend_from_slice(&[0, 0]);
         let body = out.len();
-        let b = &mut *out;
-        put_str(b, 1, e.event_type);
-        put_str(b, 2, e.user_id.as_deref().unwrap_or(""));
-        put_str(b, 3, &e.device_id);
-        put_int(b, 4, e.time as u64);
-        put_int(b, 5, e.session_id as u64);
-        put_str(b, 6, &e.insert_id);
-        put_int(b, 7, u64::from(e.event_id));
-        b.extend_from_slice(&self.profile);
-        put_props(b, 17, &e.event_properties);
-        put_props(b, 18, &e.user_properties);
-        if let Some(r) = &e.revenue {
-            put_key(b, key(19, 1));
-            b.extend_from_slice(&r.price.to_le_bytes());
-            put_key(b, key(20, 0));
-            put_varint(b, r.quantity as u64);
-            put_key(b, key(21, 1));
-            b.extend_from_slice(&r.revenue.to_le_bytes());
-            put_str(b, 22, r.product_id);
-            put_str(b, 23, r.revenue_type);
-        }
+        visit_fields(&mut Put {
+            e,
+            out: &mut *out,
+            profile: Some(&self.profile),
+        });
         let len = out.len() - body;
         if (128..16384).contains(&len) {
             out[at] = (len as u8) | 0x80;
@@ -761,8 +841,8 @@ impl EventWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::convert;
     use ampsim_engine::memory::MemorySim;
+    use ampsim_engine::Prop;
     use ampsim_engine::{Engine, Scenario, SimConfig};
 
     /// A few days of the default scenario, every kind of event included (purchases, trial
@@ -786,6 +866,95 @@ mod tests {
         f(&events);
     }
 
+    /// The message an event must decode to, field by field: written by hand, independently of
+    /// the schema-driven writer it checks.
+    fn expected(e: Event<'_>) -> pb::Event {
+        let props = |ps: Vec<(&'static str, ampsim_engine::Prop<'_>)>| {
+            ps.into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string_value()))
+                .collect()
+        };
+        let (price, quantity, revenue, product_id, revenue_type) = match &e.revenue {
+            Some(r) => (
+                Some(r.price),
+                Some(r.quantity),
+                Some(r.revenue),
+                r.product_id.to_string(),
+                r.revenue_type.to_string(),
+            ),
+            None => (None, None, None, String::new(), String::new()),
+        };
+        pb::Event {
+            event_type: e.event_type.to_string(),
+            user_id: e.user_id.unwrap_or_default(),
+            device_id: e.device_id,
+            time: e.time,
+            session_id: e.session_id,
+            insert_id: e.insert_id,
+            event_id: e.event_id,
+            platform: e.platform.to_string(),
+            os_name: e.os_name.to_string(),
+            os_version: e.os_version.to_string(),
+            device_family: e.device_family.to_string(),
+            device_type: e.device_type.to_string(),
+            country: e.country.to_string(),
+            region: e.region.to_string(),
+            city: e.city.to_string(),
+            language: e.language.to_string(),
+            event_properties: props(e.event_properties),
+            user_properties: props(e.user_properties),
+            price,
+            quantity,
+            revenue,
+            product_id,
+            revenue_type,
+        }
+    }
+
+    /// `ampsim.v1.Event` in the compiled `.proto` has exactly the schema's fields: names,
+    /// numbers and types.
+    #[test]
+    fn the_proto_event_is_the_schema() {
+        use prost_types::field_descriptor_proto::{Label, Type};
+        let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("decodes");
+        let file = set
+            .file
+            .iter()
+            .find(|f| f.package() == "ampsim.v1")
+            .expect("ampsim.v1");
+        let event = file
+            .message_type
+            .iter()
+            .find(|m| m.name() == "Event")
+            .expect("Event");
+        assert_eq!(event.field.len(), FIELDS.len(), "fields of ampsim.v1.Event");
+        for f in &FIELDS {
+            let d = event
+                .field
+                .iter()
+                .find(|d| d.name() == f.name)
+                .unwrap_or_else(|| panic!("{} is not in ampsim.v1.Event", f.name));
+            assert_eq!(d.number() as u32, f.tag, "{}", f.name);
+            let optional = d.proto3_optional();
+            let ok = match f.kind {
+                Kind::Str => d.r#type() == Type::String && !optional,
+                // Empty means absent, as proto3 strings carry no presence.
+                Kind::OptStr => d.r#type() == Type::String && !optional,
+                Kind::Int | Kind::TimeMs => {
+                    matches!(d.r#type(), Type::Int64 | Type::Uint32) && !optional
+                }
+                Kind::OptInt => d.r#type() == Type::Int64 && optional,
+                Kind::OptFloat => d.r#type() == Type::Double && optional,
+                Kind::Props => d.r#type() == Type::Message && d.label() == Label::Repeated,
+            };
+            assert!(
+                ok,
+                "{}: {:?} in the .proto, {:?} in the schema",
+                f.name, d, f.kind
+            );
+        }
+    }
+
     #[test]
     fn prost_reads_the_hand_written_bytes_as_the_converted_event() {
         with_events(|events| {
@@ -794,7 +963,7 @@ mod tests {
             let decoded = batch.to_events().expect("decodes");
             assert_eq!(decoded.len(), events.len());
             for (e, d) in events.iter().zip(&decoded) {
-                assert_eq!(d, &convert::event(e.clone()));
+                assert_eq!(d, &expected(e.clone()));
             }
             // And through prost's own decoder of the message, as any other client would.
             let whole = EventBatch::decode(batch.encode_to_vec().as_slice()).expect("decodes");
@@ -810,10 +979,10 @@ mod tests {
             let mut n = 0;
             for (v, o) in batch.iter().zip(&owned) {
                 let v = v.expect("view parses");
-                assert_eq!(&v.to_owned_event(), o);
-                assert_eq!(v.event_properties.len(), o.event_properties.len());
+                assert_eq!(&v.to_owned_event().expect("decodes"), o);
+                assert_eq!(v.event_properties().len(), o.event_properties.len());
                 if let Some((k, val)) = o.event_properties.iter().next() {
-                    assert_eq!(v.event_properties.get(k), Some(val.as_str()));
+                    assert_eq!(v.event_properties().get(k), Some(val.as_str()));
                 }
                 n += 1;
             }
@@ -890,62 +1059,10 @@ mod tests {
             let bytes = batch.as_bytes();
             assert!(bytes[1] < 0x80, "a short event has a one-byte length");
             let decoded = batch.to_events().expect("decodes");
-            assert_eq!(decoded[0], convert::event(short));
-            assert_eq!(decoded[1], convert::event(events[1].clone()));
+            assert_eq!(decoded[0], expected(short));
+            assert_eq!(decoded[1], expected(events[1].clone()));
             assert_eq!(decoded[2].event_properties["big"], big);
         });
-    }
-
-    #[test]
-    fn view_json_is_the_cli_json() {
-        let line = |e: &pb::Event| {
-            serde_json::to_string(&crate::cli::client::event_json(e)).expect("serialises")
-        };
-        with_events(|events| {
-            let batch = EventBatch::encode(events);
-            let owned = batch.to_events().expect("decodes");
-            let mut buf = Vec::new();
-            for (v, o) in batch.iter().zip(&owned) {
-                buf.clear();
-                v.expect("view parses").write_json(&mut buf);
-                assert_eq!(std::str::from_utf8(&buf).expect("utf-8"), line(o));
-            }
-        });
-        // Escapes, non-ASCII, an empty map, a repeated key and every optional field.
-        let mut odd = pb::Event {
-            event_type: "q\"uote\\back\nline\u{1}".into(),
-            user_id: "jürgen@例え.jp".into(),
-            time: -5,
-            session_id: -1,
-            price: Some(0.1 + 0.2),
-            quantity: Some(3),
-            revenue: Some(1e21),
-            product_id: "sku</script>".into(),
-            revenue_type: "purchase".into(),
-            ..pb::Event::default()
-        };
-        odd.user_properties.insert("b".into(), "2".into());
-        odd.user_properties.insert("a".into(), "tab\t".into());
-        // The same key twice in one event (two messages' bytes back to back merge, and a
-        // map keeps the last value).
-        let mut twice = pb::Event::default();
-        twice.user_properties.insert("a".into(), "last".into());
-        let mut event = odd.encode_to_vec();
-        event.extend(twice.encode_to_vec());
-        let mut bytes = vec![0x0a];
-        put_varint(&mut bytes, event.len() as u64);
-        bytes.extend(event);
-        let batch = EventBatch::decode(bytes.as_slice()).expect("decodes");
-        let o = &batch.to_events().expect("decodes")[0];
-        assert_eq!(o.user_properties["a"], "last");
-        let mut buf = Vec::new();
-        batch
-            .iter()
-            .next()
-            .expect("one")
-            .expect("parses")
-            .write_json(&mut buf);
-        assert_eq!(std::str::from_utf8(&buf).expect("utf-8"), line(o));
     }
 
     #[test]
@@ -956,7 +1073,7 @@ mod tests {
             let batch = EventBatch::decode(bytes.as_slice()).expect("decodes");
             assert_eq!(batch.len(), 2);
             let views: Vec<_> = batch.iter().collect::<Result<_, _>>().expect("parses");
-            assert_eq!(views[1].insert_id, events[1].insert_id);
+            assert_eq!(views[1].insert_id(), events[1].insert_id);
         });
     }
 }

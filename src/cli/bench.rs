@@ -204,7 +204,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             for b in &kept {
                 for v in b.iter() {
                     let v = v?;
-                    m += u64::from(!v.insert_id.is_empty());
+                    m += u64::from(!v.insert_id().is_empty());
                 }
             }
         }
@@ -230,9 +230,9 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         ));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
-            .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
-            .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
-            .max_frame_size(Some(crate::server::MAX_FRAME_BYTES))
+            .initial_stream_window_size(Some(crate::wire::WINDOW_BYTES))
+            .initial_connection_window_size(Some(2 * crate::wire::WINDOW_BYTES))
+            .max_frame_size(Some(crate::wire::MAX_FRAME_BYTES))
             .connect()
             .await?;
         let mut client = pb::simulation_service_client::SimulationServiceClient::new(channel)
@@ -252,7 +252,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
             bytes += b.as_bytes().len() as u64;
             for v in b.iter() {
                 let v = v?;
-                props += (v.event_properties.len() + v.user_properties.len()) as u64;
+                props += (v.event_properties().len() + v.user_properties().len()) as u64;
                 n += 1;
             }
         }

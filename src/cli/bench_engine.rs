@@ -70,7 +70,7 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
             sessions += u64::from(out.sessions);
             events += out.events;
             if args.render {
-                let mut buf = String::new();
+                let mut buf = Vec::new();
                 for e in sim.engine.render_day(&out) {
                     buf.clear();
                     e.write_json(&mut buf);

@@ -2,12 +2,9 @@
 
 use super::{ClientOpts, Command};
 use crate::pb;
-use crate::pb::simulation_service_client::SimulationServiceClient;
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 /// `println!` that ends the program quietly when stdout is closed (e.g. piped into `head`).
 macro_rules! outln {
@@ -19,73 +16,32 @@ macro_rules! outln {
     }};
 }
 
-/// Adds the bearer token to every request.
-#[derive(Clone)]
-pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub use crate::client::Client;
 
-impl tonic::service::Interceptor for BearerToken {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
-/// The client type the verbs use.
-pub type Client = SimulationServiceClient<InterceptedService<Channel, BearerToken>>;
-
-/// Connects to the server.
+/// Connects to the server named by the flags; errors name the flag at fault.
 ///
 /// # Errors
-/// A bad URL or an unreachable server.
+/// A bad URL, TLS setup or token, or an unreachable server.
 pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
-    let mut endpoint = Channel::from_shared(opts.server.clone())
-        .with_context(|| format!("--server {:?} is not a valid URL", opts.server))?;
-    if endpoint.uri().scheme_str() == Some("https") {
-        let mut tls = tonic::transport::ClientTlsConfig::new();
-        tls = match &opts.tls_ca {
-            Some(path) => {
-                let pem =
-                    std::fs::read(path).with_context(|| format!("--tls-ca {}", path.display()))?;
-                tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
-            }
-            None => tls.with_webpki_roots(),
-        };
-        endpoint = endpoint
-            .tls_config(tls)
-            .context("--server/--tls-ca: cannot set up TLS")?;
-    } else if opts.tls_ca.is_some() {
-        anyhow::bail!(
-            "--tls-ca is set but --server {:?} is not an https:// URL",
-            opts.server
-        );
-    }
-    let channel = endpoint
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(crate::server::WINDOW_BYTES))
-        .initial_connection_window_size(Some(2 * crate::server::WINDOW_BYTES))
-        .max_frame_size(Some(crate::server::MAX_FRAME_BYTES))
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to the ampsim server at {} (start one with `ampsim serve`)",
-                opts.server
-            )
-        })?;
-    let token = match &opts.auth_token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .context("--auth-token holds characters not allowed in a header")?,
-        ),
-        None => None,
-    };
-    Ok(
-        SimulationServiceClient::with_interceptor(channel, BearerToken(token))
-            .max_decoding_message_size(64 * 1024 * 1024),
-    )
+    use crate::client::ConnectError as E;
+    let c = crate::client::connect(&crate::client::ConnectOptions {
+        server: opts.server.clone(),
+        auth_token: opts.auth_token.clone(),
+        tls_ca: opts.tls_ca.clone(),
+    })
+    .await;
+    c.map_err(|e| match e {
+        E::BadUrl { url } => anyhow::anyhow!("--server {url:?} is not a valid URL"),
+        E::TlsCa { path, source } => anyhow::anyhow!("--tls-ca {}: {source}", path.display()),
+        E::TlsCaWithoutHttps { url } => {
+            anyhow::anyhow!("--tls-ca is set but --server {url:?} is not an https:// URL")
+        }
+        E::Tls(t) => anyhow::anyhow!("--server/--tls-ca: cannot set up TLS: {t}"),
+        E::Unreachable { url, source } => anyhow::Error::new(source).context(format!(
+            "cannot connect to the ampsim server at {url} (start one with `ampsim serve`)"
+        )),
+        E::BadToken => anyhow::anyhow!("--auth-token holds characters not allowed in a header"),
+    })
 }
 
 /// Options of `ampsim create`.
@@ -421,54 +377,6 @@ async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// An event message as a JSON object with Amplitude HTTP V2 field names (keys sorted).
-pub fn event_json(e: &pb::Event) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    m.insert("event_type".into(), e.event_type.clone().into());
-    if !e.user_id.is_empty() {
-        m.insert("user_id".into(), e.user_id.clone().into());
-    }
-    m.insert("device_id".into(), e.device_id.clone().into());
-    m.insert("time".into(), e.time.into());
-    m.insert("session_id".into(), e.session_id.into());
-    m.insert("insert_id".into(), e.insert_id.clone().into());
-    m.insert("event_id".into(), e.event_id.into());
-    for (k, v) in [
-        ("platform", &e.platform),
-        ("os_name", &e.os_name),
-        ("os_version", &e.os_version),
-        ("device_family", &e.device_family),
-        ("device_type", &e.device_type),
-        ("country", &e.country),
-        ("region", &e.region),
-        ("city", &e.city),
-        ("language", &e.language),
-    ] {
-        m.insert(k.into(), v.clone().into());
-    }
-    let sorted = |p: &std::collections::BTreeMap<String, String>| {
-        serde_json::to_value(p).expect("strings serialise")
-    };
-    m.insert("event_properties".into(), sorted(&e.event_properties));
-    m.insert("user_properties".into(), sorted(&e.user_properties));
-    if let Some(p) = e.price {
-        m.insert("price".into(), p.into());
-    }
-    if let Some(q) = e.quantity {
-        m.insert("quantity".into(), q.into());
-    }
-    if let Some(r) = e.revenue {
-        m.insert("revenue".into(), r.into());
-    }
-    if !e.product_id.is_empty() {
-        m.insert("productId".into(), e.product_id.clone().into());
-    }
-    if !e.revenue_type.is_empty() {
-        m.insert("revenueType".into(), e.revenue_type.clone().into());
-    }
-    serde_json::Value::Object(m)
 }
 
 async fn events(a: EventsArgs) -> anyhow::Result<()> {

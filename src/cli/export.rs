@@ -24,7 +24,7 @@ pub struct ExportArgs {
     pub to: Option<NaiveDate>,
     /// File format: amplitude-export (hourly gzipped JSON lines, Export API fields), jsonl (HTTP
     /// V2 events per day) or parquet (typed columns per day).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = format_parser())]
     pub format: Format,
     /// Output directory (created if missing). Other files in it are left alone.
     #[arg(long)]
@@ -61,6 +61,13 @@ pub const DEFAULT_PART_SIZE: u64 = 100_000;
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// `--from`/`--to` values.
+/// The export formats by their names, listed in `--help` and in the error for another name.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::name))
+        .map(|s| s.parse::<Format>().expect("a listed name parses"))
+}
+
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("expected YYYY-MM-DD ({e})"))
 }

@@ -30,10 +30,10 @@
 
 use super::files::{io_err, FileInfo, Staged};
 use super::{day_of, ExportOptions, FormatWriter, Result, DAY_MS};
-use crate::pb;
+use crate::wire::EventView;
+use ampsim_engine::json;
+use ampsim_engine::schema::{EventRecord, ExportAs, FieldId, PropValue, Value, FIELDS};
 use flate2::write::GzEncoder;
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -96,33 +96,145 @@ struct SessionProps {
 }
 
 impl SessionProps {
-    /// The user properties to export with `e`: for a session event, everything sent earlier in
-    /// its session plus its own; otherwise its own.
-    fn props<'a>(&'a mut self, e: &'a pb::Event) -> &'a BTreeMap<String, String> {
-        let day = e.time.div_euclid(DAY_MS);
+    /// Appends the user properties to export with `e` as a JSON object: for a session event,
+    /// everything sent earlier in its session plus its own; otherwise its own.
+    fn write(&mut self, e: &EventView<'_>, out: &mut Vec<u8>) {
+        let day = e.time().div_euclid(DAY_MS);
         if day != self.day {
             self.sessions.clear();
             self.day = day;
         }
-        if e.session_id == -1 {
-            return &e.user_properties;
+        let own = e.user_properties();
+        if e.session_id() == -1 {
+            return json::write_sorted_props(own, out);
         }
-        if !self.sessions.contains_key(e.device_id.as_str()) {
-            self.sessions
-                .insert(e.device_id.clone(), (e.session_id, BTreeMap::new()));
+        let s = match self.sessions.get_mut(e.device_id()) {
+            Some(s) => s,
+            None => self
+                .sessions
+                .entry(e.device_id().to_string())
+                .or_insert((e.session_id(), BTreeMap::new())),
+        };
+        if s.0 != e.session_id() {
+            *s = (e.session_id(), BTreeMap::new());
         }
-        let s = self
-            .sessions
-            .get_mut(e.device_id.as_str())
-            .expect("inserted above");
-        if s.0 != e.session_id {
-            *s = (e.session_id, BTreeMap::new());
+        for (k, v) in own.iter() {
+            s.1.insert(k.to_string(), v.to_string());
         }
-        for (k, v) in &e.user_properties {
-            s.1.insert(k.clone(), v.clone());
-        }
-        &s.1
+        let entries: Vec<(&str, PropValue<'_>)> =
+            s.1.iter()
+                .map(|(k, v)| (k.as_str(), PropValue::Str(v)))
+                .collect();
+        out.push(b'{');
+        json::write_entries(&entries, false, out);
+        out.push(b'}');
     }
+}
+
+/// Where the value of one key of an exported line comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// An event field under its Export name; an empty string is `null`.
+    Field(FieldId),
+    /// `event_properties`, with the revenue fields in it.
+    EventProperties,
+    /// `user_properties`, carried through the session.
+    UserProperties,
+    /// A `YYYY-MM-DD HH:MM:SS.ffffff` timestamp of the event time.
+    Time,
+    /// The event's `uuid`.
+    Uuid,
+    /// The device's `amplitude_id`.
+    AmplitudeId,
+    /// The project id.
+    App,
+    /// The `data` object.
+    Data,
+    /// This JSON text, always.
+    Raw(&'static str),
+}
+
+/// The Export layout's keys that no event field gives, and their values.
+const LAYOUT_KEYS: &[(&str, Source)] = &[
+    ("$insert_key", Source::Raw("null")),
+    ("$schema", Source::Raw("null")),
+    ("adid", Source::Raw("null")),
+    ("amplitude_attribution_ids", Source::Raw("null")),
+    ("amplitude_event_type", Source::Raw("null")),
+    ("amplitude_id", Source::AmplitudeId),
+    ("app", Source::App),
+    ("data", Source::Data),
+    ("data_type", Source::Raw("\"event\"")),
+    ("device_brand", Source::Raw("null")),
+    ("device_carrier", Source::Raw("null")),
+    ("device_manufacturer", Source::Raw("null")),
+    ("device_model", Source::Raw("null")),
+    ("dma", Source::Raw("null")),
+    ("global_user_properties", Source::Raw("null")),
+    ("group_properties", Source::Raw("{}")),
+    ("groups", Source::Raw("{}")),
+    ("idfa", Source::Raw("null")),
+    ("ip_address", Source::Raw("null")),
+    ("is_attribution_event", Source::Raw("null")),
+    ("library", Source::Raw("\"http/2.0\"")),
+    ("location_lat", Source::Raw("null")),
+    ("location_lng", Source::Raw("null")),
+    ("partner_id", Source::Raw("null")),
+    ("paying", Source::Raw("null")),
+    ("plan", Source::Raw("{}")),
+    ("sample_rate", Source::Raw("null")),
+    ("source_id", Source::Raw("null")),
+    ("start_version", Source::Raw("null")),
+    ("user_creation_time", Source::Raw("null")),
+    ("uuid", Source::Uuid),
+    ("version_name", Source::Raw("null")),
+];
+
+/// The timestamp keys of the layout. Nothing was really uploaded, so all equal the event time.
+const TIME_KEYS: [&str; 6] = [
+    "client_event_time",
+    "client_upload_time",
+    "event_time",
+    "processed_time",
+    "server_received_time",
+    "server_upload_time",
+];
+
+/// The keys of an exported line in order (sorted), each with its source: the event fields
+/// placed by their [`ExportAs`], and the layout's own keys.
+fn layout() -> Vec<(&'static str, Source)> {
+    let mut keys: Vec<(&'static str, Source)> = LAYOUT_KEYS.to_vec();
+    for f in &FIELDS {
+        match f.export {
+            ExportAs::Same => keys.push((
+                f.name,
+                match f.id {
+                    FieldId::EventProperties => Source::EventProperties,
+                    FieldId::UserProperties => Source::UserProperties,
+                    id => Source::Field(id),
+                },
+            )),
+            ExportAs::Renamed(name) => keys.push((name, Source::Field(f.id))),
+            ExportAs::Timestamps => keys.extend(TIME_KEYS.iter().map(|k| (*k, Source::Time))),
+            ExportAs::EventProperty(_) => {}
+        }
+    }
+    keys.sort_by_key(|k| k.0);
+    keys
+}
+
+/// The fields exported inside `event_properties`, by key (sorted, so before the event's own
+/// properties as `$` sorts first).
+fn revenue_keys() -> Vec<(&'static str, FieldId)> {
+    let mut keys: Vec<(&'static str, FieldId)> = FIELDS
+        .iter()
+        .filter_map(|f| match f.export {
+            ExportAs::EventProperty(k) => Some((k, f.id)),
+            _ => None,
+        })
+        .collect();
+    keys.sort_by_key(|k| k.0);
+    keys
 }
 
 /// Writes `amplitude-export` hour files.
@@ -136,6 +248,10 @@ pub(super) struct AmplitudeWriter {
     prefix: String,
     prefix_hour: i64,
     sessions: SessionProps,
+    /// The keys of a line and where each value comes from.
+    layout: Vec<(&'static str, Source)>,
+    /// The fields exported inside `event_properties`.
+    revenue: Vec<(&'static str, FieldId)>,
     line: Vec<u8>,
     done: Vec<FileInfo>,
 }
@@ -151,6 +267,8 @@ impl AmplitudeWriter {
             prefix: String::new(),
             prefix_hour: i64::MIN,
             sessions: SessionProps::default(),
+            layout: layout(),
+            revenue: revenue_keys(),
             line: Vec::with_capacity(4096),
             done: Vec::new(),
         }
@@ -186,9 +304,8 @@ impl AmplitudeWriter {
 }
 
 impl FormatWriter for AmplitudeWriter {
-    fn write(&mut self, e: pb::Event) -> Result<()> {
-        let e = &e;
-        let hour_start = e.time.div_euclid(HOUR_MS) * HOUR_MS;
+    fn write(&mut self, e: &EventView<'_>) -> Result<()> {
+        let hour_start = e.time().div_euclid(HOUR_MS) * HOUR_MS;
         let mut part = 0;
         if let Some(f) = &self.open {
             if f.hour_start == hour_start && f.events >= self.part_size {
@@ -199,9 +316,9 @@ impl FormatWriter for AmplitudeWriter {
             }
         }
         if self.open.is_none() {
-            let hour = u32::try_from((hour_start - e.time.div_euclid(DAY_MS) * DAY_MS) / HOUR_MS)
+            let hour = u32::try_from((hour_start - e.time().div_euclid(DAY_MS) * DAY_MS) / HOUR_MS)
                 .expect("0..24");
-            let name = file_name(self.project_id, day_of(e.time), hour, part);
+            let name = file_name(self.project_id, day_of(e.time()), hour, part);
             let (staged, out) = Staged::create(&self.dir, &name)?;
             self.open = Some(HourFile {
                 hour_start,
@@ -212,73 +329,9 @@ impl FormatWriter for AmplitudeWriter {
             });
         }
 
-        let time = self.timestamp(e.time);
-        let uuid = event_uuid(&e.insert_id);
-        let line = Line {
-            insert_id: &e.insert_id,
-            insert_key: (),
-            schema: (),
-            adid: (),
-            amplitude_attribution_ids: (),
-            amplitude_event_type: (),
-            amplitude_id: amplitude_id(&e.device_id),
-            app: self.project_id,
-            city: non_empty(&e.city),
-            client_event_time: &time,
-            client_upload_time: &time,
-            country: non_empty(&e.country),
-            data: Data {
-                path: "/2/httpapi",
-                user_properties_updated: !e.user_properties.is_empty(),
-                group_first_event: Empty,
-                group_ids: Empty,
-                first_event: (e.event_id == 1).then_some(true),
-            },
-            data_type: "event",
-            device_brand: (),
-            device_carrier: (),
-            device_family: non_empty(&e.device_family),
-            device_id: &e.device_id,
-            device_manufacturer: (),
-            device_model: (),
-            device_type: non_empty(&e.device_type),
-            dma: (),
-            event_id: e.event_id,
-            event_properties: EventProps(e),
-            event_time: &time,
-            event_type: &e.event_type,
-            global_user_properties: (),
-            group_properties: Empty,
-            groups: Empty,
-            idfa: (),
-            ip_address: (),
-            is_attribution_event: (),
-            language: non_empty(&e.language),
-            library: "http/2.0",
-            location_lat: (),
-            location_lng: (),
-            os_name: non_empty(&e.os_name),
-            os_version: non_empty(&e.os_version),
-            partner_id: (),
-            paying: (),
-            plan: Empty,
-            platform: non_empty(&e.platform),
-            processed_time: &time,
-            region: non_empty(&e.region),
-            sample_rate: (),
-            server_received_time: &time,
-            server_upload_time: &time,
-            session_id: e.session_id,
-            source_id: (),
-            start_version: (),
-            user_creation_time: (),
-            user_id: non_empty(&e.user_id),
-            user_properties: self.sessions.props(e),
-            uuid: &uuid,
-            version_name: (),
-        };
+        let time = self.timestamp(e.time());
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &line).expect("serialising to memory");
+        self.write_line(e, &time);
         self.line.push(b'\n');
         let f = self.open.as_mut().expect("opened above");
         f.out
@@ -294,126 +347,84 @@ impl FormatWriter for AmplitudeWriter {
     }
 }
 
-/// `None` (exported as `null`) for an empty string.
-fn non_empty(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
-}
-
-/// `{}`.
-struct Empty;
-
-impl Serialize for Empty {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_map(Some(0))?.end()
+impl AmplitudeWriter {
+    /// Writes one event's line into `self.line`, key by key in the layout's order.
+    fn write_line(&mut self, e: &EventView<'_>, time: &str) {
+        let out = &mut self.line;
+        out.push(b'{');
+        for (i, (k, source)) in self.layout.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::key(out, k);
+            match *source {
+                Source::Field(id) => match e.value(id) {
+                    Value::Str("") | Value::Absent => out.extend_from_slice(b"null"),
+                    Value::Str(s) => json::str(out, s),
+                    Value::Int(n) => json::int(out, n),
+                    Value::Float(x) => json::serde_number(out, x),
+                    Value::Props(p) => json::write_sorted_props(p, out),
+                },
+                Source::EventProperties => {
+                    out.push(b'{');
+                    let mut more = false;
+                    for &(k, id) in &self.revenue {
+                        let v = match e.value(id) {
+                            Value::Str(s) if !s.is_empty() => PropValue::Str(s),
+                            Value::Int(n) => PropValue::Int(n),
+                            Value::Float(x) => PropValue::Float(x),
+                            _ => continue,
+                        };
+                        json::write_entries(&[(k, v)], more, out);
+                        more = true;
+                    }
+                    let own = json::sorted_entries(e.event_properties());
+                    json::write_entries(&own, more, out);
+                    out.push(b'}');
+                }
+                Source::UserProperties => self.sessions.write(e, out),
+                Source::Time => json::str(out, time),
+                Source::Uuid => json::str(out, &event_uuid(e.insert_id())),
+                Source::AmplitudeId => json::int(out, amplitude_id(e.device_id()) as i64),
+                Source::App => json::int(out, self.project_id as i64),
+                Source::Data => {
+                    out.extend_from_slice(b"{\"path\":\"/2/httpapi\",\"user_properties_updated\":");
+                    let updated = !e.user_properties().is_empty();
+                    out.extend_from_slice(if updated { b"true" } else { b"false" });
+                    out.extend_from_slice(b",\"group_first_event\":{},\"group_ids\":{}");
+                    if e.event_id() == 1 {
+                        out.extend_from_slice(b",\"first_event\":true");
+                    }
+                    out.push(b'}');
+                }
+                Source::Raw(text) => out.extend_from_slice(text.as_bytes()),
+            }
+        }
+        out.push(b'}');
     }
-}
-
-/// An event's properties with its revenue fields as `$price`, `$productId`, `$quantity`,
-/// `$revenue`, `$revenueType` (sorted before the other keys, as `$` sorts first).
-struct EventProps<'a>(&'a pb::Event);
-
-impl Serialize for EventProps<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let e = self.0;
-        let mut m = s.serialize_map(None)?;
-        if let Some(p) = e.price {
-            m.serialize_entry("$price", &p)?;
-        }
-        if !e.product_id.is_empty() {
-            m.serialize_entry("$productId", &e.product_id)?;
-        }
-        if let Some(q) = e.quantity {
-            m.serialize_entry("$quantity", &q)?;
-        }
-        if let Some(r) = e.revenue {
-            m.serialize_entry("$revenue", &r)?;
-        }
-        if !e.revenue_type.is_empty() {
-            m.serialize_entry("$revenueType", &e.revenue_type)?;
-        }
-        for (k, v) in &e.event_properties {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-/// The `data` object.
-#[derive(Serialize)]
-struct Data {
-    path: &'static str,
-    user_properties_updated: bool,
-    group_first_event: Empty,
-    group_ids: Empty,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_event: Option<bool>,
-}
-
-/// One exported line; fields in key order. `()` is `null`.
-#[derive(Serialize)]
-struct Line<'a> {
-    #[serde(rename = "$insert_id")]
-    insert_id: &'a str,
-    #[serde(rename = "$insert_key")]
-    insert_key: (),
-    #[serde(rename = "$schema")]
-    schema: (),
-    adid: (),
-    amplitude_attribution_ids: (),
-    amplitude_event_type: (),
-    amplitude_id: u64,
-    app: u64,
-    city: Option<&'a str>,
-    client_event_time: &'a str,
-    client_upload_time: &'a str,
-    country: Option<&'a str>,
-    data: Data,
-    data_type: &'static str,
-    device_brand: (),
-    device_carrier: (),
-    device_family: Option<&'a str>,
-    device_id: &'a str,
-    device_manufacturer: (),
-    device_model: (),
-    device_type: Option<&'a str>,
-    dma: (),
-    event_id: u32,
-    event_properties: EventProps<'a>,
-    event_time: &'a str,
-    event_type: &'a str,
-    global_user_properties: (),
-    group_properties: Empty,
-    groups: Empty,
-    idfa: (),
-    ip_address: (),
-    is_attribution_event: (),
-    language: Option<&'a str>,
-    library: &'static str,
-    location_lat: (),
-    location_lng: (),
-    os_name: Option<&'a str>,
-    os_version: Option<&'a str>,
-    partner_id: (),
-    paying: (),
-    plan: Empty,
-    platform: Option<&'a str>,
-    processed_time: &'a str,
-    region: Option<&'a str>,
-    sample_rate: (),
-    server_received_time: &'a str,
-    server_upload_time: &'a str,
-    session_id: i64,
-    source_id: (),
-    start_version: (),
-    user_creation_time: (),
-    user_id: Option<&'a str>,
-    user_properties: &'a BTreeMap<String, String>,
-    uuid: &'a str,
-    version_name: (),
 }
 
 #[cfg(test)]
 mod tests {
+    /// The layout has the 55 keys of Amplitude's Export API, once each, sorted.
+    #[test]
+    fn the_layout_has_the_export_keys() {
+        let keys: Vec<&str> = super::layout().iter().map(|k| k.0).collect();
+        assert_eq!(keys.len(), 55, "{keys:?}");
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        for k in [
+            "$insert_id",
+            "event_time",
+            "user_id",
+            "device_family",
+            "uuid",
+            "groups",
+        ] {
+            assert!(keys.contains(&k), "{k}");
+        }
+        assert!(!keys.contains(&"time") && !keys.contains(&"price"));
+    }
+
     #[test]
     fn event_uuid_is_the_published_one() {
         // The pair shown in the README's export example.

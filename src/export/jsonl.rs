@@ -1,11 +1,11 @@
 //! `jsonl`: one file per UTC day, `<simulation>_<yyyy-MM-dd>.jsonl`, holding the day's events
 //! as HTTP V2 JSON objects, one per line, exactly as `ampsim events` prints them
-//! ([`crate::cli::client::event_json`]). Uncompressed, so a day's file is byte-identical to
+//! ([`EventView::write_json`]). Uncompressed, so a day's file is byte-identical to
 //! `ampsim events --from D --to D`.
 
 use super::files::{io_err, FileInfo, Staged};
 use super::{day_of, ExportOptions, FormatWriter, Result};
-use crate::pb;
+use crate::wire::EventView;
 use chrono::NaiveDate;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -25,6 +25,7 @@ pub(super) struct JsonlWriter {
     simulation_id: String,
     open: Option<DayFile>,
     done: Vec<FileInfo>,
+    line: Vec<u8>,
 }
 
 /// The file name of a day.
@@ -39,6 +40,7 @@ impl JsonlWriter {
             simulation_id: opts.simulation_id.clone(),
             open: None,
             done: Vec::new(),
+            line: Vec::with_capacity(2048),
         }
     }
 
@@ -51,9 +53,8 @@ impl JsonlWriter {
 }
 
 impl FormatWriter for JsonlWriter {
-    fn write(&mut self, e: pb::Event) -> Result<()> {
-        let e = &e;
-        let day = day_of(e.time);
+    fn write(&mut self, e: &EventView<'_>) -> Result<()> {
+        let day = day_of(e.time());
         if self.open.as_ref().is_some_and(|f| f.day != day) {
             self.close()?;
         }
@@ -70,10 +71,11 @@ impl FormatWriter for JsonlWriter {
                 })
             }
         };
-        let json = crate::cli::client::event_json(e);
-        serde_json::to_writer(&mut f.out, &json)
-            .map_err(std::io::Error::from)
-            .and_then(|()| f.out.write_all(b"\n"))
+        self.line.clear();
+        e.write_json(&mut self.line);
+        self.line.push(b'\n');
+        f.out
+            .write_all(&self.line)
             .map_err(io_err(f.staged.path()))?;
         f.events += 1;
         Ok(())

@@ -16,7 +16,7 @@ mod files;
 pub mod jsonl;
 pub mod parquet;
 
-use crate::pb;
+use crate::wire::{EventBatch, EventView};
 use chrono::NaiveDate;
 use std::path::PathBuf;
 
@@ -26,7 +26,7 @@ pub use files::FileInfo;
 const DAY_MS: i64 = 86_400_000;
 
 /// The file formats `ampsim export` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Amplitude Export API layout: `<project>_<yyyy-MM-dd>_<H>#<n>.json.gz`, one or more
     /// gzipped JSON-lines files per UTC hour, with the export field set.
@@ -36,6 +36,34 @@ pub enum Format {
     Jsonl,
     /// Typed columns, `<simulation>_<yyyy-MM-dd>.parquet` per UTC day (zstd).
     Parquet,
+}
+
+impl Format {
+    /// Every format, in the order help texts list them.
+    pub const ALL: [Format; 3] = [Format::AmplitudeExport, Format::Jsonl, Format::Parquet];
+
+    /// The format's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::AmplitudeExport => "amplitude-export",
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown format {s:?} (one of: {})", names.join(", "))
+            })
+    }
 }
 
 /// What to export and where.
@@ -101,6 +129,9 @@ pub enum Error {
     /// The event stream failed.
     #[error("event stream: {0}")]
     Stream(String),
+    /// An event of the stream does not decode.
+    #[error("event stream: {0}")]
+    Decode(#[from] crate::wire::WireError),
     /// An event came before the previous one: files already completed would be wrong.
     #[error("events out of time order: {time} after {previous} (insert_id {insert_id})")]
     OutOfOrder {
@@ -134,7 +165,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A writer of one format: consumes events in time order, completes files as it goes.
 trait FormatWriter: Send {
     /// Writes one event (its day is in the range and its time not before the previous one's).
-    fn write(&mut self, e: pb::Event) -> Result<()>;
+    fn write(&mut self, e: &EventView<'_>) -> Result<()>;
     /// Completes the open file; returns every completed file.
     fn finish(self: Box<Self>) -> Result<Vec<FileInfo>>;
 }
@@ -173,30 +204,33 @@ impl Exporter {
         })
     }
 
-    /// Writes events (in time order, continuing the previous calls).
+    /// Writes a batch's events (in time order, continuing the previous calls).
     ///
     /// # Errors
-    /// [`Error::OutOfOrder`] or [`Error::OutOfRange`] for an event that breaks the order or
-    /// leaves the range; I/O and Parquet errors.
-    pub fn write(&mut self, events: Vec<pb::Event>) -> Result<()> {
-        for e in events {
-            if e.time < self.last_time {
+    /// [`Error::Decode`] for an event that does not decode; [`Error::OutOfOrder`] or
+    /// [`Error::OutOfRange`] for an event that breaks the order or leaves the range; I/O and
+    /// Parquet errors.
+    pub fn write(&mut self, batch: &EventBatch) -> Result<()> {
+        for e in batch.iter() {
+            let e = e?;
+            let time = e.time();
+            if time < self.last_time {
                 return Err(Error::OutOfOrder {
-                    time: e.time,
+                    time,
                     previous: self.last_time,
-                    insert_id: e.insert_id.clone(),
+                    insert_id: e.insert_id().to_string(),
                 });
             }
-            if e.time < self.from_ms || e.time >= self.to_end_ms {
+            if time < self.from_ms || time >= self.to_end_ms {
                 return Err(Error::OutOfRange {
-                    time: e.time,
+                    time,
                     from: self.opts.from,
                     to: self.opts.to,
-                    insert_id: e.insert_id.clone(),
+                    insert_id: e.insert_id().to_string(),
                 });
             }
-            self.last_time = e.time;
-            self.writer.write(e)?;
+            self.last_time = time;
+            self.writer.write(&e)?;
             self.events += 1;
         }
         Ok(())
@@ -227,7 +261,7 @@ pub struct Progress {
 
 /// A message to the writer thread.
 enum Msg {
-    Batch(Vec<pb::Event>),
+    Batch(EventBatch),
     /// The stream ended normally: complete the last file.
     Finish,
 }
@@ -257,7 +291,7 @@ where
         .spawn(move || -> Result<Option<ExportSummary>> {
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
-                    Msg::Batch(b) => exporter.write(b)?,
+                    Msg::Batch(b) => exporter.write(&b)?,
                     Msg::Finish => return exporter.finish().map(Some),
                 }
             }
@@ -275,18 +309,18 @@ where
     while let Some(item) = stream.next().await {
         match item {
             Ok(batch) => {
-                let events = match batch.to_events() {
-                    Ok(events) => events,
-                    Err(e) => {
-                        failure = Some(Error::Stream(e.to_string()));
+                // Events are decoded (and checked) by the writer thread; here only the last
+                // one's time is read, for the progress line.
+                match batch.last() {
+                    Some(Ok(last)) => seen.last_time_ms = last.time(),
+                    Some(Err(e)) => {
+                        failure = Some(Error::Decode(e));
                         break;
                     }
-                };
-                seen.events += events.len() as u64;
-                if let Some(last) = events.last() {
-                    seen.last_time_ms = last.time;
+                    None => {}
                 }
-                if tx.send(Msg::Batch(events)).await.is_err() {
+                seen.events += batch.len() as u64;
+                if tx.send(Msg::Batch(batch)).await.is_err() {
                     break; // the writer stopped on an error; it is reported below
                 }
                 progress(seen);

@@ -1,6 +1,7 @@
 //! `parquet`: one file per UTC day, `<simulation>_<yyyy-MM-dd>.parquet`, zstd-compressed, in
-//! row groups of [`ROW_GROUP_ROWS`] events, with the columns of [`COLUMNS`] (the HTTP V2 field
-//! names; see [`schema`] for the Parquet message type):
+//! row groups of [`ROW_GROUP_ROWS`] events, with one column per field of the event
+//! [schema](ampsim_engine::schema), in its order and under its HTTP V2 name ([`schema_text`]
+//! gives the Parquet message type):
 //!
 //! - `time`: INT64 TIMESTAMP(MILLIS, UTC); `session_id` (-1 outside a session) and `event_id`:
 //!   INT64.
@@ -14,19 +15,19 @@
 //!   INT64, `productId` and `revenueType` STRING.
 //!
 //! Written with the crate's low-level column writers (no Arrow): the rows of one row group are
-//! buffered, then written column by column.
+//! gathered column by column as events arrive, then written column by column.
 
 use super::files::{FileInfo, Staged};
 use super::{day_of, ExportOptions, FormatWriter, Result};
-use crate::pb;
+use crate::wire::EventView;
 use ::parquet::basic::{Compression, ZstdLevel};
 use ::parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use ::parquet::file::metadata::KeyValue;
 use ::parquet::file::properties::WriterProperties;
 use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::Type;
+use ampsim_engine::schema::{EventRecord, Field, Kind, Value, FIELDS};
 use chrono::NaiveDate;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -36,75 +37,98 @@ use std::sync::Arc;
 /// stay in the tens of MiB.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// How a column is taken from an event.
-#[derive(Clone, Copy)]
-pub enum Column {
-    /// A required STRING.
-    Str(fn(&pb::Event) -> &str),
-    /// An optional STRING: null when empty.
-    OptStr(fn(&pb::Event) -> &str),
-    /// A required INT64.
-    Int64(fn(&pb::Event) -> i64),
-    /// A required INT64 TIMESTAMP(MILLIS, UTC).
-    TimeMillis(fn(&pb::Event) -> i64),
-    /// An optional INT64.
-    OptInt64(fn(&pb::Event) -> Option<i64>),
-    /// An optional DOUBLE.
-    OptDouble(fn(&pb::Event) -> Option<f64>),
-    /// A required STRING holding a JSON object.
-    Json(fn(&pb::Event) -> &BTreeMap<String, String>),
+/// The Parquet type of a schema field's column.
+fn column_type(f: &Field) -> &'static str {
+    match f.kind {
+        Kind::Str | Kind::Props => "required binary {} (STRING)",
+        Kind::OptStr => "optional binary {} (STRING)",
+        Kind::Int => "required int64 {}",
+        Kind::TimeMs => "required int64 {} (TIMESTAMP(MILLIS,true))",
+        Kind::OptInt => "optional int64 {}",
+        Kind::OptFloat => "optional double {}",
+    }
 }
 
-/// The columns, in file order, with their names.
-pub const COLUMNS: &[(&str, Column)] = &[
-    ("event_type", Column::Str(|e| &e.event_type)),
-    ("user_id", Column::OptStr(|e| &e.user_id)),
-    ("device_id", Column::Str(|e| &e.device_id)),
-    ("time", Column::TimeMillis(|e| e.time)),
-    ("session_id", Column::Int64(|e| e.session_id)),
-    ("insert_id", Column::Str(|e| &e.insert_id)),
-    ("event_id", Column::Int64(|e| i64::from(e.event_id))),
-    ("platform", Column::Str(|e| &e.platform)),
-    ("os_name", Column::Str(|e| &e.os_name)),
-    ("os_version", Column::Str(|e| &e.os_version)),
-    ("device_family", Column::Str(|e| &e.device_family)),
-    ("device_type", Column::Str(|e| &e.device_type)),
-    ("country", Column::Str(|e| &e.country)),
-    ("region", Column::Str(|e| &e.region)),
-    ("city", Column::Str(|e| &e.city)),
-    ("language", Column::Str(|e| &e.language)),
-    ("event_properties", Column::Json(|e| &e.event_properties)),
-    ("user_properties", Column::Json(|e| &e.user_properties)),
-    ("price", Column::OptDouble(|e| e.price)),
-    ("quantity", Column::OptInt64(|e| e.quantity)),
-    ("revenue", Column::OptDouble(|e| e.revenue)),
-    ("productId", Column::OptStr(|e| &e.product_id)),
-    ("revenueType", Column::OptStr(|e| &e.revenue_type)),
-];
-
-/// The Parquet message type of [`COLUMNS`].
+/// The Parquet message type: one column per schema field.
 pub fn schema_text() -> String {
     let mut s = String::from("message ampsim_event {\n");
-    for (name, col) in COLUMNS {
-        let t = match col {
-            Column::Str(_) | Column::Json(_) => "required binary {} (STRING)",
-            Column::OptStr(_) => "optional binary {} (STRING)",
-            Column::Int64(_) => "required int64 {}",
-            Column::TimeMillis(_) => "required int64 {} (TIMESTAMP(MILLIS,true))",
-            Column::OptInt64(_) => "optional int64 {}",
-            Column::OptDouble(_) => "optional double {}",
-        };
+    for f in &FIELDS {
         s.push_str("  ");
-        s.push_str(&t.replace("{}", name));
+        s.push_str(&column_type(f).replace("{}", f.name));
         s.push_str(";\n");
     }
     s.push('}');
     s
 }
 
-/// The Parquet schema of [`COLUMNS`].
+/// The Parquet schema.
 pub fn schema() -> Type {
     ::parquet::schema::parser::parse_message_type(&schema_text()).expect("valid schema")
+}
+
+/// One column's values for the row group being gathered; `def` holds the definition levels
+/// (1 present, 0 null) of optional columns.
+enum ColumnBuf {
+    Bytes(Vec<ByteArray>, Vec<i16>),
+    Int(Vec<i64>, Vec<i16>),
+    Float(Vec<f64>, Vec<i16>),
+}
+
+impl ColumnBuf {
+    fn new(f: &Field) -> Self {
+        match f.kind {
+            Kind::Str | Kind::OptStr | Kind::Props => ColumnBuf::Bytes(Vec::new(), Vec::new()),
+            Kind::Int | Kind::TimeMs | Kind::OptInt => ColumnBuf::Int(Vec::new(), Vec::new()),
+            Kind::OptFloat => ColumnBuf::Float(Vec::new(), Vec::new()),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            ColumnBuf::Bytes(v, d) => (v.clear(), d.clear()),
+            ColumnBuf::Int(v, d) => (v.clear(), d.clear()),
+            ColumnBuf::Float(v, d) => (v.clear(), d.clear()),
+        };
+    }
+}
+
+/// Appends an event's values to the columns.
+fn push_row(columns: &mut [ColumnBuf], e: &EventView<'_>, json: &mut Vec<u8>) {
+    for (f, col) in FIELDS.iter().zip(columns.iter_mut()) {
+        let optional = f.kind.is_optional();
+        let v = e.value(f.id);
+        let present = !matches!(v, Value::Absent | Value::Str("") if optional);
+        match (col, v) {
+            (ColumnBuf::Bytes(values, def), Value::Str(s)) => {
+                if present {
+                    values.push(ByteArray::from(s));
+                }
+                if optional {
+                    def.push(i16::from(present));
+                }
+            }
+            (ColumnBuf::Bytes(values, _), Value::Props(p)) => {
+                json.clear();
+                ampsim_engine::json::write_sorted_props(p, json);
+                values.push(ByteArray::from(json.clone()));
+            }
+            (ColumnBuf::Int(values, def), Value::Int(i)) => {
+                values.push(i);
+                if optional {
+                    def.push(1);
+                }
+            }
+            (ColumnBuf::Float(values, def), Value::Float(x)) => {
+                values.push(x);
+                if optional {
+                    def.push(1);
+                }
+            }
+            (ColumnBuf::Bytes(_, def) | ColumnBuf::Int(_, def) | ColumnBuf::Float(_, def), _) => {
+                def.push(0);
+            }
+        }
+    }
 }
 
 /// The file name of a day.
@@ -126,7 +150,10 @@ pub(super) struct ParquetWriter {
     simulation_id: String,
     schema: Arc<Type>,
     open: Option<DayFile>,
-    rows: Vec<pb::Event>,
+    /// The row group being gathered, one buffer per schema field.
+    columns: Vec<ColumnBuf>,
+    rows: usize,
+    json: Vec<u8>,
     done: Vec<FileInfo>,
 }
 
@@ -137,7 +164,9 @@ impl ParquetWriter {
             simulation_id: opts.simulation_id.clone(),
             schema: Arc::new(schema()),
             open: None,
-            rows: Vec::new(),
+            columns: FIELDS.iter().map(ColumnBuf::new).collect(),
+            rows: 0,
+            json: Vec::new(),
             done: Vec::new(),
         }
     }
@@ -163,13 +192,14 @@ impl ParquetWriter {
 
     /// Writes the buffered rows as one row group.
     fn flush_rows(&mut self) -> Result<()> {
-        if self.rows.is_empty() {
+        if self.rows == 0 {
             return Ok(());
         }
         let f = self.open.as_mut().expect("rows belong to the open file");
-        write_row_group(&mut f.out, &self.rows)?;
-        f.events += self.rows.len() as u64;
-        self.rows.clear();
+        write_row_group(&mut f.out, &self.columns)?;
+        f.events += self.rows as u64;
+        self.rows = 0;
+        self.columns.iter_mut().for_each(ColumnBuf::clear);
         Ok(())
     }
 
@@ -184,16 +214,17 @@ impl ParquetWriter {
 }
 
 impl FormatWriter for ParquetWriter {
-    fn write(&mut self, e: pb::Event) -> Result<()> {
-        let day = day_of(e.time);
+    fn write(&mut self, e: &EventView<'_>) -> Result<()> {
+        let day = day_of(e.time());
         if self.open.as_ref().is_some_and(|f| f.day != day) {
             self.close()?;
         }
         if self.open.is_none() {
             self.open(day)?;
         }
-        self.rows.push(e);
-        if self.rows.len() >= ROW_GROUP_ROWS {
+        push_row(&mut self.columns, e, &mut self.json);
+        self.rows += 1;
+        if self.rows >= ROW_GROUP_ROWS {
             self.flush_rows()?;
         }
         Ok(())
@@ -205,66 +236,35 @@ impl FormatWriter for ParquetWriter {
     }
 }
 
-/// Writes `rows` as one row group, column by column.
+/// The definition levels of an optional column; none for a required one.
+fn levels<'d>(f: &Field, def: &'d [i16]) -> Option<&'d [i16]> {
+    f.kind.is_optional().then_some(def)
+}
+
+/// Writes the gathered columns as one row group.
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
-    rows: &[pb::Event],
+    columns: &[ColumnBuf],
 ) -> Result<()> {
     let mut rg = w.next_row_group()?;
-    let mut columns = COLUMNS.iter();
+    let mut columns = FIELDS.iter().zip(columns);
     while let Some(mut cw) = rg.next_column()? {
-        let (_, col) = columns.next().expect("one column per schema field");
-        match *col {
-            Column::Str(f) => {
-                let v: Vec<ByteArray> = rows.iter().map(|e| ByteArray::from(f(e))).collect();
-                cw.typed::<ByteArrayType>().write_batch(&v, None, None)?;
-            }
-            Column::Json(f) => {
-                let v: Vec<ByteArray> = rows
-                    .iter()
-                    .map(|e| ByteArray::from(serde_json::to_vec(f(e)).expect("strings serialise")))
-                    .collect();
-                cw.typed::<ByteArrayType>().write_batch(&v, None, None)?;
-            }
-            Column::OptStr(f) => {
-                let (v, def) = optional(rows, |e| {
-                    let s = f(e);
-                    (!s.is_empty()).then(|| ByteArray::from(s))
-                });
+        let (f, col) = columns.next().expect("one column per schema field");
+        match col {
+            ColumnBuf::Bytes(v, d) => {
                 cw.typed::<ByteArrayType>()
-                    .write_batch(&v, Some(&def), None)?;
+                    .write_batch(v, levels(f, d), None)?;
             }
-            Column::Int64(f) | Column::TimeMillis(f) => {
-                let v: Vec<i64> = rows.iter().map(f).collect();
-                cw.typed::<Int64Type>().write_batch(&v, None, None)?;
+            ColumnBuf::Int(v, d) => {
+                cw.typed::<Int64Type>().write_batch(v, levels(f, d), None)?;
             }
-            Column::OptInt64(f) => {
-                let (v, def) = optional(rows, f);
-                cw.typed::<Int64Type>().write_batch(&v, Some(&def), None)?;
-            }
-            Column::OptDouble(f) => {
-                let (v, def) = optional(rows, f);
-                cw.typed::<DoubleType>().write_batch(&v, Some(&def), None)?;
+            ColumnBuf::Float(v, d) => {
+                cw.typed::<DoubleType>()
+                    .write_batch(v, levels(f, d), None)?;
             }
         }
         cw.close()?;
     }
     rg.close()?;
     Ok(())
-}
-
-/// The present values of an optional column and its definition levels (1 present, 0 null).
-fn optional<T>(rows: &[pb::Event], f: impl Fn(&pb::Event) -> Option<T>) -> (Vec<T>, Vec<i16>) {
-    let mut values = Vec::new();
-    let mut def = Vec::with_capacity(rows.len());
-    for e in rows {
-        match f(e) {
-            Some(v) => {
-                values.push(v);
-                def.push(1);
-            }
-            None => def.push(0),
-        }
-    }
-    (values, def)
 }

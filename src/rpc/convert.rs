@@ -1,10 +1,10 @@
-//! Conversions from domain values to protobuf messages.
+//! Conversions from domain values to protobuf messages. (Events are not converted here: the
+//! `wire` module writes their bytes straight from the schema.)
 
 use crate::app::DayInfo;
 use crate::pb;
 use crate::store::sims::SimRow;
 use ampsim_engine::report::Report;
-use ampsim_engine::Event;
 
 /// A stored simulation as a message.
 pub fn simulation(r: &SimRow, generating: bool) -> pb::Simulation {
@@ -44,50 +44,6 @@ pub fn day(d: &DayInfo) -> pb::DayProgress {
         returning_users: d.returning_users,
         days_generated: d.days_generated,
         days_remaining: d.days_remaining,
-    }
-}
-
-/// An event as a message.
-pub fn event(e: Event<'_>) -> pb::Event {
-    let props = |ps: Vec<(&'static str, ampsim_engine::Prop<'_>)>| {
-        ps.into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string_value()))
-            .collect()
-    };
-    let (price, quantity, revenue, product_id, revenue_type) = match &e.revenue {
-        Some(r) => (
-            Some(r.price),
-            Some(r.quantity),
-            Some(r.revenue),
-            r.product_id.to_string(),
-            r.revenue_type.to_string(),
-        ),
-        None => (None, None, None, String::new(), String::new()),
-    };
-    pb::Event {
-        event_type: e.event_type.to_string(),
-        user_id: e.user_id.unwrap_or_default(),
-        device_id: e.device_id,
-        time: e.time,
-        session_id: e.session_id,
-        insert_id: e.insert_id,
-        event_id: e.event_id,
-        platform: e.platform.to_string(),
-        os_name: e.os_name.to_string(),
-        os_version: e.os_version.to_string(),
-        device_family: e.device_family.to_string(),
-        device_type: e.device_type.to_string(),
-        country: e.country.to_string(),
-        region: e.region.to_string(),
-        city: e.city.to_string(),
-        language: e.language.to_string(),
-        event_properties: props(e.event_properties),
-        user_properties: props(e.user_properties),
-        price,
-        quantity,
-        revenue,
-        product_id,
-        revenue_type,
     }
 }
 

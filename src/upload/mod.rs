@@ -20,7 +20,7 @@
 
 pub mod double;
 
-use crate::cli::client::{event_json, Client};
+use crate::client::Client;
 use crate::pb;
 use anyhow::{bail, Context};
 use chrono::NaiveDate;
@@ -934,17 +934,19 @@ async fn read_days(
             .await
             .map_err(|s| anyhow::anyhow!("StreamEvents {day}: {}", s.message()))?
         {
-            for e in batch.to_events()? {
+            for e in batch.iter() {
+                let e = e.map_err(|e| anyhow::anyhow!("StreamEvents {day}: {e}"))?;
                 index += 1;
                 if index <= skip {
                     continue;
                 }
-                let json = serde_json::to_vec(&event_json(&e))?;
+                let mut json = Vec::with_capacity(1024);
+                e.write_json(&mut json);
                 let p = Pending {
                     seq: 0,
-                    device: e.device_id,
-                    user: e.user_id,
-                    insert_id: e.insert_id,
+                    device: e.device_id().to_string(),
+                    user: e.user_id().to_string(),
+                    insert_id: e.insert_id().to_string(),
                     json,
                 };
                 if tx.send(Item::Event(p)).await.is_err() {

@@ -8,6 +8,7 @@ use ampsim::cli::export::ExportArgs;
 use ampsim::cli::ClientOpts;
 use ampsim::export::{ExportOptions, Exporter, Format};
 use ampsim::pb;
+use ampsim::wire::EventBatch;
 use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -547,7 +548,7 @@ fn amplitude_export_maps_revenue_into_event_properties() {
         overwrite: false,
     })
     .unwrap();
-    x.write(vec![purchase]).unwrap();
+    x.write(&EventBatch::from_events(&[purchase])).unwrap();
     let s = x.finish().unwrap();
     assert_eq!(s.events, 1);
     assert_eq!(names(dir.path()), ["7_2025-06-01_13#0.json.gz"]);
@@ -597,7 +598,7 @@ async fn jsonl_files_are_the_events_verb_output_per_day() {
     let want: Vec<String> = f
         .range
         .iter()
-        .map(|e| serde_json::to_string(&ampsim::cli::client::event_json(e)).unwrap())
+        .map(|e| serde_json::to_string(&crate::support::event_json(e)).unwrap())
         .collect();
     assert_eq!(lines.len(), want.len());
     assert!(
@@ -761,7 +762,7 @@ fn parquet_revenue_columns_are_typed_values() {
         overwrite: false,
     })
     .unwrap();
-    x.write(vec![pb::Event {
+    x.write(&EventBatch::from_events(&[pb::Event {
         event_type: "purchase".into(),
         device_id: "d".into(),
         time: t,
@@ -773,7 +774,7 @@ fn parquet_revenue_columns_are_typed_values() {
         product_id: "sku".into(),
         revenue_type: "purchase".into(),
         ..Default::default()
-    }])
+    }]))
     .unwrap();
     x.finish().unwrap();
     let r = SerializedFileReader::new(
@@ -924,7 +925,7 @@ async fn out_of_order_events_are_refused() {
     .unwrap();
     let mut two = vec![f.range[0].clone(), f.range[f.range.len() - 1].clone()];
     two.reverse();
-    let err = x.write(two).unwrap_err();
+    let err = x.write(&EventBatch::from_events(&two)).unwrap_err();
     assert!(err.to_string().contains("out of time order"), "{err}");
     drop(x);
     assert!(names(dir.path()).iter().all(|n| !n.starts_with('.')));

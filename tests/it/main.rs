@@ -11,3 +11,4 @@ mod reliability;
 mod server;
 mod support;
 mod upload;
+mod wire;

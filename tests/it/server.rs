@@ -513,7 +513,7 @@ async fn the_events_verb_prints_the_stream_as_json_lines() {
     let want: Vec<String> = pull_all(&mut c, "cli")
         .await
         .iter()
-        .map(|e| serde_json::to_string(&ampsim::cli::client::event_json(e)).unwrap())
+        .map(|e| serde_json::to_string(&crate::support::event_json(e)).unwrap())
         .collect();
     assert!(want.len() > 100, "{} events", want.len());
     let server = format!("http://{}", s.addr);

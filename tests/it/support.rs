@@ -1,7 +1,6 @@
 //! Test helpers: an in-process server on an ephemeral port with a real generated client, a
 //! spawned `ampsim serve` process for kill tests, and event digests.
 
-use ampsim::cli::client::event_json;
 use ampsim::pb;
 use ampsim::pb::simulation_service_client::SimulationServiceClient;
 use ampsim::server::{serve, ServeOptions};
@@ -129,7 +128,7 @@ pub async fn pull(c: &mut Client, req: pb::StreamEventsRequest) -> Vec<pb::Event
         assert_eq!(owned.len(), b.len());
         let viewed: Vec<pb::Event> = b
             .iter()
-            .map(|v| v.expect("view parses").to_owned_event())
+            .map(|v| v.expect("view parses").to_owned_event().expect("decodes"))
             .collect();
         assert_eq!(viewed, owned, "views and owned events differ");
         out.extend(owned);
@@ -218,4 +217,54 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An event message as a JSON object with Amplitude HTTP V2 field names (keys sorted), built
+/// field by field with serde_json: the tests' own form, independent of the schema-driven
+/// printer (`EventView::write_json`) that it checks, and what [`digest`] covers.
+pub fn event_json(e: &pb::Event) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("event_type".into(), e.event_type.clone().into());
+    if !e.user_id.is_empty() {
+        m.insert("user_id".into(), e.user_id.clone().into());
+    }
+    m.insert("device_id".into(), e.device_id.clone().into());
+    m.insert("time".into(), e.time.into());
+    m.insert("session_id".into(), e.session_id.into());
+    m.insert("insert_id".into(), e.insert_id.clone().into());
+    m.insert("event_id".into(), e.event_id.into());
+    for (k, v) in [
+        ("platform", &e.platform),
+        ("os_name", &e.os_name),
+        ("os_version", &e.os_version),
+        ("device_family", &e.device_family),
+        ("device_type", &e.device_type),
+        ("country", &e.country),
+        ("region", &e.region),
+        ("city", &e.city),
+        ("language", &e.language),
+    ] {
+        m.insert(k.into(), v.clone().into());
+    }
+    let sorted = |p: &std::collections::BTreeMap<String, String>| {
+        serde_json::to_value(p).expect("strings serialise")
+    };
+    m.insert("event_properties".into(), sorted(&e.event_properties));
+    m.insert("user_properties".into(), sorted(&e.user_properties));
+    if let Some(p) = e.price {
+        m.insert("price".into(), p.into());
+    }
+    if let Some(q) = e.quantity {
+        m.insert("quantity".into(), q.into());
+    }
+    if let Some(r) = e.revenue {
+        m.insert("revenue".into(), r.into());
+    }
+    if !e.product_id.is_empty() {
+        m.insert("productId".into(), e.product_id.clone().into());
+    }
+    if !e.revenue_type.is_empty() {
+        m.insert("revenueType".into(), e.revenue_type.clone().into());
+    }
+    serde_json::Value::Object(m)
 }

@@ -10,6 +10,8 @@
 //! - `state`: user state and the compact per-user day record.
 //! - `engine`: the day step.
 //! - `render`: compact records → Amplitude HTTP V2 events, canonical JSON, digests.
+//! - `schema`: the one description of an event's fields, from which every output is written.
+//! - `json`: the canonical and HTTP V2 JSON forms of an event, from the schema.
 //! - `codec`: the binary form of states and records (what the store persists).
 //! - `ids`: reversible device ids and user ids, and insert ids.
 //! - `memory`: an in-memory driver (due queue in a map), for tests and the engine benchmark.
@@ -17,11 +19,13 @@
 pub mod codec;
 pub mod engine;
 pub mod ids;
+pub mod json;
 pub mod memory;
 pub mod render;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod schema;
 pub mod state;
 
 pub use engine::{DayOutput, Engine, SimConfig, ENGINE_VERSION};

@@ -3,6 +3,7 @@
 
 use super::engine::{DayOutput, Engine};
 use super::rng::{KeyedRng, Purpose};
+use super::schema::{EventRecord, FieldId, PropMap, PropValue, Value};
 use super::state::{EventKind, UserDay};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -29,16 +30,8 @@ impl Prop<'_> {
         match self {
             Prop::Str(s) => Cow::Borrowed(s),
             Prop::Int(i) => Cow::Owned(i.to_string()),
-            Prop::Float(f) => Cow::Owned(format_float(*f)),
+            Prop::Float(f) => Cow::Owned(crate::json::canonical_float(*f)),
         }
-    }
-}
-
-fn format_float(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
     }
 }
 
@@ -376,79 +369,75 @@ impl Engine {
 }
 
 impl Event<'_> {
-    /// Appends the event as one canonical JSON object (HTTP V2 field names, fixed order, no
-    /// trailing newline). Digests are taken over this form.
-    pub fn write_json(&self, out: &mut String) {
-        fn s(out: &mut String, v: &str) {
-            out.push_str(&serde_json::to_string(v).expect("string serialises"));
-        }
-        fn props(out: &mut String, ps: &[(&'static str, Prop<'_>)]) {
-            out.push('{');
-            for (i, (k, v)) in ps.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                s(out, k);
-                out.push(':');
-                match v {
-                    Prop::Str(x) => s(out, x),
-                    Prop::Int(x) => out.push_str(&x.to_string()),
-                    Prop::Float(x) => out.push_str(&format_float(*x)),
-                }
-            }
-            out.push('}');
-        }
-        out.push_str("{\"event_type\":");
-        s(out, self.event_type);
-        if let Some(u) = &self.user_id {
-            out.push_str(",\"user_id\":");
-            s(out, u);
-        }
-        out.push_str(",\"device_id\":");
-        s(out, &self.device_id);
-        out.push_str(&format!(
-            ",\"time\":{},\"session_id\":{},\"insert_id\":\"{}\",\"event_id\":{}",
-            self.time, self.session_id, self.insert_id, self.event_id
-        ));
-        for (k, v) in [
-            ("platform", self.platform),
-            ("os_name", self.os_name),
-            ("os_version", self.os_version),
-            ("device_family", self.device_family),
-            ("device_type", self.device_type),
-            ("country", self.country),
-            ("region", self.region),
-            ("city", self.city),
-            ("language", self.language),
-        ] {
-            out.push_str(",\"");
-            out.push_str(k);
-            out.push_str("\":");
-            s(out, v);
-        }
-        out.push_str(",\"event_properties\":");
-        props(out, &self.event_properties);
-        out.push_str(",\"user_properties\":");
-        props(out, &self.user_properties);
-        if let Some(r) = &self.revenue {
-            out.push_str(&format!(
-                ",\"price\":{},\"quantity\":{},\"revenue\":{},\"productId\":",
-                format_float(r.price),
-                r.quantity,
-                format_float(r.revenue)
-            ));
-            s(out, r.product_id);
-            out.push_str(",\"revenueType\":");
-            s(out, r.revenue_type);
-        }
-        out.push('}');
+    /// Appends the event as one canonical JSON object ([`crate::json::write_canonical`]: HTTP
+    /// V2 field names in schema order, no trailing newline). Digests are taken over this form.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        crate::json::write_canonical(self, out);
     }
 
     /// The canonical JSON object as a string.
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(512);
+        let mut s = Vec::with_capacity(512);
         self.write_json(&mut s);
-        s
+        String::from_utf8(s).expect("JSON of UTF-8 strings is UTF-8")
+    }
+}
+
+/// A property list of a rendered event, in the order the engine set it.
+impl<'a> PropMap<'a> for &'a [(&'static str, Prop<'a>)] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&'a str, PropValue<'a>)) {
+        for (k, v) in self.iter() {
+            f(
+                k,
+                match v {
+                    Prop::Str(s) => PropValue::Str(s),
+                    Prop::Int(i) => PropValue::Int(*i),
+                    Prop::Float(x) => PropValue::Float(*x),
+                },
+            );
+        }
+    }
+}
+
+/// The rendered event's fields, as the [schema](crate::schema) names them.
+impl EventRecord for Event<'_> {
+    type Props<'p>
+        = &'p [(&'static str, Prop<'p>)]
+    where
+        Self: 'p;
+
+    #[inline(always)]
+    fn value(&self, f: FieldId) -> Value<'_, Self::Props<'_>> {
+        let rev = self.revenue.as_ref();
+        match f {
+            FieldId::EventType => Value::Str(self.event_type),
+            FieldId::UserId => self.user_id.as_deref().map_or(Value::Absent, Value::Str),
+            FieldId::DeviceId => Value::Str(&self.device_id),
+            FieldId::Time => Value::Int(self.time),
+            FieldId::SessionId => Value::Int(self.session_id),
+            FieldId::InsertId => Value::Str(&self.insert_id),
+            FieldId::EventId => Value::Int(i64::from(self.event_id)),
+            FieldId::Platform => Value::Str(self.platform),
+            FieldId::OsName => Value::Str(self.os_name),
+            FieldId::OsVersion => Value::Str(self.os_version),
+            FieldId::DeviceFamily => Value::Str(self.device_family),
+            FieldId::DeviceType => Value::Str(self.device_type),
+            FieldId::Country => Value::Str(self.country),
+            FieldId::Region => Value::Str(self.region),
+            FieldId::City => Value::Str(self.city),
+            FieldId::Language => Value::Str(self.language),
+            FieldId::EventProperties => Value::Props(&self.event_properties),
+            FieldId::UserProperties => Value::Props(&self.user_properties),
+            FieldId::Price => rev.map_or(Value::Absent, |r| Value::Float(r.price)),
+            FieldId::Quantity => rev.map_or(Value::Absent, |r| Value::Int(r.quantity)),
+            FieldId::Revenue => rev.map_or(Value::Absent, |r| Value::Float(r.revenue)),
+            FieldId::ProductId => rev.map_or(Value::Absent, |r| Value::Str(r.product_id)),
+            FieldId::RevenueType => rev.map_or(Value::Absent, |r| Value::Str(r.revenue_type)),
+        }
     }
 }
 
@@ -457,7 +446,7 @@ impl Event<'_> {
 pub struct EventDigest {
     hasher: Sha256,
     count: u64,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl EventDigest {
@@ -470,8 +459,8 @@ impl EventDigest {
     pub fn add(&mut self, e: &Event<'_>) {
         self.buf.clear();
         e.write_json(&mut self.buf);
-        self.buf.push('\n');
-        self.hasher.update(self.buf.as_bytes());
+        self.buf.push(b'\n');
+        self.hasher.update(&self.buf);
         self.count += 1;
     }
 

@@ -35,7 +35,7 @@ pub enum Error {
     Database(String),
     /// A storage error; the detail is logged, clients get a generic message.
     #[error("storage error: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] crate::store::SqlError),
     /// Stored data does not decode.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -51,12 +51,6 @@ impl Error {
             field: field.into(),
             message: message.into(),
         }
-    }
-}
-
-impl From<rusqlite::types::FromSqlError> for Error {
-    fn from(e: rusqlite::types::FromSqlError) -> Self {
-        Error::Corrupt(format!("unexpected column type: {e}"))
     }
 }
 

@@ -14,4 +14,5 @@ pub mod rpc;
 pub mod server;
 pub mod store;
 pub mod upload;
+pub mod validate;
 pub mod wire;

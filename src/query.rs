@@ -5,6 +5,7 @@
 //! one `user_states` blob), on all cores, folding partial aggregates that merge exactly.
 
 use crate::error::{Error, Result};
+use crate::store::days::Packed;
 use ampsim_engine::ids::first_day_of;
 use ampsim_engine::render::campaign_name;
 use ampsim_engine::scenario::TrialPath;
@@ -249,13 +250,13 @@ impl CohortFilter {
             let from = if p.first_seen_from.is_empty() {
                 0
             } else {
-                let d = crate::app::parse_date("first_seen_from", &p.first_seen_from)?;
+                let d = crate::validate::parse_date("first_seen_from", &p.first_seen_from)?;
                 engine.day_of(d).unwrap_or(0)
             };
             let to = if p.first_seen_to.is_empty() {
                 u32::MAX
             } else {
-                let d = crate::app::parse_date("first_seen_to", &p.first_seen_to)?;
+                let d = crate::validate::parse_date("first_seen_to", &p.first_seen_to)?;
                 match engine.day_of(d) {
                     Some(x) => x,
                     None => {
@@ -592,7 +593,7 @@ impl CohortAgg {
 /// # Errors
 /// [`Error::Corrupt`] if a blob does not decode.
 pub fn scan_cohort(
-    blobs: &[Vec<u8>],
+    blobs: &[Packed],
     filter: &CohortFilter,
     max_members: usize,
 ) -> Result<CohortAgg> {
@@ -600,7 +601,7 @@ pub fn scan_cohort(
     blobs
         .par_iter()
         .map(|b| {
-            let raw = crate::store::days::unpack(b)?;
+            let raw = b.unpack()?;
             let mut agg = CohortAgg::new(max_members);
             codec::for_each_state(&raw, |st| {
                 if filter.matches(&st) {

@@ -7,16 +7,14 @@
 
 use crate::app::App;
 use crate::pb::simulation_service_server::SimulationServiceServer;
-use crate::rpc::Service;
+use crate::rpc::{Auth, Service};
 use crate::store::Store;
 use crate::wire::WINDOW_BYTES;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use tonic::{Request, Status};
 
 /// Largest request message accepted (scenario TOML is limited to 256 KiB).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -47,41 +45,6 @@ impl std::fmt::Debug for TlsIdentity {
         f.debug_struct("TlsIdentity")
             .field("cert_pem_bytes", &self.cert_pem.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Checks the bearer token in constant time.
-#[derive(Clone)]
-pub struct Auth {
-    token: Option<Arc<[u8]>>,
-}
-
-impl Auth {
-    /// An interceptor requiring `token` (or nothing, when `None`).
-    pub fn new(token: Option<&str>) -> Self {
-        Auth {
-            token: token.map(|t| Arc::from(format!("Bearer {t}").into_bytes())),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Ok(req);
-        };
-        let given = req
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if given.len() == expected.len() && bool::from(given.ct_eq(expected)) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong bearer token (send `authorization: Bearer <token>`)",
-            ))
-        }
     }
 }
 

@@ -126,10 +126,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     // Fold the WAL into the main file so the size is the steady-state size.
-    {
-        let conn = store.connect()?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    }
+    store.checkpoint()?;
     let bytes = file_bytes(db);
     println!("scale          {}", a.scale);
     println!("days           {}", row.days_generated);

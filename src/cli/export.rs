@@ -17,10 +17,10 @@ pub struct ExportArgs {
     #[arg(long)]
     pub simulation: String,
     /// First day, YYYY-MM-DD (default: the simulation's start date).
-    #[arg(long, value_parser = parse_date)]
+    #[arg(long, value_parser = crate::validate::parse_ymd)]
     pub from: Option<NaiveDate>,
     /// Last day, YYYY-MM-DD, inclusive (default: the last generated day).
-    #[arg(long, value_parser = parse_date)]
+    #[arg(long, value_parser = crate::validate::parse_ymd)]
     pub to: Option<NaiveDate>,
     /// File format: amplitude-export (hourly gzipped JSON lines, Export API fields), jsonl (HTTP
     /// V2 events per day) or parquet (typed columns per day).
@@ -68,10 +68,6 @@ fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
         .map(|s| s.parse::<Format>().expect("a listed name parses"))
 }
 
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("expected YYYY-MM-DD ({e})"))
-}
-
 /// Runs `ampsim export` and prints the summary to stderr.
 ///
 /// # Errors
@@ -116,9 +112,9 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
         .await
         .map_err(|s| anyhow::anyhow!("--simulation {}: {}", a.simulation, s.message()))?
         .into_inner();
-    let start = parse_date(&sim.start_date)
+    let start = crate::validate::parse_ymd(&sim.start_date)
         .map_err(|e| anyhow::anyhow!("the server sent start date {:?}: {e}", sim.start_date))?;
-    let last = parse_date(&sim.last_generated_date).ok(); // empty before the first day
+    let last = crate::validate::parse_ymd(&sim.last_generated_date).ok(); // empty before the first day
     let from = a.from.unwrap_or(start);
     if from < start {
         bail!("--from {from} is before the simulation's start date {start}");

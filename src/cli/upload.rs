@@ -17,10 +17,10 @@ pub struct UploadArgs {
     #[arg(long)]
     pub simulation: String,
     /// First day, YYYY-MM-DD (default: the simulation's start).
-    #[arg(long, value_parser = parse_date)]
+    #[arg(long, value_parser = crate::validate::parse_ymd)]
     pub from: Option<chrono::NaiveDate>,
     /// Last day, YYYY-MM-DD (default: the last generated day).
-    #[arg(long, value_parser = parse_date)]
+    #[arg(long, value_parser = crate::validate::parse_ymd)]
     pub to: Option<chrono::NaiveDate>,
     /// The Amplitude project's API key.
     #[arg(long, env = "AMPLITUDE_API_KEY", hide_env_values = true)]
@@ -65,11 +65,6 @@ pub struct UploadArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-}
-
-fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|e| format!("{s:?}: {e} (want YYYY-MM-DD)"))
 }
 
 fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {

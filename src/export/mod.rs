@@ -414,7 +414,7 @@ fn file_day(opts: &ExportOptions, name: &str) -> Option<NaiveDate> {
             .strip_prefix(&format!("{}_", opts.simulation_id))?
             .strip_suffix(".parquet")?,
     };
-    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+    crate::validate::parse_ymd(date).ok()
 }
 
 /// Milliseconds since the epoch of a day's midnight (UTC).

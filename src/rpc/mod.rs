@@ -5,7 +5,10 @@
 //! a bounded channel (32 messages) fed by the blocking producer, which stops as soon as a send
 //! fails because the client went away.
 
+mod auth;
 pub mod convert;
+
+pub use auth::Auth;
 
 use crate::app::{App, CreateParams, EventQuery};
 use crate::error::Error;
@@ -57,6 +60,25 @@ impl Service {
     pub fn new(app: Arc<App>) -> Self {
         Service { app }
     }
+}
+
+/// Streams what `produce` sends, from a blocking thread, through a bounded channel: the shape
+/// of every streaming RPC. `produce` hands each message to its sink, which returns false once
+/// the client has gone (then `produce` should stop); an error it returns ends the stream with
+/// that status.
+fn stream<T, F>(produce: F) -> Response<Stream<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), Error> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = |item: T| tx.blocking_send(Ok(item)).is_ok();
+        if let Err(e) = produce(&mut sink) {
+            let _ = tx.blocking_send(Err(e.into()));
+        }
+    });
+    Response::new(ReceiverStream::new(rx))
 }
 
 /// Runs blocking work off the async runtime.
@@ -151,14 +173,9 @@ impl SimulationService for Service {
         let r = req.into_inner();
         let app = self.app.clone();
         let job = blocking(move || app.prepare_generate(&r.simulation_id, r.days)).await?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::task::spawn_blocking(move || {
-            let res = job.run(|d| tx.blocking_send(Ok(convert::day(&d))).is_ok());
-            if let Err(e) = res {
-                let _ = tx.blocking_send(Err(e.into()));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(stream(move |sink| {
+            job.run(|d| sink(convert::day(&d))).map(drop)
+        }))
     }
 
     type StreamEventsStream = Stream<EventBatch>;
@@ -179,15 +196,8 @@ impl SimulationService for Service {
             generate_missing: r.generate_missing,
             batch_size: r.batch_size,
         };
-        let stream = blocking(move || app.prepare_stream(&id, &q)).await?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::task::spawn_blocking(move || {
-            let res = stream.run(|batch| tx.blocking_send(Ok(batch)).is_ok());
-            if let Err(e) = res {
-                let _ = tx.blocking_send(Err(e.into()));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let events = blocking(move || app.prepare_stream(&id, &q)).await?;
+        Ok(stream(move |sink| events.run(sink)))
     }
 
     type GetUserJourneyStream = Stream<pb::JourneyItem>;
@@ -200,22 +210,18 @@ impl SimulationService for Service {
         let app = self.app.clone();
         let (engine, records, summary) =
             blocking(move || app.journey(&r.simulation_id, &r.user_id, &r.device_id)).await?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::task::spawn_blocking(move || {
+        Ok(stream(move |sink| {
             let events = engine.render_sorted(&records);
             for batch in events.chunks(1000) {
                 let item = pb::journey_item::Item::Events(EventBatch::encode(batch));
-                if tx
-                    .blocking_send(Ok(pb::JourneyItem { item: Some(item) }))
-                    .is_err()
-                {
-                    return;
+                if !sink(pb::JourneyItem { item: Some(item) }) {
+                    return Ok(());
                 }
             }
             let item = pb::journey_item::Item::Summary(convert::journey_summary(&engine, &summary));
-            let _ = tx.blocking_send(Ok(pb::JourneyItem { item: Some(item) }));
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            sink(pb::JourneyItem { item: Some(item) });
+            Ok(())
+        }))
     }
 
     type QueryCohortStream = Stream<pb::CohortItem>;
@@ -243,23 +249,19 @@ impl SimulationService for Service {
         let id = r.simulation_id;
         let max = r.max_members;
         let (engine, sim, agg) = blocking(move || app.cohort(&id, &params, max)).await?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::task::spawn_blocking(move || {
+        Ok(stream(move |sink| {
             let (members, agg) = agg.into_members();
             for chunk in members.chunks(1000) {
                 let batch = chunk.iter().map(|m| convert::member(&engine, m)).collect();
                 let item = pb::cohort_item::Item::Members(pb::CohortMembers { members: batch });
-                if tx
-                    .blocking_send(Ok(pb::CohortItem { item: Some(item) }))
-                    .is_err()
-                {
-                    return;
+                if !sink(pb::CohortItem { item: Some(item) }) {
+                    return Ok(());
                 }
             }
             let item = pb::cohort_item::Item::Summary(convert::cohort_summary(&engine, &sim, &agg));
-            let _ = tx.blocking_send(Ok(pb::CohortItem { item: Some(item) }));
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            sink(pb::CohortItem { item: Some(item) });
+            Ok(())
+        }))
     }
 
     async fn get_report(

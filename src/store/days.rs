@@ -7,11 +7,12 @@
 //! with the day's event chunks, its `days` row and the `days_generated` marker. The marker is
 //! checked in the same transaction, so two writers can never commit the same day twice.
 
+use super::Conn;
 use crate::error::{Error, Result};
 use ampsim_engine::codec;
 use ampsim_engine::{DayOutput, Engine, UserState};
 use rayon::prelude::*;
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use std::collections::BTreeMap;
 
 /// Devices per event chunk: `device >> CHUNK_BITS` is the chunk.
@@ -127,7 +128,8 @@ impl EncodedDay {
 /// # Errors
 /// [`Error::Aborted`] if the day was committed already (another writer); storage errors,
 /// with a full disk as [`Error::ResourceExhausted`]. On error nothing of the day is stored.
-pub fn commit_day(conn: &mut Connection, sim_key: i64, enc: &EncodedDay) -> Result<()> {
+pub fn commit_day(conn: &mut Conn, sim_key: i64, enc: &EncodedDay) -> Result<()> {
+    let conn = &mut conn.0;
     let tx = conn.transaction().map_err(super::storage_error)?;
     let marked = tx
         .prepare_cached(
@@ -190,7 +192,8 @@ pub fn commit_day(conn: &mut Connection, sim_key: i64, enc: &EncodedDay) -> Resu
 ///
 /// # Errors
 /// Storage errors; [`Error::Corrupt`] if a blob does not decode.
-pub fn load_due(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<UserState>> {
+pub fn load_due(conn: &Conn, sim_key: i64, day: u32) -> Result<Vec<UserState>> {
+    let conn = &conn.0;
     let mut stmt =
         conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1 AND due_day = ?2")?;
     let mut rows = stmt.query(params![sim_key, day])?;
@@ -216,10 +219,11 @@ pub fn load_due(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<UserSta
 /// # Errors
 /// Storage errors, or whatever `f` returns.
 pub fn for_each_state_blob(
-    conn: &Connection,
+    conn: &Conn,
     sim_key: i64,
     mut f: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
+    let conn = &conn.0;
     let mut stmt = conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?;
     let mut rows = stmt.query([sim_key])?;
     while let Some(r) = rows.next()? {
@@ -233,32 +237,53 @@ pub fn for_each_state_blob(
 ///
 /// # Errors
 /// Storage errors.
-pub fn state_blobs(conn: &Connection, sim_key: i64) -> Result<Vec<Vec<u8>>> {
+pub fn state_blobs(conn: &Conn, sim_key: i64) -> Result<Vec<Packed>> {
+    let conn = &conn.0;
     let mut stmt = conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?;
     let rows = stmt
-        .query_map([sim_key], |r| r.get::<_, Vec<u8>>(0))?
+        .query_map([sim_key], |r| r.get::<_, Vec<u8>>(0).map(Packed))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
-/// Decompresses a blob read with [`state_blobs`] or [`day_chunk_blobs`].
-///
-/// # Errors
-/// [`Error::Corrupt`] if it does not decompress.
-pub fn unpack(blob: &[u8]) -> Result<Vec<u8>> {
-    decompress(blob)
+/// A stored blob as read, still compressed: the store's packing is its own, so readers (often
+/// on several cores) unpack it with [`Packed::unpack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed(Vec<u8>);
+
+impl Packed {
+    /// The blob's contents, decompressed: a codec form of the engine's records or states.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if it does not decompress.
+    pub fn unpack(&self) -> Result<Vec<u8>> {
+        decompress(&self.0)
+    }
+
+    /// Its stored (compressed) size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty blob.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The compressed event chunks of one day, in chunk order.
 ///
 /// # Errors
 /// Storage errors.
-pub fn day_chunk_blobs(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<Vec<u8>>> {
+pub fn day_chunk_blobs(conn: &Conn, sim_key: i64, day: u32) -> Result<Vec<Packed>> {
+    let conn = &conn.0;
     let mut stmt = conn.prepare_cached(
         "SELECT data FROM event_chunks WHERE sim = ?1 AND day = ?2 ORDER BY chunk",
     )?;
     let rows = stmt
-        .query_map(params![sim_key, day], |r| r.get::<_, Vec<u8>>(0))?
+        .query_map(params![sim_key, day], |r| {
+            r.get::<_, Vec<u8>>(0).map(Packed)
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
@@ -269,12 +294,13 @@ pub fn day_chunk_blobs(conn: &Connection, sim_key: i64, day: u32) -> Result<Vec<
 /// # Errors
 /// Storage errors.
 pub fn device_chunk_blobs(
-    conn: &Connection,
+    conn: &Conn,
     sim_key: i64,
     device: u64,
     from_day: u32,
     to_day: u32,
-) -> Result<Vec<(u32, Vec<u8>)>> {
+) -> Result<Vec<(u32, Packed)>> {
+    let conn = &conn.0;
     let mut stmt = conn.prepare_cached(
         "SELECT day, devices, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",
     )?;
@@ -287,7 +313,7 @@ pub fn device_chunk_blobs(
             .get(bit / 8)
             .is_some_and(|b| b & (1 << (bit % 8)) != 0)
         {
-            out.push((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(2)?));
+            out.push((r.get::<_, u32>(0)?, Packed(r.get::<_, Vec<u8>>(2)?)));
         }
     }
     Ok(out)
@@ -297,7 +323,8 @@ pub fn device_chunk_blobs(
 ///
 /// # Errors
 /// Storage errors.
-pub fn stored_bytes(conn: &Connection, sim_key: i64) -> Result<(u64, u64)> {
+pub fn stored_bytes(conn: &Conn, sim_key: i64) -> Result<(u64, u64)> {
+    let conn = &conn.0;
     let ev: i64 = conn.query_row(
         "SELECT coalesce(sum(length(data)), 0) FROM event_chunks WHERE sim = ?1",
         [sim_key],

@@ -1,8 +1,9 @@
 //! The `simulations` table: definitions and running totals.
 
+use super::Conn;
 use crate::error::{Error, Result};
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 /// A stored simulation.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +83,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
 ///
 /// # Errors
 /// [`Error::AlreadyExists`] if the id is taken.
-pub fn create(conn: &Connection, s: &NewSim<'_>) -> Result<SimRow> {
-    let res = conn.execute(
+pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
+    let res = conn.0.execute(
         "INSERT INTO simulations (simulation_id, seed, start_date, population_scale, scenario_toml,
              scenario_name, engine_version, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -116,7 +117,8 @@ pub fn create(conn: &Connection, s: &NewSim<'_>) -> Result<SimRow> {
 ///
 /// # Errors
 /// [`Error::NotFound`] if there is none.
-pub fn get(conn: &Connection, id: &str) -> Result<SimRow> {
+pub fn get(conn: &Conn, id: &str) -> Result<SimRow> {
+    let conn = &conn.0;
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM simulations WHERE simulation_id = ?1"
     ))?
@@ -129,7 +131,8 @@ pub fn get(conn: &Connection, id: &str) -> Result<SimRow> {
 ///
 /// # Errors
 /// Storage errors.
-pub fn list(conn: &Connection) -> Result<Vec<SimRow>> {
+pub fn list(conn: &Conn) -> Result<Vec<SimRow>> {
+    let conn = &conn.0;
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations ORDER BY sim"))?;
     let rows = stmt
@@ -142,7 +145,8 @@ pub fn list(conn: &Connection) -> Result<Vec<SimRow>> {
 ///
 /// # Errors
 /// Storage errors.
-pub fn delete(conn: &mut Connection, id: &str) -> Result<bool> {
+pub fn delete(conn: &mut Conn, id: &str) -> Result<bool> {
+    let conn = &mut conn.0;
     let tx = conn.transaction()?;
     let key: Option<i64> = tx
         .query_row(

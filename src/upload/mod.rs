@@ -517,8 +517,12 @@ pub async fn upload(client: &Client, opts: &UploadOptions) -> anyhow::Result<Upl
             opts.simulation
         );
     }
-    let start = NaiveDate::parse_from_str(&sim.start_date, "%Y-%m-%d")?;
-    let last = NaiveDate::parse_from_str(&sim.last_generated_date, "%Y-%m-%d")?;
+    let date = |what: &str, s: &str| {
+        crate::validate::parse_ymd(s)
+            .map_err(|e| anyhow::anyhow!("the server sent {what} {s:?}: {e}"))
+    };
+    let start = date("start date", &sim.start_date)?;
+    let last = date("last generated date", &sim.last_generated_date)?;
     let from = opts.from.unwrap_or(start);
     let to = opts.to.unwrap_or(last);
     if from > to {

@@ -11,15 +11,7 @@ async fn twenty_sigkills_at_random_moments_lose_and_duplicate_nothing() {
     // Enough days that 20 kills (each after at most a few days' progress) never finish the run.
     const DAYS: u32 = 300;
     let dir = tempfile::tempdir().unwrap();
-    let reference = {
-        let s = TestServer::start(&dir.path().join("ref.db")).await;
-        let mut c = s.client().await;
-        create(&mut c, "k", 21, 0.01).await;
-        generate(&mut c, "k", DAYS).await;
-        let ev = pull_all(&mut c, "k").await;
-        s.stop().await;
-        ev
-    };
+    let reference = reference_run(dir.path(), "k", 21, 0.01, DAYS).await;
     let db = dir.path().join("k.db");
     let mut rng = 0x2545_f491_4f6c_dd1du64; // fixed xorshift: reproducible kill moments
     let mut kills = 0;
@@ -88,15 +80,7 @@ async fn twenty_sigkills_at_random_moments_lose_and_duplicate_nothing() {
 async fn a_full_disk_stops_generation_cleanly_and_it_resumes_when_space_is_back() {
     const DAYS: u32 = 60;
     let dir = tempfile::tempdir().unwrap();
-    let reference = {
-        let s = TestServer::start(&dir.path().join("ref.db")).await;
-        let mut c = s.client().await;
-        create(&mut c, "d", 8, 0.02).await;
-        generate(&mut c, "d", DAYS).await;
-        let ev = pull_all(&mut c, "d").await;
-        s.stop().await;
-        ev
-    };
+    let reference = reference_run(dir.path(), "d", 8, 0.02, DAYS).await;
     let db = dir.path().join("full.db");
     // A 1 MiB "disk": enough for some days, not for all.
     {

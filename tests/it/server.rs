@@ -56,15 +56,7 @@ async fn kill_9_during_generation_loses_at_most_the_day_in_progress() {
     let dir = tmp();
     // Far more days than the stream buffers (32), so the kill lands mid-run.
     const DAYS: u32 = 120;
-    let reference = {
-        let s = TestServer::start(&dir.path().join("ref.db")).await;
-        let mut c = s.client().await;
-        create(&mut c, "k", 5, 0.01).await;
-        generate(&mut c, "k", DAYS).await;
-        let ev = pull_all(&mut c, "k").await;
-        s.stop().await;
-        ev
-    };
+    let reference = reference_run(dir.path(), "k", 5, 0.01, DAYS).await;
 
     let db = dir.path().join("killed.db");
     let p = ServerProcess::spawn(&db);

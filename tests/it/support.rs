@@ -148,6 +148,25 @@ pub async fn pull_all(c: &mut Client, id: &str) -> Vec<pb::Event> {
     .await
 }
 
+/// The events of an uninterrupted run: `days` days of simulation `id` generated in one call on
+/// a fresh server (database `ref.db` in `dir`), what a resumed, killed or throttled run must
+/// equal.
+pub async fn reference_run(
+    dir: &Path,
+    id: &str,
+    seed: u64,
+    scale: f64,
+    days: u32,
+) -> Vec<pb::Event> {
+    let s = TestServer::start(&dir.join("ref.db")).await;
+    let mut c = s.client().await;
+    create(&mut c, id, seed, scale).await;
+    generate(&mut c, id, days).await;
+    let ev = pull_all(&mut c, id).await;
+    s.stop().await;
+    ev
+}
+
 /// SHA-256 over the events' JSON lines (sorted keys), in stream order.
 pub fn digest(events: &[pb::Event]) -> String {
     let mut h = Sha256::new();

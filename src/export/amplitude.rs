@@ -121,12 +121,14 @@ impl SessionProps {
         for (k, v) in own.iter() {
             s.1.insert(k.to_string(), v.to_string());
         }
-        let entries: Vec<(&str, PropValue<'_>)> =
-            s.1.iter()
-                .map(|(k, v)| (k.as_str(), PropValue::Str(v)))
-                .collect();
         out.push(b'{');
-        json::write_entries(&entries, false, out);
+        for (i, (k, v)) in s.1.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::key(out, k);
+            json::str(out, v);
+        }
         out.push(b'}');
     }
 }

@@ -36,9 +36,12 @@ pub enum Error {
     /// A storage error; the detail is logged, clients get a generic message.
     #[error("storage error: {0}")]
     Storage(#[from] crate::store::SqlError),
-    /// Stored data does not decode.
+    /// Stored data does not decode or fails a check (clients get DATA_LOSS).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A bug: a worker panicked or an invariant broke. Clients get INTERNAL.
+    #[error("bug: {0}")]
+    Bug(String),
     /// An I/O error outside SQLite.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -588,11 +588,12 @@ impl CohortAgg {
     }
 }
 
-/// Scans decompressed state blobs on all cores into one aggregate.
+/// Scans state blobs on all cores into one aggregate.
 ///
 /// # Errors
-/// [`Error::Corrupt`] if a blob does not decode.
+/// [`Error::Corrupt`] if a blob does not decode or holds a state this scenario cannot have.
 pub fn scan_cohort(
+    engine: &Engine,
     blobs: &[Packed],
     filter: &CohortFilter,
     max_members: usize,
@@ -603,11 +604,16 @@ pub fn scan_cohort(
         .map(|b| {
             let raw = b.unpack()?;
             let mut agg = CohortAgg::new(max_members);
+            let mut bad = Ok(());
             codec::for_each_state(&raw, |st| {
-                if filter.matches(&st) {
+                if let Err(e) = engine.check_state(&st) {
+                    bad = Err(e);
+                } else if filter.matches(&st) {
                     agg.add(&st);
                 }
-            })?;
+            })
+            .and(bad)
+            .map_err(|e| Error::Corrupt(format!("user states: {e}")))?;
             Ok(agg)
         })
         .try_reduce(

@@ -70,6 +70,14 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: CancellationToken,
 ) -> crate::error::Result<()> {
+    if let Some(t) = &opts.auth_token {
+        if t.trim().is_empty() || t.trim() != t {
+            return Err(crate::error::Error::invalid(
+                "auth_token",
+                "must not be empty or padded with whitespace (an empty token would let `Bearer ` in)",
+            ));
+        }
+    }
     let app = Arc::new(App::new(store, shutdown.clone()));
     let auth = Auth::new(opts.auth_token.as_deref());
 

@@ -104,7 +104,7 @@ impl GenerateJob {
         let clock = std::time::Instant::now;
         let (id, key, first, n_days) = (
             self.sim.id.clone(),
-            self.sim.key,
+            self.sim.handle(),
             self.sim.days_generated,
             self.n_days,
         );
@@ -117,13 +117,19 @@ impl GenerateJob {
             }
             let day = first + i;
             let t = clock();
-            let due = days::load_due(&self.conn, key, day)?;
+            let due = days::load_due(&self.conn, &key, day)?;
+            if let Some(e) = due.iter().find_map(|st| engine.check_state(st).err()) {
+                return Err(Error::Corrupt(format!(
+                    "user states due on {}: {e}",
+                    engine.date_of(day)
+                )));
+            }
             let t1 = clock();
             let out: DayOutput = engine.step_day(day, due);
             let t2 = clock();
             let enc = EncodedDay::new(&engine, &out);
             let t3 = clock();
-            days::commit_day(&mut self.conn, key, &enc)?;
+            days::commit_day(&mut self.conn, &key, &enc)?;
             let t4 = clock();
             stats.load += (t1 - t).as_secs_f64();
             stats.generate += (t2 - t1).as_secs_f64();

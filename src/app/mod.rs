@@ -34,7 +34,8 @@ pub const MAX_BATCH: usize = 10_000;
 /// Shared state of the service.
 pub struct App {
     store: Store,
-    engines: Mutex<BTreeMap<i64, Arc<Engine>>>,
+    /// Compiled engines by simulation uid (never reused, unlike the rowid).
+    engines: Mutex<BTreeMap<String, Arc<Engine>>>,
     generating: Mutex<BTreeSet<String>>,
     shutdown: CancellationToken,
 }
@@ -131,7 +132,7 @@ impl App {
     /// # Errors
     /// [`Error::Corrupt`] if the stored scenario no longer validates.
     pub fn engine(&self, sim: &SimRow) -> Result<Arc<Engine>> {
-        if let Some(e) = self.engines.lock().expect("engines lock").get(&sim.key) {
+        if let Some(e) = self.engines.lock().expect("engines lock").get(&sim.uid) {
             return Ok(e.clone());
         }
         let scenario = Scenario::from_toml(&sim.scenario_toml)
@@ -145,7 +146,7 @@ impl App {
         self.engines
             .lock()
             .expect("engines lock")
-            .insert(sim.key, engine.clone());
+            .insert(sim.uid.clone(), engine.clone());
         Ok(engine)
     }
 
@@ -249,7 +250,7 @@ impl App {
         let mut conn = self.store.connect()?;
         let sim = sims::get(&conn, id)?;
         sims::delete(&mut conn, id)?;
-        self.engines.lock().expect("engines lock").remove(&sim.key);
+        self.engines.lock().expect("engines lock").remove(&sim.uid);
         Ok(())
     }
 
@@ -308,14 +309,20 @@ impl App {
         }
         let mut records = Vec::new();
         for (day, blob) in
-            days::device_chunk_blobs(&conn, sim.key, device, 0, sim.days_generated - 1)?
+            days::device_chunk_blobs(&conn, &sim.handle(), device, 0, sim.days_generated - 1)?
         {
             let raw = blob.unpack()?;
             codec::for_each_user_day(&raw, day, engine.day_start_ms(day), |r| {
                 if r.device == device {
                     records.push(r);
                 }
-            })?;
+            })
+            .map_err(|e| stream::corrupt_day(&engine, day, e))?;
+        }
+        for r in &records {
+            engine
+                .check_user_day(r)
+                .map_err(|e| stream::corrupt_day(&engine, r.day, e))?;
         }
         let identified = records
             .iter()
@@ -347,8 +354,8 @@ impl App {
         let sim = sims::get(&conn, id)?;
         let engine = self.engine(&sim)?;
         let filter = crate::query::CohortFilter::resolve(&engine, params)?;
-        let blobs = days::state_blobs(&conn, sim.key)?;
-        let agg = crate::query::scan_cohort(&blobs, &filter, max_members as usize)?;
+        let blobs = days::state_blobs(&conn, &sim.handle())?;
+        let agg = crate::query::scan_cohort(&engine, &blobs, &filter, max_members as usize)?;
         Ok((engine, sim, agg))
     }
 
@@ -368,11 +375,18 @@ impl App {
         let engine = self.engine(&sim)?;
         let last = sim.days_generated - 1;
         let mut b = ReportBuilder::new(&engine, last);
-        for blob in days::state_blobs(&conn, sim.key)? {
-            codec::for_each_state(&blob.unpack()?, |s| b.add_state(&s))?;
+        let handle = sim.handle();
+        for blob in days::state_blobs(&conn, &sim.handle())? {
+            let mut bad = Ok(());
+            codec::for_each_state(&blob.unpack()?, |s| match engine.check_state(&s) {
+                Ok(()) => b.add_state(&s),
+                Err(e) => bad = Err(e),
+            })
+            .and(bad)
+            .map_err(|e| Error::Corrupt(format!("user states: {e}")))?;
         }
         for day in 0..=last {
-            let blobs = days::day_chunk_blobs(&conn, sim.key, day)?;
+            let blobs = days::day_chunk_blobs(&conn, &handle, day)?;
             for r in decode_chunks(&engine, day, &blobs)? {
                 b.add_user_day(&r);
             }

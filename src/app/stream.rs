@@ -6,7 +6,7 @@ use super::{parse_ids, App, EventQuery, GenerateJob, DEFAULT_BATCH, MAX_BATCH, M
 use crate::error::{Error, Result};
 use crate::store::days;
 use crate::store::days::Packed;
-use crate::store::sims::{self, SimRow};
+use crate::store::sims::{self, SimRef, SimRow};
 use crate::store::Conn;
 use crate::validate::{parse_date, truncate, validate_id};
 use crate::wire::EventBatch;
@@ -126,7 +126,7 @@ impl App {
         Ok(EventStream {
             app: self.clone(),
             conn,
-            sim_key: sim.key,
+            sim: sim.handle(),
             engine,
             from_day,
             to_day,
@@ -143,7 +143,7 @@ impl App {
 pub struct EventStream {
     app: Arc<App>,
     conn: Conn,
-    sim_key: i64,
+    sim: SimRef,
     engine: Arc<Engine>,
     from_day: u32,
     to_day: u32,
@@ -357,11 +357,11 @@ impl EventStream {
                 return Err(Error::Unavailable("server is shutting down".into()));
             }
             let blobs = match only {
-                Some(dev) => days::device_chunk_blobs(&self.conn, self.sim_key, dev, day, day)?
+                Some(dev) => days::device_chunk_blobs(&self.conn, &self.sim, dev, day, day)?
                     .into_iter()
                     .map(|(_, b)| b)
                     .collect(),
-                None => days::day_chunk_blobs(&self.conn, self.sim_key, day)?,
+                None => days::day_chunk_blobs(&self.conn, &self.sim, day)?,
             };
             let records = decode_chunks(engine, day, &blobs)?;
             let day_start = engine.day_start_ms(day);
@@ -414,15 +414,30 @@ fn encode_part(
     out
 }
 
-/// Decompresses and decodes a day's chunks (on all cores), in chunk order.
+/// The error for a stored record of `day` that fails to decode or check.
+pub fn corrupt_day(engine: &Engine, day: u32, e: codec::CodecError) -> Error {
+    Error::Corrupt(format!("events of {}: {e}", engine.date_of(day)))
+}
+
+/// Decompresses, decodes and checks a day's chunks (on all cores), in chunk order.
 ///
 /// # Errors
-/// [`Error::Corrupt`] if a blob does not decode.
+/// [`Error::Corrupt`] if a blob does not decompress or decode, or holds a record that this
+/// scenario cannot render.
 pub fn decode_chunks(engine: &Engine, day: u32, blobs: &[Packed]) -> Result<Vec<UserDay>> {
     let start = engine.day_start_ms(day);
     let parts: Vec<Result<Vec<UserDay>>> = blobs
         .par_iter()
-        .map(|b| Ok(codec::decode_user_days(&b.unpack()?, day, start)?))
+        .map(|b| {
+            let records = codec::decode_user_days(&b.unpack()?, day, start)
+                .map_err(|e| corrupt_day(engine, day, e))?;
+            for r in &records {
+                engine
+                    .check_user_day(r)
+                    .map_err(|e| corrupt_day(engine, day, e))?;
+            }
+            Ok(records)
+        })
         .collect();
     let mut out = Vec::new();
     for p in parts {

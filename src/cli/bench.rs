@@ -160,7 +160,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
         let app = Arc::new(App::new(store.clone(), CancellationToken::new()));
         let job = app.prepare_generate("bench", 1)?;
         let conn = store.connect()?;
-        let due = crate::store::days::load_due(&conn, row.key, row.days_generated)?;
+        let due = crate::store::days::load_due(&conn, &row.handle(), row.days_generated)?;
         println!(
             "resume         {:.0} ms to reopen, claim the simulation and load the {} users due next",
             t.elapsed().as_secs_f64() * 1000.0,

@@ -169,6 +169,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(t) = &a.auth_token {
+        if t.trim().is_empty() || t.trim() != t {
+            anyhow::bail!(
+                "--auth-token (or AMPSIM_AUTH_TOKEN) is {}: give a real token, or leave both unset to serve without auth",
+                if t.trim().is_empty() { "empty" } else { "padded with whitespace, which HTTP headers drop" }
+            );
+        }
+    }
     rt.block_on(async move {
         let tls = a.tls_identity()?;
         let store = crate::store::Store::open_with_limit(&a.db, a.max_db_mib.map(|m| m * 1024 * 1024))

@@ -35,11 +35,20 @@ impl From<Error> for Status {
             Error::Aborted(m) => Status::aborted(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Unavailable(m) => Status::unavailable(m),
+            Error::Corrupt(m) => {
+                tracing::error!(error = %m, "stored data does not decode");
+                Status::data_loss(format!("stored data is corrupt: {m}"))
+            }
+            Error::Bug(m) => {
+                tracing::error!(error = %m, "bug");
+                Status::internal(format!(
+                    "internal error (a bug in ampsim): {m}; see the server log"
+                ))
+            }
             other => {
                 // Details stay in the server log; clients get the kind of failure only.
                 tracing::error!(error = %other, "internal error");
                 let kind = match other {
-                    Error::Corrupt(_) => "stored data is corrupt",
                     Error::Io(_) => "i/o error",
                     _ => "storage error",
                 };
@@ -74,21 +83,36 @@ where
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::task::spawn_blocking(move || {
         let mut sink = |item: T| tx.blocking_send(Ok(item)).is_ok();
-        if let Err(e) = produce(&mut sink) {
+        // A panic behind a stream must end it with an error, never with OK after a short
+        // read: the panic is caught here and sent as INTERNAL.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce(&mut sink)))
+            .unwrap_or_else(|p| Err(Error::Bug(panic_message(&*p))));
+        if let Err(e) = res {
             let _ = tx.blocking_send(Err(e.into()));
         }
     });
     Response::new(ReceiverStream::new(rx))
 }
 
+/// What a caught panic said.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let text = p
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("the worker panicked: {text}")
+}
+
 /// Runs blocking work off the async runtime.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
-        .map_err(Status::from)
+    match tokio::task::spawn_blocking(f).await {
+        Ok(res) => res.map_err(Status::from),
+        Err(e) if e.is_panic() => Err(Error::Bug(panic_message(&*e.into_panic())).into()),
+        Err(e) => Err(Error::Bug(format!("the worker was cancelled: {e}")).into()),
+    }
 }
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
@@ -272,5 +296,33 @@ impl SimulationService for Service {
         let app = self.app.clone();
         let report = blocking(move || app.report(&id)).await?;
         Ok(Response::new(convert::report(&report)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    /// A panic behind a stream ends it with INTERNAL after what was sent, never with OK.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_producer_ends_the_stream_with_internal() {
+        let mut s = stream(|sink: &mut dyn FnMut(u32) -> bool| {
+            sink(1);
+            sink(2);
+            panic!("boom");
+        })
+        .into_inner();
+        assert_eq!(s.next().await.unwrap().unwrap(), 1);
+        assert_eq!(s.next().await.unwrap().unwrap(), 2);
+        let e = s.next().await.unwrap().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Internal);
+        assert!(e.message().contains("boom"), "{e:?}");
+        assert!(s.next().await.is_none());
+        let e = blocking(|| -> Result<(), Error> { panic!("bang") })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Internal);
+        assert!(e.message().contains("bang"), "{e:?}");
     }
 }

@@ -7,6 +7,7 @@
 //! with the day's event chunks, its `days` row and the `days_generated` marker. The marker is
 //! checked in the same transaction, so two writers can never commit the same day twice.
 
+use super::sims::SimRef;
 use super::Conn;
 use crate::error::{Error, Result};
 use ampsim_engine::codec;
@@ -28,8 +29,25 @@ pub fn chunk_of(device: u64) -> i64 {
     (device >> CHUNK_BITS) as i64
 }
 
+/// Compresses a blob as one zstd frame carrying a checksum of its content (xxHash-32, checked
+/// by every decompression), so a damaged blob is an error, not wrong records. Blobs written
+/// before the checksum decode as they did.
 fn compress(raw: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(raw, ZSTD_LEVEL).expect("in-memory zstd compression cannot fail")
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let c = c.get_or_insert_with(|| {
+            let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context");
+            c.include_checksum(true)
+                .expect("the checksum flag is valid");
+            c
+        });
+        c.compress(raw)
+            .expect("in-memory zstd compression cannot fail")
+    })
 }
 
 fn decompress(blob: &[u8]) -> Result<Vec<u8>> {
@@ -128,27 +146,31 @@ impl EncodedDay {
 /// # Errors
 /// [`Error::Aborted`] if the day was committed already (another writer); storage errors,
 /// with a full disk as [`Error::ResourceExhausted`]. On error nothing of the day is stored.
-pub fn commit_day(conn: &mut Conn, sim_key: i64, enc: &EncodedDay) -> Result<()> {
+pub fn commit_day(conn: &mut Conn, sim: &SimRef, enc: &EncodedDay) -> Result<()> {
+    let sim_key = sim.key;
     let conn = &mut conn.0;
     let tx = conn.transaction().map_err(super::storage_error)?;
     let marked = tx
         .prepare_cached(
             "UPDATE simulations SET days_generated = ?1 + 1, sessions = sessions + ?2,
                  events = events + ?3, users = users + ?4
-             WHERE sim = ?5 AND days_generated = ?1",
+             WHERE sim = ?5 AND uid = ?6 AND days_generated = ?1",
         )?
         .execute(params![
             enc.day,
             enc.sessions as i64,
             enc.events as i64,
             enc.new_users as i64,
-            sim_key
+            sim_key,
+            sim.uid
         ])
         .map_err(super::storage_error)?;
     if marked != 1 {
+        // Say which: the simulation is gone, or another writer got there first.
+        sim.check(&tx)?;
         return Err(Error::Aborted(format!(
-            "day {} was already committed by another writer",
-            enc.day
+            "day {} of simulation {:?} was already committed by another writer (another server on the same file?)",
+            enc.day, sim.id
         )));
     }
     tx.prepare_cached("DELETE FROM user_states WHERE sim = ?1 AND due_day = ?2")?
@@ -192,16 +214,20 @@ pub fn commit_day(conn: &mut Conn, sim_key: i64, enc: &EncodedDay) -> Result<()>
 ///
 /// # Errors
 /// Storage errors; [`Error::Corrupt`] if a blob does not decode.
-pub fn load_due(conn: &Conn, sim_key: i64, day: u32) -> Result<Vec<UserState>> {
-    let conn = &conn.0;
+pub fn load_due(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<UserState>> {
+    let tx = conn.0.unchecked_transaction()?;
+    sim.check(&tx)?;
     let mut stmt =
-        conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1 AND due_day = ?2")?;
-    let mut rows = stmt.query(params![sim_key, day])?;
+        tx.prepare_cached("SELECT data FROM user_states WHERE sim = ?1 AND due_day = ?2")?;
+    let mut rows = stmt.query(params![sim.key, day])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let raw = decompress(r.get_ref(0)?.as_blob()?)?;
         codec::for_each_state(&raw, |s| out.push(s))?;
     }
+    drop(rows);
+    drop(stmt);
+    tx.commit()?;
     if let Some(bad) = out.iter().find(|s| s.next_due() != Some(day)) {
         return Err(Error::Corrupt(format!(
             "user state of device {} is filed under day {day} but due on {:?}",
@@ -213,36 +239,18 @@ pub fn load_due(conn: &Conn, sim_key: i64, day: u32) -> Result<Vec<UserState>> {
     Ok(out)
 }
 
-/// Calls `f` with every stored user state blob (decompressed) of a simulation: each user's
-/// latest state appears exactly once across them.
-///
-/// # Errors
-/// Storage errors, or whatever `f` returns.
-pub fn for_each_state_blob(
-    conn: &Conn,
-    sim_key: i64,
-    mut f: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let conn = &conn.0;
-    let mut stmt = conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?;
-    let mut rows = stmt.query([sim_key])?;
-    while let Some(r) = rows.next()? {
-        let raw = decompress(r.get_ref(0)?.as_blob()?)?;
-        f(&raw)?;
-    }
-    Ok(())
-}
-
 /// The raw (compressed) state blobs of a simulation, for decoding on several cores.
 ///
 /// # Errors
 /// Storage errors.
-pub fn state_blobs(conn: &Conn, sim_key: i64) -> Result<Vec<Packed>> {
-    let conn = &conn.0;
-    let mut stmt = conn.prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?;
-    let rows = stmt
-        .query_map([sim_key], |r| r.get::<_, Vec<u8>>(0).map(Packed))?
+pub fn state_blobs(conn: &Conn, sim: &SimRef) -> Result<Vec<Packed>> {
+    let tx = conn.0.unchecked_transaction()?;
+    sim.check(&tx)?;
+    let rows = tx
+        .prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?
+        .query_map([sim.key], |r| r.get::<_, Vec<u8>>(0).map(Packed))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
     Ok(rows)
 }
 
@@ -275,16 +283,16 @@ impl Packed {
 ///
 /// # Errors
 /// Storage errors.
-pub fn day_chunk_blobs(conn: &Conn, sim_key: i64, day: u32) -> Result<Vec<Packed>> {
-    let conn = &conn.0;
-    let mut stmt = conn.prepare_cached(
-        "SELECT data FROM event_chunks WHERE sim = ?1 AND day = ?2 ORDER BY chunk",
-    )?;
-    let rows = stmt
-        .query_map(params![sim_key, day], |r| {
+pub fn day_chunk_blobs(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<Packed>> {
+    let tx = conn.0.unchecked_transaction()?;
+    sim.check(&tx)?;
+    let rows = tx
+        .prepare_cached("SELECT data FROM event_chunks WHERE sim = ?1 AND day = ?2 ORDER BY chunk")?
+        .query_map(params![sim.key, day], |r| {
             r.get::<_, Vec<u8>>(0).map(Packed)
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
     Ok(rows)
 }
 
@@ -295,13 +303,14 @@ pub fn day_chunk_blobs(conn: &Conn, sim_key: i64, day: u32) -> Result<Vec<Packed
 /// Storage errors.
 pub fn device_chunk_blobs(
     conn: &Conn,
-    sim_key: i64,
+    sim: &SimRef,
     device: u64,
     from_day: u32,
     to_day: u32,
 ) -> Result<Vec<(u32, Packed)>> {
-    let conn = &conn.0;
-    let mut stmt = conn.prepare_cached(
+    let (tx, sim_key) = (conn.0.unchecked_transaction()?, sim.key);
+    sim.check(&tx)?;
+    let mut stmt = tx.prepare_cached(
         "SELECT day, devices, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",
     )?;
     let bit = (device & (CHUNK_DEVICES as u64 - 1)) as usize;
@@ -316,24 +325,8 @@ pub fn device_chunk_blobs(
             out.push((r.get::<_, u32>(0)?, Packed(r.get::<_, Vec<u8>>(2)?)));
         }
     }
+    drop(rows);
+    drop(stmt);
+    tx.commit()?;
     Ok(out)
-}
-
-/// Stored bytes of a simulation (event chunks and user states).
-///
-/// # Errors
-/// Storage errors.
-pub fn stored_bytes(conn: &Conn, sim_key: i64) -> Result<(u64, u64)> {
-    let conn = &conn.0;
-    let ev: i64 = conn.query_row(
-        "SELECT coalesce(sum(length(data)), 0) FROM event_chunks WHERE sim = ?1",
-        [sim_key],
-        |r| r.get(0),
-    )?;
-    let st: i64 = conn.query_row(
-        "SELECT coalesce(sum(length(data)), 0) FROM user_states WHERE sim = ?1",
-        [sim_key],
-        |r| r.get(0),
-    )?;
-    Ok((ev as u64, st as u64))
 }

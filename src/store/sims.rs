@@ -34,6 +34,54 @@ pub struct SimRow {
     pub users: u64,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// The simulation's identity: random, never reused (unlike `key`, SQLite's rowid).
+    pub uid: String,
+}
+
+impl SimRow {
+    /// The handle that reads and commits of this simulation go through.
+    pub fn handle(&self) -> SimRef {
+        SimRef {
+            key: self.key,
+            uid: self.uid.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// Names one simulation for the store's reads and commits: each checks, in its own
+/// transaction, that the simulation still exists with this uid, so a simulation deleted (and
+/// perhaps recreated under the same id or rowid) meanwhile is an error, never another
+/// simulation's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimRef {
+    pub(super) key: i64,
+    /// The uid.
+    pub uid: String,
+    /// The public id, for messages.
+    pub id: String,
+}
+
+impl SimRef {
+    /// Checks inside a transaction that the simulation still exists.
+    pub(super) fn check(&self, conn: &rusqlite::Connection) -> Result<()> {
+        let found: Option<i64> = conn
+            .prepare_cached("SELECT sim FROM simulations WHERE sim = ?1 AND uid = ?2")?
+            .query_row(params![self.key, self.uid], |r| r.get(0))
+            .optional()?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(self.gone()),
+        }
+    }
+
+    /// The error for a simulation that was deleted under a reader or writer.
+    pub(super) fn gone(&self) -> Error {
+        Error::NotFound(format!(
+            "simulation {:?} was deleted (by this or another server) while in use",
+            self.id
+        ))
+    }
 }
 
 /// A simulation to create.
@@ -56,7 +104,7 @@ pub struct NewSim<'a> {
 }
 
 const COLUMNS: &str = "sim, simulation_id, seed, start_date, population_scale, scenario_toml, \
-     scenario_name, engine_version, days_generated, sessions, events, users, created_at";
+     scenario_name, engine_version, days_generated, sessions, events, users, created_at, uid";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
     let date: String = r.get(3)?;
@@ -76,6 +124,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
         events: r.get::<_, i64>(10)? as u64,
         users: r.get::<_, i64>(11)? as u64,
         created_at: r.get(12)?,
+        uid: r.get(13)?,
     })
 }
 
@@ -86,8 +135,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
 pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
     let res = conn.0.execute(
         "INSERT INTO simulations (simulation_id, seed, start_date, population_scale, scenario_toml,
-             scenario_name, engine_version, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             scenario_name, engine_version, created_at, uid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, lower(hex(randomblob(16))))",
         params![
             s.id,
             s.seed as i64,

@@ -186,6 +186,49 @@ fn serve_warns_when_listening_beyond_loopback_unprotected() {
     assert!(!loopback.contains("WARN"), "{loopback}");
 }
 
+/// An empty or blank token would turn auth on with `Bearer ` as the password.
+#[test]
+fn serve_refuses_an_empty_auth_token_naming_the_flag_and_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |flag: Option<&str>, env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ampsim"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--db")
+            .arg(dir.path().join("t.db"))
+            .env_remove("AMPSIM_AUTH_TOKEN");
+        if let Some(t) = flag {
+            cmd.args(["--auth-token", t]);
+        }
+        if let Some(t) = env {
+            cmd.env("AMPSIM_AUTH_TOKEN", t);
+        }
+        // A server that starts would run forever: give it a moment, then stop it.
+        let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        for _ in 0..100 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    };
+    for (flag, env) in [
+        (Some(""), None),
+        (Some("   "), None),
+        (Some(" padded "), None),
+        (None, Some("")),
+    ] {
+        let out = serve(flag, env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag:?} {env:?}: started");
+        assert!(
+            err.contains("--auth-token") && err.contains("AMPSIM_AUTH_TOKEN"),
+            "{flag:?} {env:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn serve_refuses_half_a_tls_configuration_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ mod access;
 mod engine;
 mod export;
 mod fuzz;
+mod integrity;
 mod layout;
 mod queries;
 mod reliability;

@@ -19,7 +19,8 @@ use rayon::prelude::*;
 /// engine version is not extended by another, because the events would differ.
 pub const ENGINE_VERSION: u32 = 1;
 
-const DAY_MS: i64 = 86_400_000;
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
 
 /// The definition of a simulation: the same definition always gives the same events.
 #[derive(Debug, Clone, PartialEq)]

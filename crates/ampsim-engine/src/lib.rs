@@ -16,6 +16,7 @@
 //! - `ids`: reversible device ids and user ids, and insert ids.
 //! - `memory`: an in-memory driver (due queue in a map), for tests and the engine benchmark.
 
+pub mod check;
 pub mod codec;
 pub mod engine;
 pub mod ids;

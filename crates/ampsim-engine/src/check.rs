@@ -1,0 +1,97 @@
+//! Checks of decoded records against the scenario, so that stored bytes that decode but are
+//! wrong (a flipped bit, a file from another scenario) are an error instead of an index out
+//! of range later: everything the engine, the renderer and the report index by a stored
+//! number is checked here.
+
+use crate::codec::CodecError;
+use crate::engine::Engine;
+use crate::state::{EventKind, Touch, UserDay, UserState};
+
+/// Engagement tiers (bounce .. very_high).
+const TIERS: u8 = 5;
+
+impl Engine {
+    fn check_touch(&self, t: Touch) -> Result<(), CodecError> {
+        let s = self.scenario();
+        let src = s
+            .sources
+            .get(usize::from(t.source))
+            .ok_or(CodecError("touch source out of range"))?;
+        if usize::from(t.campaign) > src.campaigns.len() {
+            return Err(CodecError("touch campaign out of range"));
+        }
+        Ok(())
+    }
+
+    /// Checks a decoded day record: every index it holds is one of this scenario's, its event
+    /// ids do not overflow and its events fall inside its day.
+    ///
+    /// # Errors
+    /// [`CodecError`] naming the first thing out of range.
+    pub fn check_user_day(&self, ud: &UserDay) -> Result<(), CodecError> {
+        let s = self.scenario();
+        self.check_touch(ud.first_touch)?;
+        if let Some(sess) = &ud.session {
+            self.check_touch(sess.touch)?;
+            if sess.tier >= TIERS {
+                return Err(CodecError("session tier out of range"));
+            }
+        }
+        if let Some((_, start)) = ud.trial {
+            if start > ud.day {
+                return Err(CodecError("trial starts after the day"));
+            }
+        }
+        u32::try_from(ud.events.len())
+            .ok()
+            .and_then(|n| ud.event_id_base.checked_add(n))
+            .ok_or(CodecError("event id overflow"))?;
+        let day_start = self.day_start_ms(ud.day);
+        for e in &ud.events {
+            if !(day_start..day_start + crate::engine::DAY_MS).contains(&e.time_ms) {
+                return Err(CodecError("event time outside its day"));
+            }
+            let aux = usize::from(e.aux);
+            let n = match e.kind {
+                EventKind::Page => s.pages.catalogue.len(),
+                EventKind::Search => s.pages.search_terms.len(),
+                EventKind::ButtonClick => s.pages.buttons.len(),
+                EventKind::Form => s.forms.types.len(),
+                EventKind::TrialConverted | EventKind::Purchase => s.products.len(),
+                EventKind::UpgradeClicked
+                | EventKind::ContactSalesClicked
+                | EventKind::TrialExpired => usize::MAX,
+            };
+            if aux >= n {
+                return Err(CodecError("event index out of range"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a decoded user state: every index it holds is one of this scenario's.
+    ///
+    /// # Errors
+    /// [`CodecError`] naming the first thing out of range.
+    pub fn check_state(&self, st: &UserState) -> Result<(), CodecError> {
+        let s = self.scenario();
+        self.check_touch(st.first_touch)?;
+        self.check_touch(st.last_touch)?;
+        if st.sessions.iter().any(|x| x.tier >= TIERS) {
+            return Err(CodecError("session tier out of range"));
+        }
+        if st
+            .form_type
+            .is_some_and(|f| usize::from(f) >= s.forms.types.len())
+        {
+            return Err(CodecError("form type out of range"));
+        }
+        let products = s.products.len();
+        if st.trial.is_some_and(|t| usize::from(t.sku) >= products)
+            || st.product_sku.is_some_and(|p| usize::from(p) >= products)
+        {
+            return Err(CodecError("product out of range"));
+        }
+        Ok(())
+    }
+}

@@ -18,6 +18,10 @@ use tonic::service::interceptor::InterceptedService;
 
 /// Largest request message accepted (scenario TOML is limited to 256 KiB).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+const _: () = assert!(
+    MAX_REQUEST_BYTES == 1 << 20,
+    "the size-limit message says 1 MiB"
+);
 
 /// Server options beyond the listener and database.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +50,31 @@ impl std::fmt::Debug for TlsIdentity {
             .field("cert_pem_bytes", &self.cert_pem.len())
             .finish_non_exhaustive()
     }
+}
+
+/// tonic answers a request over the size limit with OUT_OF_RANGE; gRPC's convention, and what
+/// the contract promises, is RESOURCE_EXHAUSTED. The answer is a trailers-only response, so
+/// its status is in the headers, where this rewrites it (and only it: ampsim itself never
+/// answers OUT_OF_RANGE).
+fn too_large_is_resource_exhausted(
+    mut res: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let h = res.headers_mut();
+    let too_large = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message").is_some_and(|m| {
+            m.to_str().unwrap_or("").contains("too%20large")
+                || m.to_str().unwrap_or("").contains("too large")
+        });
+    if too_large {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+        h.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "request%20message%20too%20large%3A%20the%20limit%20is%201%20MiB",
+            ),
+        );
+    }
+    res
 }
 
 /// An error and its sources on one line (tonic's transport errors hide the cause in `source`).
@@ -115,7 +144,9 @@ pub async fn serve(
                 .await;
         }
     };
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder().layer(
+        tower::util::MapResponseLayer::new(too_large_is_resource_exhausted),
+    );
     if let Some(tls) = &opts.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
         builder = builder

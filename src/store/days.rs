@@ -148,7 +148,7 @@ impl EncodedDay {
 /// with a full disk as [`Error::ResourceExhausted`]. On error nothing of the day is stored.
 pub fn commit_day(conn: &mut Conn, sim: &SimRef, enc: &EncodedDay) -> Result<()> {
     let sim_key = sim.key;
-    let conn = &mut conn.0;
+    let conn = conn.raw_mut();
     let tx = conn.transaction().map_err(super::storage_error)?;
     let marked = tx
         .prepare_cached(
@@ -215,7 +215,7 @@ pub fn commit_day(conn: &mut Conn, sim: &SimRef, enc: &EncodedDay) -> Result<()>
 /// # Errors
 /// Storage errors; [`Error::Corrupt`] if a blob does not decode.
 pub fn load_due(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<UserState>> {
-    let tx = conn.0.unchecked_transaction()?;
+    let tx = conn.raw().unchecked_transaction()?;
     sim.check(&tx)?;
     let mut stmt =
         tx.prepare_cached("SELECT data FROM user_states WHERE sim = ?1 AND due_day = ?2")?;
@@ -244,7 +244,7 @@ pub fn load_due(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<UserState>> {
 /// # Errors
 /// Storage errors.
 pub fn state_blobs(conn: &Conn, sim: &SimRef) -> Result<Vec<Packed>> {
-    let tx = conn.0.unchecked_transaction()?;
+    let tx = conn.raw().unchecked_transaction()?;
     sim.check(&tx)?;
     let rows = tx
         .prepare_cached("SELECT data FROM user_states WHERE sim = ?1")?
@@ -284,7 +284,7 @@ impl Packed {
 /// # Errors
 /// Storage errors.
 pub fn day_chunk_blobs(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<Packed>> {
-    let tx = conn.0.unchecked_transaction()?;
+    let tx = conn.raw().unchecked_transaction()?;
     sim.check(&tx)?;
     let rows = tx
         .prepare_cached("SELECT data FROM event_chunks WHERE sim = ?1 AND day = ?2 ORDER BY chunk")?
@@ -308,7 +308,7 @@ pub fn device_chunk_blobs(
     from_day: u32,
     to_day: u32,
 ) -> Result<Vec<(u32, Packed)>> {
-    let (tx, sim_key) = (conn.0.unchecked_transaction()?, sim.key);
+    let (tx, sim_key) = (conn.raw().unchecked_transaction()?, sim.key);
     sim.check(&tx)?;
     let mut stmt = tx.prepare_cached(
         "SELECT day, devices, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",

@@ -32,12 +32,33 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// A database file, opened and migrated. Connections are opened per worker.
+/// A database file, opened and migrated. Workers take connections from its pool.
+///
+/// The store keeps one connection open for as long as it lives. In WAL mode SQLite deletes the
+/// `-wal` and `-shm` files when the last connection closes, and the next connection must
+/// create them again: on a full disk that fails, and every RPC, reads included, would fail
+/// with it. With the files kept, reads go on working on a full disk.
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
     max_bytes: Option<u64>,
+    pool: std::sync::Arc<Pool>,
 }
+
+/// Idle connections for reuse, and the one that keeps the WAL files in place.
+struct Pool {
+    idle: std::sync::Mutex<Vec<Connection>>,
+    _keeper: std::sync::Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+/// Idle connections kept for reuse; more are opened when needed and closed when returned.
+const POOL_IDLE: usize = 16;
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
@@ -59,6 +80,7 @@ impl Store {
     /// As [`Store::open`].
     pub fn open_with_limit(path: impl AsRef<Path>, max_bytes: Option<u64>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
+        check_header(&path)?;
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -69,7 +91,15 @@ impl Store {
         check_file(&conn, &path)?;
         configure(&conn, None)?;
         migrate(&conn, &path)?;
-        Ok(Store { path, max_bytes })
+        configure(&conn, max_bytes)?;
+        Ok(Store {
+            path,
+            max_bytes,
+            pool: std::sync::Arc::new(Pool {
+                idle: std::sync::Mutex::new(Vec::new()),
+                _keeper: std::sync::Mutex::new(conn),
+            }),
+        })
     }
 
     /// The database file.
@@ -82,12 +112,27 @@ impl Store {
     /// # Errors
     /// [`Error::Storage`] if SQLite cannot open the file.
     pub fn connect(&self) -> Result<Conn> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&conn, self.max_bytes)?;
-        Ok(Conn(conn))
+        let idle = self
+            .pool
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&conn, self.max_bytes)?;
+                conn
+            }
+        };
+        Ok(Conn {
+            conn: Some(conn),
+            pool: self.pool.clone(),
+        })
     }
 
     /// Moves everything in the write-ahead log into the database file and truncates the log,
@@ -97,15 +142,46 @@ impl Store {
     /// Storage errors.
     pub fn checkpoint(&self) -> Result<()> {
         let conn = self.connect()?;
-        conn.0
+        conn.raw()
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 }
 
-/// A connection to the store, for one worker or request. Only `store` can run SQL on it: the
-/// SQLite connection inside is private to this module.
-pub struct Conn(Connection);
+/// A connection to the store, for one worker or request, back to the pool when dropped. Only
+/// `store` can run SQL on it: the SQLite connection inside is private to this module.
+pub struct Conn {
+    conn: Option<Connection>,
+    pool: std::sync::Arc<Pool>,
+}
+
+impl Conn {
+    fn raw(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+
+    fn raw_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // A connection left inside a transaction (it cannot be, but if) is not reused.
+        if !conn.is_autocommit() {
+            return;
+        }
+        let mut idle = self
+            .pool
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < POOL_IDLE {
+            idle.push(conn);
+        }
+    }
+}
 
 /// An SQLite error, kept opaque outside `store`.
 #[derive(Debug, thiserror::Error)]
@@ -124,12 +200,64 @@ impl From<rusqlite::types::FromSqlError> for Error {
     }
 }
 
+/// Before SQLite touches an existing file: refuses one marked read-only, one that is not an
+/// SQLite file, and one shorter than its own header says (truncated), each with that cause.
+fn check_header(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // a new file
+    };
+    let shown = path.display();
+    if meta.permissions().readonly() {
+        return Err(Error::Database(format!(
+            "{shown} is read-only (its permissions allow no writes): ampsim writes to its database and creates {shown}-wal beside it; make it writable or use another --db"
+        )));
+    }
+    if meta.len() == 0 {
+        return Ok(()); // SQLite makes an empty file a new database
+    }
+    let mut head = [0u8; 100];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| Error::Database(format!("cannot read {shown}: {e}")))?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(Error::Database(format!("cannot read {shown}: {e}"))),
+            }
+        }
+        n
+    };
+    if n < head.len() || &head[..16] != b"SQLite format 3\0" {
+        return Err(Error::Database(format!(
+            "{shown} is not an ampsim database (not an SQLite file); it was left untouched"
+        )));
+    }
+    let page = match u32::from(u16::from_be_bytes([head[16], head[17]])) {
+        1 => 65_536,
+        p => u64::from(p),
+    };
+    let pages = u64::from(u32::from_be_bytes([head[28], head[29], head[30], head[31]]));
+    // The in-header size is valid when its "version-valid-for" number equals the change counter.
+    let size_valid = head[92..96] == head[24..28];
+    if size_valid && page * pages > meta.len() {
+        return Err(Error::Database(format!(
+            "{shown} is truncated: it has {} bytes, its header says {} ({pages} pages of {page}); it was left untouched. Restore it from a copy",
+            meta.len(),
+            page * pages
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses files that are not ampsim databases or that come from a newer schema, before
 /// anything is written to them.
 fn check_file(conn: &Connection, path: &Path) -> Result<()> {
     let not_sqlite = |e: rusqlite::Error| {
         Error::Database(format!(
-            "{} is not an ampsim database (not readable as SQLite: {e}); it was left untouched",
+            "{} cannot be read as an SQLite database ({e}): damaged, or not an ampsim database; it was left untouched",
             path.display()
         ))
     };

@@ -133,7 +133,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
 /// # Errors
 /// [`Error::AlreadyExists`] if the id is taken.
 pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
-    let res = conn.0.execute(
+    let res = conn.raw().execute(
         "INSERT INTO simulations (simulation_id, seed, start_date, population_scale, scenario_toml,
              scenario_name, engine_version, created_at, uid)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, lower(hex(randomblob(16))))",
@@ -167,7 +167,7 @@ pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
 /// # Errors
 /// [`Error::NotFound`] if there is none.
 pub fn get(conn: &Conn, id: &str) -> Result<SimRow> {
-    let conn = &conn.0;
+    let conn = conn.raw();
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM simulations WHERE simulation_id = ?1"
     ))?
@@ -181,7 +181,7 @@ pub fn get(conn: &Conn, id: &str) -> Result<SimRow> {
 /// # Errors
 /// Storage errors.
 pub fn list(conn: &Conn) -> Result<Vec<SimRow>> {
-    let conn = &conn.0;
+    let conn = conn.raw();
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM simulations ORDER BY sim"))?;
     let rows = stmt
@@ -195,7 +195,7 @@ pub fn list(conn: &Conn) -> Result<Vec<SimRow>> {
 /// # Errors
 /// Storage errors.
 pub fn delete(conn: &mut Conn, id: &str) -> Result<bool> {
-    let conn = &mut conn.0;
+    let conn = conn.raw_mut();
     let tx = conn.transaction()?;
     let key: Option<i64> = tx
         .query_row(

@@ -397,3 +397,42 @@ async fn a_simulation_deleted_under_a_stream_ends_it_with_an_error() {
     }
     s.stop().await;
 }
+
+/// A simulation deleted by another server while this one generates it: generation stops with
+/// NOT_FOUND saying so, not with "already committed by another writer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_deleted_by_another_server_stops_generation_with_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let a = TestServer::start(&db).await;
+    let b = TestServer::start(&db).await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    create(&mut ca, "g", 9, 0.01).await;
+    // Far more days than the progress stream buffers (32): the generator waits for this reader
+    // after 32 days, so the delete lands mid-run.
+    let mut progress = ca
+        .generate_days(pb::GenerateDaysRequest {
+            simulation_id: "g".into(),
+            days: 400,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(progress.message().await.unwrap().is_some());
+    cb.delete_simulation(pb::DeleteSimulationRequest {
+        simulation_id: "g".into(),
+    })
+    .await
+    .unwrap();
+    let e = loop {
+        match progress.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("generation of a deleted simulation ended OK"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("deleted"), "{e:?}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -432,6 +432,84 @@ fn foreign_or_newer_database_files_are_refused_and_left_untouched() {
     assert_eq!(std::fs::read(&newer).unwrap(), before);
 }
 
+/// A database with one simulation of a few days, its WAL folded into the file.
+fn small_database(path: &std::path::Path) {
+    let store = ampsim::store::Store::open(path).unwrap();
+    let app = std::sync::Arc::new(ampsim::app::App::new(
+        store,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    app.create(&ampsim::app::CreateParams {
+        simulation_id: "t".into(),
+        seed: 1,
+        start_date: "2025-03-03".into(),
+        population_scale: 0.01,
+        scenario_toml: String::new(),
+    })
+    .unwrap();
+    app.generate("t", 3, |_| true).unwrap();
+    app.store().checkpoint().unwrap();
+}
+
+#[test]
+fn a_truncated_or_read_only_database_is_refused_naming_the_cause() {
+    let dir = tmp();
+    let good = dir.path().join("good.db");
+    small_database(&good);
+    assert!(ampsim::store::Store::open(&good).is_ok());
+
+    let cut = dir.path().join("cut.db");
+    let bytes = std::fs::read(&good).unwrap();
+    assert!(bytes.len() > 8192, "{} bytes", bytes.len());
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = ampsim::store::Store::open(&cut).unwrap_err().to_string();
+    assert!(
+        e.contains("truncated") && !e.contains("not an ampsim database"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&cut).unwrap(), bytes[..bytes.len() / 2]);
+
+    let ro = dir.path().join("ro.db");
+    std::fs::copy(&good, &ro).unwrap();
+    let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&ro, perms).unwrap();
+    let e = ampsim::store::Store::open(&ro).unwrap_err().to_string();
+    assert!(
+        e.contains("read-only") && !e.contains("not an ampsim database"),
+        "{e}"
+    );
+}
+
+/// The store keeps its `-wal` and `-shm` files while it is open, so that a full disk cannot
+/// stop reads: a connection opened when they are gone must create them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_files_stay_while_the_server_runs_so_reads_survive_a_full_disk() {
+    let dir = tmp();
+    let db = dir.path().join("w.db");
+    let s = TestServer::start(&db).await;
+    let mut c = s.client().await;
+    create(&mut c, "w", 2, 0.01).await;
+    generate(&mut c, "w", 2).await;
+    assert!(!pull_all(&mut c, "w").await.is_empty());
+    drop(c);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let side = |ext: &str| {
+        let mut p = db.clone().into_os_string();
+        p.push(ext);
+        std::path::PathBuf::from(p)
+    };
+    assert!(
+        side("-wal").exists(),
+        "the -wal file was removed while serving"
+    );
+    assert!(
+        side("-shm").exists(),
+        "the -shm file was removed while serving"
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigint_shut_down_gracefully_mid_generation() {
     for sig in ["TERM", "INT"] {

@@ -32,6 +32,9 @@ pub struct ServeOptions {
     pub drain_timeout: Option<Duration>,
     /// When set, the listener speaks TLS (rustls) with this certificate chain and key.
     pub tls: Option<TlsIdentity>,
+    /// Most memory (bytes) one day's generation may need; `None` is
+    /// [`crate::app::DEFAULT_MEMORY_BUDGET`].
+    pub memory_budget: Option<u64>,
 }
 
 /// A PEM certificate chain and its PEM private key, for the TLS listener.
@@ -107,7 +110,12 @@ pub async fn serve(
             ));
         }
     }
-    let app = Arc::new(App::new(store, shutdown.clone()));
+    let app = Arc::new(
+        App::new(store, shutdown.clone()).with_memory_budget(
+            opts.memory_budget
+                .unwrap_or(crate::app::DEFAULT_MEMORY_BUDGET),
+        ),
+    );
     let auth = Auth::new(opts.auth_token.as_deref());
 
     let (health, health_service) = tonic_health::server::health_reporter();

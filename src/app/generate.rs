@@ -116,6 +116,13 @@ impl GenerateJob {
                 )));
             }
             let day = first + i;
+            let users =
+                days::due_users(&self.conn, &key, day)? + u64::from(engine.new_users_on(day));
+            self.app.check_budget(
+                &format!("day {} of {id:?}", engine.date_of(day)),
+                users,
+                None,
+            )?;
             let t = clock();
             let due = days::load_due(&self.conn, &key, day)?;
             if let Some(e) = due.iter().find_map(|st| engine.check_state(st).err()) {

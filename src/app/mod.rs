@@ -31,6 +31,21 @@ pub const DEFAULT_BATCH: usize = 1000;
 /// Largest events per streamed batch.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Default memory budget of a server: what one day's generation may take (8 GiB, a third of
+/// this project's 24 GB machine).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 8 << 30;
+/// Memory a day's generation takes besides its users (runtime, buffers, SQLite's cache).
+pub const DAY_BASE_BYTES: u64 = 96 << 20;
+/// Memory per user processed in a day (state, day record, encoding), measured with
+/// `ampsim bench --scale 100 --days 2`: 2,488 MiB peak for about 5M users in the second day,
+/// i.e. about 500 bytes each; 520 keeps the estimate on the safe side.
+pub const DAY_BYTES_PER_USER: u64 = 520;
+
+/// What generating a day with `users` users (due and new) needs, by the measured figures.
+pub fn day_bytes(users: u64) -> u64 {
+    DAY_BASE_BYTES + users.saturating_mul(DAY_BYTES_PER_USER)
+}
+
 /// Shared state of the service.
 pub struct App {
     store: Store,
@@ -38,6 +53,9 @@ pub struct App {
     engines: Mutex<BTreeMap<String, Arc<Engine>>>,
     generating: Mutex<BTreeSet<String>>,
     shutdown: CancellationToken,
+    /// Most memory one day's generation may need ([`day_bytes`]); days over it are refused
+    /// before anything is allocated.
+    memory_budget: u64,
 }
 
 /// Marks a simulation as generating until dropped.
@@ -119,7 +137,31 @@ impl App {
             engines: Mutex::new(BTreeMap::new()),
             generating: Mutex::new(BTreeSet::new()),
             shutdown,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
+    }
+
+    /// The service with another memory budget (bytes a day's generation may need).
+    pub fn with_memory_budget(mut self, bytes: u64) -> App {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// The error for a day over the memory budget, or none.
+    fn check_budget(&self, what: &str, users: u64, field: Option<&str>) -> Result<()> {
+        let need = day_bytes(users);
+        if need <= self.memory_budget {
+            return Ok(());
+        }
+        let m = format!(
+            "{what} would need about {} MiB for {users} users, over the server's memory budget of {} MiB (serve --memory-budget-mib); use a smaller population_scale or raise the budget",
+            need >> 20,
+            self.memory_budget >> 20
+        );
+        Err(match field {
+            Some(f) => Error::invalid(f, m),
+            None => Error::ResourceExhausted(m),
+        })
     }
 
     /// The store.
@@ -203,6 +245,18 @@ impl App {
             };
             Error::invalid(field, e.message)
         })?;
+        let first_day = Engine::new(SimConfig {
+            scenario: scenario.clone(),
+            seed: p.seed,
+            start_date,
+            population_scale: scale,
+        })
+        .new_users_on(0);
+        self.check_budget(
+            "its first day",
+            u64::from(first_day),
+            Some("population_scale"),
+        )?;
         let conn = self.store.connect()?;
         sims::create(
             &conn,

@@ -64,6 +64,14 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED, as on a full disk, and resumes once the limit is raised.
     #[arg(long, env = "AMPSIM_MAX_DB_MIB")]
     pub max_db_mib: Option<u64>,
+    /// Most memory one simulated day's generation may need, in MiB. A day estimated above it
+    /// (about 520 bytes per user in the day, plus 96 MiB) is refused with RESOURCE_EXHAUSTED
+    /// before anything is allocated, and CreateSimulation refuses a population_scale whose
+    /// first day is over it. The default, 8192, fits about scale 200 in steady state (scale 360
+    /// on day 0).
+    #[arg(long, env = "AMPSIM_MEMORY_BUDGET_MIB", default_value_t = 8192,
+          value_parser = clap::value_parser!(u64).range(128..=1 << 24))]
+    pub memory_budget_mib: u64,
     /// Serve TLS (rustls) with this PEM certificate chain (leaf first); needs --tls-key.
     /// Clients then use an `https://` URL.
     #[arg(long, env = "AMPSIM_TLS_CERT", requires = "tls_key")]
@@ -206,6 +214,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 auth_token: a.auth_token,
                 drain_timeout: None,
                 tls,
+                memory_budget: Some(a.memory_budget_mib << 20),
             },
             shutdown,
         )

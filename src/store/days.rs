@@ -239,6 +239,23 @@ pub fn load_due(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<UserState>> {
     Ok(out)
 }
 
+/// How many users are due on `day`, from the row counts (nothing is decoded): what
+/// generating the day will hold in memory, with the day's new users.
+///
+/// # Errors
+/// Storage errors; [`Error::NotFound`] if the simulation is gone.
+pub fn due_users(conn: &Conn, sim: &SimRef, day: u32) -> Result<u64> {
+    let tx = conn.raw().unchecked_transaction()?;
+    sim.check(&tx)?;
+    let n: i64 = tx
+        .prepare_cached(
+            "SELECT coalesce(sum(users), 0) FROM user_states WHERE sim = ?1 AND due_day = ?2",
+        )?
+        .query_row(params![sim.key, day], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(n.max(0) as u64)
+}
+
 /// The raw (compressed) state blobs of a simulation, for decoding on several cores.
 ///
 /// # Errors

@@ -492,3 +492,77 @@ async fn a_bounded_load_test_has_no_errors() {
     assert!(r.p99_ms >= r.p50_ms);
     s.stop().await;
 }
+
+/// A memory budget: a simulation whose first day cannot fit is refused at creation, and a day
+/// that outgrows the budget later is refused before it is generated, naming the limit and the
+/// estimate; the days before it stay committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_over_the_memory_budget_are_refused_before_they_allocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(
+        &dir.path().join("m.db"),
+        ampsim::server::ServeOptions {
+            memory_budget: Some(100 << 20),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = s.client().await;
+    // Scale 1000 of the default year: about 45M users on day 0.
+    let e = c
+        .create_simulation(pb::CreateSimulationRequest {
+            simulation_id: "huge".into(),
+            population_scale: 1000.0,
+            start_date: "2025-03-03".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    for part in ["population_scale", "memory budget", "100 MiB", "MiB for"] {
+        assert!(e.message().contains(part), "{part}: {e:?}");
+    }
+    // A two-line scenario with five million visitors a day.
+    let e = c
+        .create_simulation(pb::CreateSimulationRequest {
+            simulation_id: "flood".into(),
+            population_scale: 1.0,
+            start_date: "2025-03-03".into(),
+            scenario_toml: "[traffic]\nnew_users_per_day = 5000000\n".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("memory budget"), "{e:?}");
+    // Day 0 fits (about 5,300 new users); returning users make later days outgrow 100 MiB.
+    create(&mut c, "grows", 3, 0.12).await;
+    let mut st = c
+        .generate_days(pb::GenerateDaysRequest {
+            simulation_id: "grows".into(),
+            days: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut done = 0;
+    let e = loop {
+        match st.message().await {
+            Ok(Some(_)) => done += 1,
+            Ok(None) => panic!("all 60 days fit in 100 MiB"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("memory budget"), "{e:?}");
+    assert!(done >= 3, "{done} days");
+    let sim = c
+        .get_simulation(pb::GetSimulationRequest {
+            simulation_id: "grows".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sim.days_generated, done);
+    s.stop().await;
+}

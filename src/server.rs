@@ -7,7 +7,7 @@
 
 use crate::app::App;
 use crate::pb::simulation_service_server::SimulationServiceServer;
-use crate::rpc::{Auth, Service};
+use crate::rpc::{Auth, Service, StreamLimits};
 use crate::store::Store;
 use crate::wire::WINDOW_BYTES;
 use std::sync::Arc;
@@ -35,7 +35,12 @@ pub struct ServeOptions {
     /// Most memory (bytes) one day's generation may need; `None` is
     /// [`crate::app::DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: Option<u64>,
+    /// Limits of the streaming RPCs (slots, buffered bytes, send timeout).
+    pub stream_limits: StreamLimits,
 }
+
+/// HTTP/2 streams (RPCs in flight) one connection may open; more wait for the client's turn.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 /// A PEM certificate chain and its PEM private key, for the TLS listener.
 #[derive(Clone)]
@@ -135,8 +140,41 @@ pub async fn serve(
     let reflection_alpha = reflection_builder()
         .build_v1alpha()
         .map_err(|e| crate::error::Error::Io(std::io::Error::other(e)))?;
-    let sim = SimulationServiceServer::new(Service::new(app))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let service = Service::with_limits(app, opts.stream_limits);
+    let mut saturation = service.saturation();
+    let sim = SimulationServiceServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES);
+    // Health follows the stream slots: NOT_SERVING while every one is taken, so a load
+    // balancer sends new work elsewhere; SERVING again once one is free (until shutdown).
+    {
+        let (health, shutdown) = (health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = saturation.changed() => if changed.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                }
+                let busy = *saturation.borrow_and_update();
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let status = if busy {
+                    tracing::warn!(
+                        "every stream slot is taken: health NOT_SERVING until one is free"
+                    );
+                    tonic_health::ServingStatus::NotServing
+                } else {
+                    tonic_health::ServingStatus::Serving
+                };
+                health
+                    .set_service_status(
+                        <SimulationServiceServer<Service> as tonic::server::NamedService>::NAME,
+                        status,
+                    )
+                    .await;
+                health.set_service_status("", status).await;
+            }
+        });
+    }
 
     let signal = {
         let shutdown = shutdown.clone();
@@ -171,6 +209,7 @@ pub async fn serve(
         // on window updates.
         .initial_stream_window_size(Some(WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * WINDOW_BYTES))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .add_service(health_service)
         .add_service(InterceptedService::new(reflection, auth.clone()))
         .add_service(InterceptedService::new(reflection_alpha, auth.clone()))

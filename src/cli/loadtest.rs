@@ -21,6 +21,11 @@ pub struct LoadTestArgs {
     /// Most requests per client.
     #[arg(long, default_value_t = 100_000)]
     pub max_requests: u64,
+    /// Also hold this many StreamEvents streams (batches of 10,000 events, each on its own
+    /// connection with HTTP/2's default 64 KiB window) that never read, for the whole run: the
+    /// hostile clients the server's stream limits are for. Watch the server's memory meanwhile.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: u32,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub client: ClientOpts,
@@ -129,6 +134,31 @@ pub async fn load(a: &LoadTestArgs) -> anyhow::Result<LoadReport> {
             users.extend(m.members.into_iter().map(|m| m.user_id));
         }
     }
+    // Plain connections (HTTP/2's default windows): once a few batches are in flight the
+    // server can send nothing more.
+    let mut stalled = Vec::new();
+    for _ in 0..a.stalled {
+        let mut c = pb::simulation_service_client::SimulationServiceClient::connect(
+            a.client.server.clone(),
+        )
+        .await?
+        .max_decoding_message_size(64 << 20);
+        match c
+            .stream_events(pb::StreamEventsRequest {
+                simulation_id: a.simulation.clone(),
+                batch_size: 10_000,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(s) => stalled.push((c, s.into_inner())),
+            Err(s) => anyhow::bail!(
+                "--stalled: stream {} refused: {}",
+                stalled.len() + 1,
+                s.message()
+            ),
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -187,7 +217,10 @@ pub fn run(a: &LoadTestArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let r = rt.block_on(load(a))?;
-    println!("clients      {}", a.clients);
+    println!(
+        "clients      {} (and {} stalled streams)",
+        a.clients, a.stalled
+    );
     println!(
         "requests     {} in {:.1} s: {:.0} requests/s",
         r.requests,

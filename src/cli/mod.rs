@@ -72,6 +72,23 @@ pub struct ServeArgs {
     #[arg(long, env = "AMPSIM_MEMORY_BUDGET_MIB", default_value_t = 8192,
           value_parser = clap::value_parser!(u64).range(128..=1 << 24))]
     pub memory_budget_mib: u64,
+    /// Streaming RPCs (GenerateDays, StreamEvents, GetUserJourney, QueryCohort) running at
+    /// once, over all connections; one more gets RESOURCE_EXHAUSTED, and health says
+    /// NOT_SERVING while all are taken.
+    #[arg(long, env = "AMPSIM_MAX_STREAMS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_streams: u32,
+    /// MiB of messages one stream may hold for a client that has not read them yet. The default
+    /// holds one time slice of a day's stream (about 32K events), so the next slice renders
+    /// while the client reads; less costs StreamEvents throughput (8 MiB: about 15%).
+    #[arg(long, env = "AMPSIM_STREAM_BUFFER_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub stream_buffer_mib: u32,
+    /// Seconds a stream waits for a client that reads nothing before it ends the stream with
+    /// ABORTED and frees its slot.
+    #[arg(long, env = "AMPSIM_STREAM_SEND_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub stream_send_timeout_secs: u32,
     /// Serve TLS (rustls) with this PEM certificate chain (leaf first); needs --tls-key.
     /// Clients then use an `https://` URL.
     #[arg(long, env = "AMPSIM_TLS_CERT", requires = "tls_key")]
@@ -215,6 +232,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 drain_timeout: None,
                 tls,
                 memory_budget: Some(a.memory_budget_mib << 20),
+                stream_limits: crate::rpc::StreamLimits {
+                    max_streams: a.max_streams as usize,
+                    buffer_bytes: (a.stream_buffer_mib as usize) << 20,
+                    send_timeout: std::time::Duration::from_secs(a.stream_send_timeout_secs.into()),
+                },
             },
             shutdown,
         )

@@ -1,14 +1,18 @@
 //! The tonic service. Architecture Invariant: this is the only module that knows
 //! `tonic::Status`; it maps [`Error`] to status codes in one place.
 //!
-//! Every handler validates cheaply, then runs the operation on a blocking thread. Streams are
-//! a bounded channel (32 messages) fed by the blocking producer, which stops as soon as a send
-//! fails because the client went away.
+//! Every handler validates cheaply, then runs the operation on a blocking thread. A streaming
+//! RPC takes one of a fixed number of stream slots (or is refused with RESOURCE_EXHAUSTED) and
+//! is fed by its blocking producer through [`stream`], which bounds the bytes waiting for the
+//! client, ends a stream whose client stops reading, and stops as soon as the client goes.
 
 mod auth;
 pub mod convert;
+mod limits;
 
 pub use auth::Auth;
+pub use limits::StreamLimits;
+use limits::{Slot, Slots};
 
 use crate::app::{App, CreateParams, EventQuery};
 use crate::error::Error;
@@ -16,12 +20,10 @@ use crate::pb;
 use crate::pb::simulation_service_server::SimulationService;
 use crate::wire::EventBatch;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
-
-/// Messages buffered per stream before the producer waits for the client.
-const STREAM_BUFFER: usize = 32;
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
@@ -62,36 +64,102 @@ impl From<Error> for Status {
 #[derive(Clone)]
 pub struct Service {
     app: Arc<App>,
+    limits: StreamLimits,
+    slots: Arc<Slots>,
 }
 
 impl Service {
-    /// A service over the shared app.
+    /// A service over the shared app, with the default stream limits.
     pub fn new(app: Arc<App>) -> Self {
-        Service { app }
+        Self::with_limits(app, StreamLimits::default())
+    }
+
+    /// A service over the shared app with these stream limits.
+    pub fn with_limits(app: Arc<App>, limits: StreamLimits) -> Self {
+        Service {
+            app,
+            limits,
+            slots: Slots::new(limits.max_streams.max(1)),
+        }
+    }
+
+    /// Follows saturation: true while every stream slot is taken (health reports
+    /// NOT_SERVING then).
+    pub fn saturation(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.slots.watch()
+    }
+
+    /// A stream slot, or RESOURCE_EXHAUSTED when all are taken.
+    #[allow(clippy::result_large_err)]
+    fn slot(&self) -> Result<Slot, Status> {
+        self.slots.take().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "the server is busy: all {} stream slots are taken (serve --max-streams); retry later",
+                self.slots.max()
+            ))
+        })
+    }
+
+    /// [`stream`] with this service's limits, holding `slot` until the producer ends.
+    fn stream<T, F>(&self, slot: Slot, produce: F) -> Response<Stream<T>>
+    where
+        T: prost::Message + Send + 'static,
+        F: FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), Error> + Send + 'static,
+    {
+        stream(self.limits, slot, produce)
     }
 }
 
-/// Streams what `produce` sends, from a blocking thread, through a bounded channel: the shape
-/// of every streaming RPC. `produce` hands each message to its sink, which returns false once
-/// the client has gone (then `produce` should stop); an error it returns ends the stream with
-/// that status.
-fn stream<T, F>(produce: F) -> Response<Stream<T>>
+/// Streams what `produce` sends, from a blocking thread: the shape of every streaming RPC.
+/// `produce` hands each message to its sink, which returns false once the client has gone
+/// (then `produce` should stop); an error it returns, or a panic, ends the stream with that
+/// status. The messages waiting for the client hold at most `limits.buffer_bytes` (the sink
+/// waits for room); a client that leaves the stream full for `limits.send_timeout` gets
+/// ABORTED. `slot` is given back when the producer ends.
+fn stream<T, F>(limits: StreamLimits, slot: Slot, produce: F) -> Response<Stream<T>>
 where
-    T: Send + 'static,
+    T: prost::Message + Send + 'static,
     F: FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), Error> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let (tx, rx) = mpsc::unbounded_channel::<(Result<T, Status>, Option<OwnedSemaphorePermit>)>();
+    let room = Arc::new(Semaphore::new(limits.buffer_bytes.max(1)));
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut sink = |item: T| tx.blocking_send(Ok(item)).is_ok();
+        let _slot = slot;
+        let mut stalled = false;
+        let mut sink = |item: T| {
+            let bytes = item.encoded_len().clamp(1, limits.buffer_bytes.max(1));
+            let wait = room.clone().acquire_many_owned(bytes as u32);
+            match runtime.block_on(tokio::time::timeout(limits.send_timeout, wait)) {
+                Ok(Ok(permit)) => tx.send((Ok(item), Some(permit))).is_ok(),
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    stalled = true;
+                    false
+                }
+            }
+        };
         // A panic behind a stream must end it with an error, never with OK after a short
         // read: the panic is caught here and sent as INTERNAL.
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce(&mut sink)))
             .unwrap_or_else(|p| Err(Error::Bug(panic_message(&*p))));
+        let res = match res {
+            Ok(()) if stalled => Err(Error::Aborted(format!(
+                "the client read nothing for {} s, so the stream was ended (serve --stream-send-timeout-secs)",
+                limits.send_timeout.as_secs_f64()
+            ))),
+            other => other,
+        };
         if let Err(e) = res {
-            let _ = tx.blocking_send(Err(e.into()));
+            let _ = tx.send((Err(e.into()), None));
         }
     });
-    Response::new(ReceiverStream::new(rx))
+    // A message's bytes count against the stream's room until the client takes it.
+    let rx = UnboundedReceiverStream::new(rx).map(|(item, permit)| {
+        drop(permit);
+        item
+    });
+    Response::new(Box::pin(rx))
 }
 
 /// What a caught panic said.
@@ -115,7 +183,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-type Stream<T> = ReceiverStream<Result<T, Status>>;
+type Stream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl SimulationService for Service {
@@ -196,8 +264,9 @@ impl SimulationService for Service {
     ) -> Result<Response<Self::GenerateDaysStream>, Status> {
         let r = req.into_inner();
         let app = self.app.clone();
+        let slot = self.slot()?;
         let job = blocking(move || app.prepare_generate(&r.simulation_id, r.days)).await?;
-        Ok(stream(move |sink| {
+        Ok(self.stream(slot, move |sink| {
             job.run(|d| sink(convert::day(&d))).map(drop)
         }))
     }
@@ -220,8 +289,9 @@ impl SimulationService for Service {
             generate_missing: r.generate_missing,
             batch_size: r.batch_size,
         };
+        let slot = self.slot()?;
         let events = blocking(move || app.prepare_stream(&id, &q)).await?;
-        Ok(stream(move |sink| events.run(sink)))
+        Ok(self.stream(slot, move |sink| events.run(sink)))
     }
 
     type GetUserJourneyStream = Stream<pb::JourneyItem>;
@@ -232,9 +302,10 @@ impl SimulationService for Service {
     ) -> Result<Response<Self::GetUserJourneyStream>, Status> {
         let r = req.into_inner();
         let app = self.app.clone();
+        let slot = self.slot()?;
         let (engine, records, summary) =
             blocking(move || app.journey(&r.simulation_id, &r.user_id, &r.device_id)).await?;
-        Ok(stream(move |sink| {
+        Ok(self.stream(slot, move |sink| {
             let events = engine.render_sorted(&records);
             for batch in events.chunks(1000) {
                 let item = pb::journey_item::Item::Events(EventBatch::encode(batch));
@@ -272,8 +343,9 @@ impl SimulationService for Service {
         };
         let id = r.simulation_id;
         let max = r.max_members;
+        let slot = self.slot()?;
         let (engine, sim, agg) = blocking(move || app.cohort(&id, &params, max)).await?;
-        Ok(stream(move |sink| {
+        Ok(self.stream(slot, move |sink| {
             let (members, agg) = agg.into_members();
             for chunk in members.chunks(1000) {
                 let batch = chunk.iter().map(|m| convert::member(&engine, m)).collect();
@@ -302,23 +374,36 @@ impl SimulationService for Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_stream::StreamExt;
 
     /// A panic behind a stream ends it with INTERNAL after what was sent, never with OK.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_producer_ends_the_stream_with_internal() {
-        let mut s = stream(|sink: &mut dyn FnMut(u32) -> bool| {
-            sink(1);
-            sink(2);
-            panic!("boom");
-        })
+        let slots = Slots::new(1);
+        let slot = slots.take().unwrap();
+        assert!(slots.take().is_none(), "one slot");
+        let mut s = stream(
+            StreamLimits::default(),
+            slot,
+            |sink: &mut dyn FnMut(pb::DayProgress) -> bool| {
+                sink(pb::DayProgress {
+                    day_index: 1,
+                    ..Default::default()
+                });
+                sink(pb::DayProgress {
+                    day_index: 2,
+                    ..Default::default()
+                });
+                panic!("boom");
+            },
+        )
         .into_inner();
-        assert_eq!(s.next().await.unwrap().unwrap(), 1);
-        assert_eq!(s.next().await.unwrap().unwrap(), 2);
+        assert_eq!(s.next().await.unwrap().unwrap().day_index, 1);
+        assert_eq!(s.next().await.unwrap().unwrap().day_index, 2);
         let e = s.next().await.unwrap().unwrap_err();
         assert_eq!(e.code(), tonic::Code::Internal);
         assert!(e.message().contains("boom"), "{e:?}");
         assert!(s.next().await.is_none());
+        assert!(slots.take().is_some(), "the slot came back");
         let e = blocking(|| -> Result<(), Error> { panic!("bang") })
             .await
             .unwrap_err();

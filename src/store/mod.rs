@@ -241,8 +241,13 @@ fn check_header(path: &Path) -> Result<()> {
     };
     let pages = u64::from(u32::from_be_bytes([head[28], head[29], head[30], head[31]]));
     // The in-header size is valid when its "version-valid-for" number equals the change counter.
+    // With a write-ahead log beside the file the header may run ahead of it (a checkpoint
+    // killed half-way writes page 1 first), and SQLite completes the file from the log.
     let size_valid = head[92..96] == head[24..28];
-    if size_valid && page * pages > meta.len() {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let has_log = std::fs::metadata(std::path::PathBuf::from(wal)).is_ok_and(|m| m.len() > 0);
+    if size_valid && !has_log && page * pages > meta.len() {
         return Err(Error::Database(format!(
             "{shown} is truncated: it has {} bytes, its header says {} ({pages} pages of {page}); it was left untouched. Restore it from a copy",
             meta.len(),

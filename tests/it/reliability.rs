@@ -566,3 +566,111 @@ async fn days_over_the_memory_budget_are_refused_before_they_allocate() {
     assert_eq!(sim.days_generated, done);
     s.stop().await;
 }
+
+/// Clients that open streams and never read: each holds a slot and at most its byte budget;
+/// one stream too many is refused at once; cheap calls are still answered; health says
+/// NOT_SERVING while the slots are all taken; and a stalled stream ends with ABORTED after the
+/// send timeout, which frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_hold_bounded_resources_and_are_ended() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(
+        &dir.path().join("st.db"),
+        ampsim::server::ServeOptions {
+            stream_limits: ampsim::rpc::StreamLimits {
+                max_streams: 4,
+                buffer_bytes: 1 << 20,
+                send_timeout: Duration::from_secs(2),
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = s.client().await;
+    create(&mut c, "st", 5, 0.05).await;
+    generate(&mut c, "st", 8).await;
+    let total = pull_all(&mut c, "st").await.len();
+    let health = || async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "ampsim.v1.SimulationService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    };
+    assert_eq!(health().await, ServingStatus::Serving as i32);
+
+    // Four streams of 10,000-event batches, none read.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut c = s.client().await;
+        let st = c
+            .stream_events(pb::StreamEventsRequest {
+                simulation_id: "st".into(),
+                batch_size: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stalled.push((c, st));
+    }
+    // The fifth is refused at once, naming the limit.
+    let e = c
+        .stream_events(pb::StreamEventsRequest {
+            simulation_id: "st".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("stream slots"), "{e:?}");
+    // Cheap calls are answered meanwhile, and health reports the saturation.
+    let sim = tokio::time::timeout(
+        Duration::from_secs(1),
+        c.get_simulation(pb::GetSimulationRequest {
+            simulation_id: "st".into(),
+        }),
+    )
+    .await
+    .expect("GetSimulation answered while the streams are stalled")
+    .unwrap();
+    assert_eq!(sim.into_inner().days_generated, 8);
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        c.list_simulations(pb::ListSimulationsRequest {}),
+    )
+    .await
+    .expect("ListSimulations answered")
+    .unwrap();
+    assert_eq!(health().await, ServingStatus::NotServing as i32);
+
+    // After the send timeout the stalled streams end with ABORTED after what they held.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (_c, mut st) in stalled {
+        let mut n = 0;
+        let end = loop {
+            match st.message().await {
+                Ok(Some(b)) => n += b.len(),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        let e = end.expect("a stalled stream ended OK");
+        assert_eq!(e.code(), Code::Aborted, "{e:?}");
+        assert!(e.message().contains("read nothing"), "{e:?}");
+        assert!(n < total, "{n} of {total}");
+    }
+    // The slots are free again.
+    assert_eq!(health().await, ServingStatus::Serving as i32);
+    assert_eq!(pull_all(&mut c, "st").await.len(), total);
+    s.stop().await;
+}

@@ -6,8 +6,10 @@
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod columnar;
 pub mod error;
 pub mod export;
+pub mod offline;
 pub mod pb;
 pub mod query;
 pub mod rpc;

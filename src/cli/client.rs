@@ -81,15 +81,19 @@ pub struct SimArgs {
 /// Options of `ampsim generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// The simulation's id.
-    #[arg(long)]
-    pub simulation: String,
-    /// How many more days to generate.
+    /// The simulation's id (on the server; without it, --out generates offline).
+    #[arg(long, required_unless_present = "out")]
+    pub simulation: Option<String>,
+    /// How many more days to generate (on the server); with --out, the days from the start
+    /// date that the output should have.
     #[arg(long)]
     pub days: u32,
-    /// No progress bar; print one line per day instead.
+    /// No progress bar; print one line per day instead (offline: no line per day).
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub offline: super::offline::OfflineArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub client: ClientOpts,
@@ -331,10 +335,14 @@ async fn create(a: CreateArgs) -> anyhow::Result<()> {
 }
 
 async fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let simulation = a
+        .simulation
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--simulation (or --out) is required"))?;
     let mut c = connect(&a.client).await?;
     let mut stream = c
         .generate_days(pb::GenerateDaysRequest {
-            simulation_id: a.simulation.clone(),
+            simulation_id: simulation,
             days: a.days,
         })
         .await

@@ -9,6 +9,7 @@ pub mod bench_engine;
 pub mod client;
 pub mod export;
 pub mod loadtest;
+pub mod offline;
 pub mod upload;
 
 use clap::{Args, Parser, Subcommand};
@@ -121,7 +122,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create a simulation and print it.
     Create(client::CreateArgs),
-    /// Generate more days of a simulation, with a progress bar.
+    /// Generate more days of a simulation on the server, with a progress bar; or, with --out,
+    /// one shard of a simulation straight to date-partitioned Parquet, without a server.
     Generate(client::GenerateArgs),
     /// Write a day range's events to stdout as JSON lines (Amplitude HTTP V2 field names).
     Events(client::EventsArgs),
@@ -169,6 +171,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchEngine(a) => bench_engine::run(&a),
         Command::Loadtest(a) => loadtest::run(&a),
         Command::Export(a) => export::run(&a),
+        Command::Generate(a) if a.offline.out.is_some() => {
+            offline::run(&a.offline, a.days, a.quiet)
+        }
         Command::Upload(a) => upload::run(&a),
         Command::AmplitudeDouble(a) => upload::run_double(&a),
         Command::Scenario => {

@@ -154,6 +154,48 @@ fn golden_digest() {
     );
 }
 
+/// Shard k of N owns a fixed part of each day's devices and runs on its own; for every N the
+/// shards' events, merged into stream order day by day, are the single process's, event for
+/// event (digest and count), and each shard's users are only its own.
+#[test]
+fn the_shards_together_are_the_single_process_for_any_n() {
+    use ampsim_engine::Shard;
+    let cfg = config("", 23, start(), 0.01);
+    let days = 30;
+    let whole = digest_of(&cfg, days);
+    assert!(whole.1 > 20_000, "a real run: {} events", whole.1);
+    for n in [1u32, 2, 7, 16] {
+        let mut shards: Vec<MemorySim> = (0..n)
+            .map(|k| MemorySim::new_shard(Engine::new(cfg.clone()), Shard::new(k, n).unwrap()))
+            .collect();
+        let mut d = EventDigest::new();
+        let mut per_shard = vec![0u64; n as usize];
+        for _ in 0..days {
+            let mut records = Vec::new();
+            for (k, sim) in shards.iter_mut().enumerate() {
+                let out = sim.step();
+                assert!(out.records.iter().all(|r| sim.shard.owns(r.device)));
+                per_shard[k] += out.events;
+                records.extend(out.records);
+            }
+            for e in shards[0].engine.render_sorted(&records) {
+                d.add(&e);
+            }
+        }
+        let n_events = d.count();
+        assert_eq!((d.finish(), n_events), whole, "{n} shards");
+        if n > 1 {
+            assert!(
+                per_shard.iter().all(|&e| e > 0),
+                "every shard has events: {per_shard:?}"
+            );
+        }
+    }
+    assert!(Shard::new(3, 3).is_err() && Shard::new(0, 0).is_err());
+    assert_eq!("2/7".parse::<Shard>().unwrap(), Shard::new(2, 7).unwrap());
+    assert!("2-7".parse::<Shard>().is_err() && "a/7".parse::<Shard>().is_err());
+}
+
 #[test]
 fn stepping_can_be_split_with_save_and_restore() {
     let cfg = config("", 11, start(), 0.004);

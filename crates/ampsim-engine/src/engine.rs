@@ -231,12 +231,27 @@ impl Engine {
     /// `due` holds the users whose [`UserState::next_due`] is `day`, in any order; users
     /// arriving for the first time are created here. The output lists every processed user's
     /// new state and day record in device order.
-    pub fn step_day(&self, day: u32, mut due: Vec<UserState>) -> DayOutput {
+    pub fn step_day(&self, day: u32, due: Vec<UserState>) -> DayOutput {
+        self.step_day_shard(day, due, Shard::WHOLE)
+    }
+
+    /// Generates one day of one shard: `due` holds the shard's users due on `day`, and of the
+    /// day's new users only the shard's are created ([`Shard::owns`]). Users never interact
+    /// and every draw is keyed by (seed, day, device, purpose), so the shards' outputs of a day
+    /// together are exactly [`Engine::step_day`]'s, for any number of shards.
+    pub fn step_day_shard(&self, day: u32, mut due: Vec<UserState>, shard: Shard) -> DayOutput {
         due.sort_unstable_by_key(|u| u.device);
         debug_assert!(due.iter().all(|u| u.next_due() == Some(day)));
-        let new_users = self.new_users_on(day);
+        debug_assert!(due.iter().all(|u| shard.owns(u.device)));
+        let arrivals = self.new_users_on(day);
         let returning = due.len();
-        due.extend((0..new_users).map(|i| UserState::new(device_num(day, i), day)));
+        let before = due.len();
+        due.extend(
+            shard
+                .indexes(arrivals)
+                .map(|i| UserState::new(device_num(day, i), day)),
+        );
+        let new_users = (due.len() - before) as u32;
 
         let processed: Vec<(UserState, Option<UserDay>)> = due
             .into_par_iter()
@@ -552,6 +567,69 @@ impl Engine {
             });
         }
         st.trial = Some(Trial { ended: true, ..tr });
+    }
+}
+
+/// A part of a simulation that runs on its own: shard `index` of `count` owns the devices
+/// whose index within their first day is `index` modulo `count` (a device number is
+/// `first_day << 32 | index`), and with them everything those devices do. Shard 0 of 1 is the
+/// whole simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    /// Which shard, from 0.
+    pub index: u32,
+    /// How many shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole simulation: shard 0 of 1.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Shard `index` of `count`.
+    ///
+    /// # Errors
+    /// A message when `count` is 0 or `index` is not below it.
+    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
+        if count == 0 || index >= count {
+            return Err(format!(
+                "shard {index}/{count}: want K/N with N at least 1 and K from 0 to N-1"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard owns a device.
+    pub fn owns(self, device: u64) -> bool {
+        (device & 0xffff_ffff) % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// This shard's device indexes among a day's `arrivals` new devices.
+    pub fn indexes(self, arrivals: u32) -> impl Iterator<Item = u32> {
+        (self.index..arrivals).step_by(self.count as usize)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// Parses `K/N`.
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("shard {s:?}: want K/N, e.g. 0/4"))?;
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("shard {s:?}: want K/N with whole numbers, e.g. 0/4"))
+        };
+        Shard::new(num(k)?, num(n)?)
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod check;
 pub mod codec;
+pub mod columns;
 pub mod engine;
 pub mod ids;
 pub mod json;
@@ -29,7 +30,7 @@ pub mod scenario;
 pub mod schema;
 pub mod state;
 
-pub use engine::{DayOutput, Engine, SimConfig, ENGINE_VERSION};
+pub use engine::{DayOutput, Engine, Shard, SimConfig, ENGINE_VERSION};
 pub use render::{Event, EventDigest, Prop};
 pub use scenario::{Scenario, ScenarioError};
 pub use state::{EventKind, UserDay, UserState};

@@ -2,7 +2,7 @@
 //! store does the same with SQLite; this one serves engine tests and the engine benchmark.
 
 use super::codec;
-use super::engine::{DayOutput, Engine};
+use super::engine::{DayOutput, Engine, Shard};
 use super::state::UserState;
 use std::collections::BTreeMap;
 
@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub struct MemorySim {
     /// The compiled simulation.
     pub engine: Engine,
+    /// The part of the simulation this one runs.
+    pub shard: Shard,
     next_day: u32,
     due: BTreeMap<u32, Vec<UserState>>,
     done: Vec<UserState>,
@@ -18,8 +20,14 @@ pub struct MemorySim {
 impl MemorySim {
     /// A simulation that has generated no day yet.
     pub fn new(engine: Engine) -> Self {
+        Self::new_shard(engine, Shard::WHOLE)
+    }
+
+    /// One shard of a simulation that has generated no day yet.
+    pub fn new_shard(engine: Engine, shard: Shard) -> Self {
         MemorySim {
             engine,
+            shard,
             next_day: 0,
             due: BTreeMap::new(),
             done: Vec::new(),
@@ -35,7 +43,7 @@ impl MemorySim {
     pub fn step(&mut self) -> DayOutput {
         let day = self.next_day;
         let due = self.due.remove(&day).unwrap_or_default();
-        let out = self.engine.step_day(day, due);
+        let out = self.engine.step_day_shard(day, due, self.shard);
         for st in &out.states {
             match st.next_due() {
                 Some(d) => self.due.entry(d).or_default().push(st.clone()),
@@ -59,6 +67,12 @@ impl MemorySim {
         v
     }
 
+    /// Drops the users who will never be due again (their states are not needed to go on):
+    /// what a long run that only wants events keeps memory bounded with.
+    pub fn forget_finished(&mut self) {
+        self.done = Vec::new();
+    }
+
     /// Serialises all user state in the store's binary form.
     pub fn save(&self) -> Vec<u8> {
         codec::encode_states(&self.states())
@@ -69,7 +83,20 @@ impl MemorySim {
     /// # Errors
     /// [`codec::CodecError`] if the blob does not decode.
     pub fn restore(engine: Engine, next_day: u32, blob: &[u8]) -> Result<Self, codec::CodecError> {
-        let mut sim = MemorySim::new(engine);
+        Self::restore_shard(engine, Shard::WHOLE, next_day, blob)
+    }
+
+    /// Restores one shard saved by [`MemorySim::save`] after `next_day` days.
+    ///
+    /// # Errors
+    /// [`codec::CodecError`] if the blob does not decode.
+    pub fn restore_shard(
+        engine: Engine,
+        shard: Shard,
+        next_day: u32,
+        blob: &[u8],
+    ) -> Result<Self, codec::CodecError> {
+        let mut sim = MemorySim::new_shard(engine, shard);
         sim.next_day = next_day;
         codec::for_each_state(blob, |st| match st.next_due() {
             Some(d) => sim.due.entry(d).or_default().push(st),

@@ -1,0 +1,154 @@
+//! Parquet files of the engine's Arrow record batches ([`ampsim_engine::columns`]): the one
+//! Parquet writer, behind `ampsim export --format parquet` and `ampsim generate --out`.
+//!
+//! Written with the parquet crate's Arrow writer: zstd, row groups of about
+//! [`ROW_GROUP_ROWS`] events (batches are not split, so a group ends at the first batch
+//! boundary past it), column statistics and dictionary encoding as the crate sets them. The
+//! columns of a row group are encoded in parallel (one task per column on rayon's pool), the
+//! way the crate documents for `ArrowColumnWriter`; the file's bytes do not depend on the
+//! thread count.
+
+use ::parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+use ::parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use ::parquet::basic::{Compression, ZstdLevel};
+use ::parquet::errors::ParquetError;
+use ::parquet::file::metadata::KeyValue;
+use ::parquet::file::properties::WriterProperties;
+use ::parquet::file::writer::SerializedFileWriter;
+use ampsim_engine::columns;
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
+use std::io::Write;
+
+/// Events per row group (at least): large enough for efficient scans (a row group of a
+/// default-year day is a few MiB of zstd), small enough that the batches buffered for one stay
+/// in the tens of MiB.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The zstd level: 1 writes about twice as fast as 3 for files a few percent larger (measured
+/// on the default year; see the README's benchmarks).
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// The Parquet schema's root name.
+pub const SCHEMA_ROOT: &str = "ampsim_event";
+
+/// The Parquet message type of events (what the Arrow schema converts to).
+///
+/// # Panics
+/// Never: the schema is fixed and converts.
+pub fn schema_text() -> String {
+    let descr = ArrowSchemaConverter::new()
+        .schema_root(SCHEMA_ROOT)
+        .convert(&columns::schema())
+        .expect("the event schema converts to Parquet");
+    let mut out = Vec::new();
+    ::parquet::schema::printer::print_schema(&mut out, descr.root_schema());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One Parquet file of events being written.
+pub struct ParquetSink<W: Write + Send> {
+    writer: SerializedFileWriter<W>,
+    factory: ArrowRowGroupWriterFactory,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    rows: u64,
+    row_groups: usize,
+}
+
+impl<W: Write + Send> ParquetSink<W> {
+    /// Starts a file on `out`, with `metadata` as the footer's key-value metadata.
+    ///
+    /// # Errors
+    /// What the Parquet writer reports (an I/O error writing the magic bytes).
+    pub fn new(out: W, metadata: Vec<(String, String)>) -> Result<Self, ParquetError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
+            .set_max_row_group_row_count(Some(usize::MAX))
+            .set_key_value_metadata(Some(
+                metadata
+                    .into_iter()
+                    .map(|(k, v)| KeyValue::new(k, v))
+                    .collect(),
+            ))
+            .build();
+        let opts = ::parquet::arrow::arrow_writer::ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_schema_root(SCHEMA_ROOT.to_string());
+        let arrow = ArrowWriter::try_new_with_options(out, columns::schema(), opts)?;
+        let (writer, factory) = arrow.into_serialized_writer()?;
+        Ok(ParquetSink {
+            writer,
+            factory,
+            pending: Vec::new(),
+            pending_rows: 0,
+            rows: 0,
+            row_groups: 0,
+        })
+    }
+
+    /// Adds a batch of events (of the [`columns::schema`]); writes a row group once enough
+    /// rows are buffered.
+    ///
+    /// # Errors
+    /// What the Parquet writer reports.
+    pub fn write(&mut self, batch: RecordBatch) -> Result<(), ParquetError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows >= ROW_GROUP_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Events written so far (buffered ones included).
+    pub fn rows(&self) -> u64 {
+        self.rows + self.pending_rows as u64
+    }
+
+    /// Writes the buffered batches as one row group, its columns encoded in parallel.
+    fn flush(&mut self) -> Result<(), ParquetError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let writers = self.factory.create_column_writers(self.row_groups)?;
+        let schema = columns::schema();
+        let pending = &self.pending;
+        let chunks = writers
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, mut w)| {
+                let field = schema.field(i);
+                for b in pending {
+                    for leaf in compute_leaves(field, b.column(i))? {
+                        w.write(&leaf)?;
+                    }
+                }
+                w.close()
+            })
+            .collect::<Result<Vec<_>, ParquetError>>()?;
+        let mut rg = self.writer.next_row_group()?;
+        for c in chunks {
+            c.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        self.row_groups += 1;
+        self.rows += self.pending_rows as u64;
+        self.pending.clear();
+        self.pending_rows = 0;
+        Ok(())
+    }
+
+    /// Writes what is buffered and the footer; returns the output and the number of events.
+    ///
+    /// # Errors
+    /// What the Parquet writer reports.
+    pub fn finish(mut self) -> Result<(W, u64), ParquetError> {
+        self.flush()?;
+        let rows = self.rows;
+        Ok((self.writer.into_inner()?, rows))
+    }
+}

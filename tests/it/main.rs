@@ -8,6 +8,7 @@ mod export;
 mod fuzz;
 mod integrity;
 mod layout;
+mod offline;
 mod queries;
 mod reliability;
 mod server;

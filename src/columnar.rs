@@ -15,6 +15,7 @@ use ::parquet::errors::ParquetError;
 use ::parquet::file::metadata::KeyValue;
 use ::parquet::file::properties::WriterProperties;
 use ::parquet::file::writer::SerializedFileWriter;
+use ::parquet::schema::types::ColumnPath;
 use ampsim_engine::columns;
 use arrow_array::RecordBatch;
 use rayon::prelude::*;
@@ -65,6 +66,9 @@ impl<W: Write + Send> ParquetSink<W> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
             .set_max_row_group_row_count(Some(usize::MAX))
+            // Unique per event: a dictionary never pays off, and trying one costs a hash and a
+            // compare per value until the writer gives up on it.
+            .set_column_dictionary_enabled(ColumnPath::from("insert_id"), false)
             .set_key_value_metadata(Some(
                 metadata
                     .into_iter()

@@ -26,6 +26,7 @@ use ampsim_engine::columns::BATCH_ROWS;
 use ampsim_engine::engine::simulation_tag;
 use ampsim_engine::memory::MemorySim;
 use ampsim_engine::{Engine, Shard, SimConfig, ENGINE_VERSION};
+use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -45,6 +46,8 @@ pub struct OfflineOptions {
     pub out: PathBuf,
     /// Days between checkpoints (at least 1).
     pub checkpoint_days: u32,
+    /// Worker threads (at least 1); the output does not depend on it.
+    pub threads: usize,
 }
 
 /// One day's file of a shard.
@@ -112,6 +115,9 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// The worker pool could not start.
+    #[error("thread pool: {0}")]
+    Pool(#[from] rayon::ThreadPoolBuildError),
     /// The Parquet writer failed.
     #[error("parquet: {0}")]
     Parquet(#[from] ::parquet::errors::ParquetError),
@@ -217,7 +223,10 @@ impl Manifest {
 /// # Errors
 /// [`Error::Mismatch`] when the directory holds another definition's output for this shard;
 /// I/O, Parquet and corrupt-file errors.
-pub fn generate(opts: &OfflineOptions, mut progress: impl FnMut(&str, u64)) -> Result<Summary> {
+pub fn generate(
+    opts: &OfflineOptions,
+    mut progress: impl FnMut(&str, u64) + Send,
+) -> Result<Summary> {
     let started = Instant::now();
     let part = part_name(opts.shard);
     let manifests = opts.out.join("_manifests");
@@ -270,43 +279,81 @@ pub fn generate(opts: &OfflineOptions, mut progress: impl FnMut(&str, u64)) -> R
         days_replayed += 1;
     }
 
-    let (mut days_written, mut events_written) = (0u32, 0u64);
+    // Two stages overlap: this thread steps and renders day d+1 while a writer thread encodes
+    // and writes day d, then records it (checkpoint, manifest). Both hand their parallel work
+    // to one pool of `threads` workers. At most one rendered day waits between them.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()?;
     let every = opts.checkpoint_days.max(1);
-    while sim.next_day() < opts.days {
-        let day = sim.next_day();
-        let out = sim.step();
-        sim.forget_finished();
-        let date = sim.engine.date_of(day).format("%Y-%m-%d").to_string();
-        let rel = format!("date={date}/{part}.parquet");
-        let file = write_day(&sim.engine, &out.records, &opts.out, &rel, &date, opts)?;
-        events_written += file.events;
-        days_written += 1;
-        progress(&date, file.events);
-        manifest.events += file.events;
-        manifest.files.retain(|f| f.date != date);
-        manifest.files.push(file);
-        manifest.days_complete = day + 1;
-        // A checkpoint is named by its day and the manifest names the one to use, so a kill
-        // between the two writes leaves the manifest's checkpoint in place.
-        let previous = manifest.checkpoint_day;
-        if manifest.days_complete % every == 0 || manifest.days_complete == opts.days {
-            let path = state_path(manifest.days_complete);
-            let blob = zstd::encode_all(&sim.save()[..], 1).map_err(io(&path))?;
-            write_atomic(&path, &blob)?;
-            manifest.checkpoint_day = manifest.days_complete;
-        }
-        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        write_atomic(&manifest_path, &json)?;
-        if previous > 0 && previous != manifest.checkpoint_day {
-            let old = state_path(previous);
-            std::fs::remove_file(&old).map_err(io(&old))?;
-        }
-    }
-    if days_written == 0 {
-        // Nothing to do; the manifest may not exist yet (zero days asked for).
-        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        write_atomic(&manifest_path, &json)?;
-    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1);
+    let tag = format!("{:016x}", simulation_tag(&opts.config));
+    let (written, produced) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| -> Result<(Manifest, u32, u64)> {
+            let (mut days_written, mut events_written) = (0u32, 0u64);
+            for job in rx {
+                let file = pool.install(|| write_day(&job, &opts.out, &tag, opts.shard))?;
+                events_written += file.events;
+                days_written += 1;
+                progress(&job.date, file.events);
+                manifest.events += file.events;
+                manifest.files.retain(|f| f.date != job.date);
+                manifest.files.push(file);
+                manifest.days_complete = job.day + 1;
+                // A checkpoint is named by its day and the manifest names the one to use, so
+                // a kill between the two writes leaves the manifest's checkpoint in place.
+                let previous = manifest.checkpoint_day;
+                if let Some(blob) = &job.checkpoint {
+                    write_atomic(&state_path(manifest.days_complete), blob)?;
+                    manifest.checkpoint_day = manifest.days_complete;
+                }
+                let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+                write_atomic(&manifest_path, &json)?;
+                if previous > 0 && previous != manifest.checkpoint_day {
+                    let old = state_path(previous);
+                    std::fs::remove_file(&old).map_err(io(&old))?;
+                }
+            }
+            if days_written == 0 {
+                // Nothing to do; the manifest may not exist yet (zero days asked for).
+                let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+                write_atomic(&manifest_path, &json)?;
+            }
+            Ok((manifest, days_written, events_written))
+        });
+        let produced = pool.install(|| -> Result<()> {
+            while sim.next_day() < opts.days {
+                let day = sim.next_day();
+                let out = sim.step();
+                sim.forget_finished();
+                let date = sim.engine.date_of(day).format("%Y-%m-%d").to_string();
+                let checkpoint = if (day + 1) % every == 0 || day + 1 == opts.days {
+                    let path = state_path(day + 1);
+                    Some(zstd::encode_all(&sim.save()[..], 1).map_err(io(&path))?)
+                } else {
+                    None
+                };
+                let job = Job {
+                    day,
+                    rel: format!("date={date}/{part}.parquet"),
+                    date,
+                    batches: sim.engine.day_batches(&out.records, BATCH_ROWS),
+                    checkpoint,
+                };
+                if tx.send(job).is_err() {
+                    break; // the writer failed; its error is the one to report
+                }
+            }
+            Ok(())
+        });
+        drop(tx);
+        (
+            writer.join().expect("the writer thread does not panic"),
+            produced,
+        )
+    });
+    let (manifest, days_written, events_written) = written?;
+    produced?;
     Ok(Summary {
         manifest,
         days_written,
@@ -316,15 +363,20 @@ pub fn generate(opts: &OfflineOptions, mut progress: impl FnMut(&str, u64)) -> R
     })
 }
 
-/// Renders and writes one day of the shard; returns its file entry.
-fn write_day(
-    engine: &Engine,
-    records: &[ampsim_engine::UserDay],
-    out: &Path,
-    rel: &str,
-    date: &str,
-    opts: &OfflineOptions,
-) -> Result<DayFile> {
+/// One rendered day on its way to the writer.
+struct Job {
+    day: u32,
+    date: String,
+    /// The file, relative to the output directory.
+    rel: String,
+    batches: Vec<RecordBatch>,
+    /// The shard's state after the day (zstd), when a checkpoint is due.
+    checkpoint: Option<Vec<u8>>,
+}
+
+/// Writes one rendered day of the shard; returns its file entry.
+fn write_day(job: &Job, out: &Path, tag: &str, shard: Shard) -> Result<DayFile> {
+    let (rel, date) = (job.rel.as_str(), job.date.as_str());
     let path = out.join(rel);
     let dir = path.parent().expect("a file under a date directory");
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -334,16 +386,13 @@ fn write_day(
         BufWriter::with_capacity(1 << 20, file),
         vec![
             ("ampsim.engine_version".into(), ENGINE_VERSION.to_string()),
-            (
-                "ampsim.definition_tag".into(),
-                format!("{:016x}", simulation_tag(&opts.config)),
-            ),
-            ("ampsim.shard".into(), opts.shard.to_string()),
+            ("ampsim.definition_tag".into(), tag.to_string()),
+            ("ampsim.shard".into(), shard.to_string()),
             ("ampsim.date".into(), date.to_string()),
         ],
     )?;
-    for batch in engine.day_batches(records, BATCH_ROWS) {
-        sink.write(batch)?;
+    for batch in &job.batches {
+        sink.write(batch.clone())?;
     }
     let (w, events) = sink.finish()?;
     let file = w

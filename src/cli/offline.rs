@@ -81,20 +81,16 @@ pub fn run(a: &OfflineArgs, days: u32, quiet: bool) -> anyhow::Result<()> {
         days,
         out,
         checkpoint_days: a.checkpoint_days,
+        threads,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
     let started = std::time::Instant::now();
     let mut total = 0u64;
-    let summary = pool.install(|| {
-        offline::generate(&opts, |date, events| {
-            total += events;
-            if !quiet {
-                let rate = total as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                eprintln!("{date}  {events} events  ({total} in all, {rate:.0} events/s)");
-            }
-        })
+    let summary = offline::generate(&opts, |date, events| {
+        total += events;
+        if !quiet {
+            let rate = total as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!("{date}  {events} events  ({total} in all, {rate:.0} events/s)");
+        }
     })?;
     let m = &summary.manifest;
     eprintln!(

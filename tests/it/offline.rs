@@ -30,6 +30,7 @@ fn options(cfg: &SimConfig, shard: Shard, days: u32, out: &Path) -> OfflineOptio
         days,
         out: out.to_path_buf(),
         checkpoint_days: 2,
+        threads: 2,
     }
 }
 

@@ -138,8 +138,11 @@ impl BatchBuilder {
                 (Col::Str(b), Value::Props(p)) => {
                     self.json.clear();
                     crate::json::write_sorted_props(p, &mut self.json);
-                    // The JSON printer writes only UTF-8 (keys and string values are &str).
-                    b.append_value(String::from_utf8_lossy(&self.json));
+                    b.append_value(
+                        std::str::from_utf8(&self.json).expect(
+                            "the JSON printer writes only UTF-8 (keys and values are &str)",
+                        ),
+                    );
                 }
                 (Col::Int(b), Value::Int(i)) => b.append_value(i),
                 (Col::Time(b), Value::Int(i)) => b.append_value(i),

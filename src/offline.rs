@@ -48,6 +48,8 @@ pub struct OfflineOptions {
     pub checkpoint_days: u32,
     /// Worker threads (at least 1); the output does not depend on it.
     pub threads: usize,
+    /// The Parquet files' zstd level (1-22; [`crate::columnar::ZSTD_LEVEL`] by default).
+    pub zstd_level: i32,
 }
 
 /// One day's file of a shard.
@@ -292,7 +294,8 @@ pub fn generate(
         let writer = scope.spawn(|| -> Result<(Manifest, u32, u64)> {
             let (mut days_written, mut events_written) = (0u32, 0u64);
             for job in rx {
-                let file = pool.install(|| write_day(&job, &opts.out, &tag, opts.shard))?;
+                let file =
+                    pool.install(|| write_day(&job, &opts.out, &tag, opts.shard, opts.zstd_level))?;
                 events_written += file.events;
                 days_written += 1;
                 progress(&job.date, file.events);
@@ -375,7 +378,7 @@ struct Job {
 }
 
 /// Writes one rendered day of the shard; returns its file entry.
-fn write_day(job: &Job, out: &Path, tag: &str, shard: Shard) -> Result<DayFile> {
+fn write_day(job: &Job, out: &Path, tag: &str, shard: Shard, zstd_level: i32) -> Result<DayFile> {
     let (rel, date) = (job.rel.as_str(), job.date.as_str());
     let path = out.join(rel);
     let dir = path.parent().expect("a file under a date directory");
@@ -390,6 +393,7 @@ fn write_day(job: &Job, out: &Path, tag: &str, shard: Shard) -> Result<DayFile> 
             ("ampsim.shard".into(), shard.to_string()),
             ("ampsim.date".into(), date.to_string()),
         ],
+        zstd_level,
     )?;
     for batch in &job.batches {
         sink.write(batch.clone())?;

@@ -37,6 +37,10 @@ pub struct OfflineArgs {
     /// Worker threads (offline; default: all cores).
     #[arg(long, requires = "out")]
     pub threads: Option<usize>,
+    /// The Parquet files' zstd level, 1-22 (offline; 1 writes fastest, higher is smaller).
+    #[arg(long, default_value_t = crate::columnar::ZSTD_LEVEL, requires = "out",
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
 }
 
 /// Runs `ampsim generate --out`.
@@ -82,6 +86,7 @@ pub fn run(a: &OfflineArgs, days: u32, quiet: bool) -> anyhow::Result<()> {
         out,
         checkpoint_days: a.checkpoint_days,
         threads,
+        zstd_level: a.zstd_level,
     };
     let started = std::time::Instant::now();
     let mut total = 0u64;

@@ -60,6 +60,7 @@ impl ParquetWriter {
                 ("ampsim.simulation_id".into(), self.simulation_id.clone()),
                 ("ampsim.date".into(), day.format("%Y-%m-%d").to_string()),
             ],
+            crate::columnar::ZSTD_LEVEL,
         )?;
         self.open = Some(DayFile { day, staged, out });
         Ok(())

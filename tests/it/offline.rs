@@ -31,6 +31,7 @@ fn options(cfg: &SimConfig, shard: Shard, days: u32, out: &Path) -> OfflineOptio
         out: out.to_path_buf(),
         checkpoint_days: 2,
         threads: 2,
+        zstd_level: 1,
     }
 }
 
@@ -290,11 +291,12 @@ fn a_killed_run_resumes_to_the_bytes_of_a_straight_run() {
 fn bad_offline_flags_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (vec!["--shard", "3/3"], "--shard"),
         (vec!["--shard", "1-3"], "--shard"),
         (vec!["--scale=-1"], "--scale"),
         (vec!["--checkpoint-days", "0"], "--checkpoint-days"),
+        (vec!["--zstd-level", "23"], "--zstd-level"),
         (vec!["--simulation", "1"], "--simulation"),
     ];
     for (extra, flag) in cases {

@@ -22,7 +22,7 @@
 //! order, in parallel chunks.
 
 use crate::engine::Engine;
-use crate::schema::{EventRecord, Field, Kind, Value, FIELDS};
+use crate::schema::{EventRecord, Field, FieldId, Kind, Value, FIELDS};
 use crate::state::UserDay;
 use arrow_array::builder::{
     Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
@@ -69,6 +69,18 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
+/// About the bytes per event of a string column in the default scenario (measured on a day of
+/// the default year), rounded up so that a batch's buffer rarely has to grow and be copied.
+fn bytes_hint(f: FieldId) -> usize {
+    match f {
+        FieldId::EventProperties => 160,
+        FieldId::UserProperties => 64,
+        FieldId::DeviceId | FieldId::InsertId => 36,
+        FieldId::UserId | FieldId::ProductId | FieldId::RevenueType => 2,
+        _ => 16,
+    }
+}
+
 enum Col {
     Str(StringBuilder),
     Int(Int64Builder),
@@ -81,7 +93,6 @@ enum Col {
 pub struct BatchBuilder {
     cols: Vec<Col>,
     rows: usize,
-    json: Vec<u8>,
 }
 
 impl Default for BatchBuilder {
@@ -96,8 +107,9 @@ impl BatchBuilder {
         let cols = FIELDS
             .iter()
             .map(|f| match f.kind {
-                Kind::Str | Kind::OptStr => Col::Str(StringBuilder::with_capacity(rows, rows * 16)),
-                Kind::Props => Col::Str(StringBuilder::with_capacity(rows, rows * 128)),
+                Kind::Str | Kind::OptStr | Kind::Props => {
+                    Col::Str(StringBuilder::with_capacity(rows, rows * bytes_hint(f.id)))
+                }
                 Kind::Int | Kind::OptInt => Col::Int(Int64Builder::with_capacity(rows)),
                 Kind::TimeMs => {
                     Col::Time(TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"))
@@ -105,11 +117,7 @@ impl BatchBuilder {
                 Kind::OptFloat => Col::Float(Float64Builder::with_capacity(rows)),
             })
             .collect();
-        BatchBuilder {
-            cols,
-            rows: 0,
-            json: Vec::with_capacity(512),
-        }
+        BatchBuilder { cols, rows: 0 }
     }
 
     /// Events pushed since the last [`BatchBuilder::finish`].
@@ -136,13 +144,9 @@ impl BatchBuilder {
                     }
                 }
                 (Col::Str(b), Value::Props(p)) => {
-                    self.json.clear();
-                    crate::json::write_sorted_props(p, &mut self.json);
-                    b.append_value(
-                        std::str::from_utf8(&self.json).expect(
-                            "the JSON printer writes only UTF-8 (keys and values are &str)",
-                        ),
-                    );
+                    // Printed straight into the column's value buffer.
+                    crate::json::write_sorted_props(p, b);
+                    b.append_value("");
                 }
                 (Col::Int(b), Value::Int(i)) => b.append_value(i),
                 (Col::Time(b), Value::Int(i)) => b.append_value(i),
@@ -198,30 +202,23 @@ impl Engine {
         keys.par_sort_unstable();
         keys.par_chunks(rows)
             .map(|chunk| {
-                // The chunk's events grouped by record (record, index, row), each record's
-                // rendered in one pass, each event put in its row, then pushed in row order.
-                let mut wanted: Vec<(u32, u32, u32)> = chunk
+                // The user-days of the chunk's events, each resolved once; then each row is
+                // rendered on its own into one reused event, in row order.
+                let mut recs: Vec<u32> = chunk.iter().map(|k| k.3).collect();
+                recs.sort_unstable();
+                recs.dedup();
+                let contexts: Vec<_> = recs
                     .iter()
-                    .enumerate()
-                    .map(|(row, k)| (k.3, k.4, row as u32))
+                    .map(|&r| self.user_day_context(&records[r as usize]))
                     .collect();
-                wanted.sort_unstable();
-                let mut slots: Vec<Option<crate::Event<'_>>> = vec![None; chunk.len()];
-                for group in wanted.chunk_by(|a, b| a.0 == b.0) {
-                    let r = &records[group[0].0 as usize];
-                    let mut next = group.iter();
-                    self.for_each_event(
-                        r,
-                        |i, _| group.binary_search_by_key(&(i as u32), |w| w.1).is_ok(),
-                        |e| {
-                            let w = next.next().expect("one slot per kept event");
-                            slots[w.2 as usize] = Some(e.clone());
-                        },
-                    );
-                }
+                let mut ev = crate::Event::default();
                 let mut b = BatchBuilder::with_capacity(chunk.len());
-                for e in &slots {
-                    b.push(e.as_ref().expect("every row rendered"));
+                for k in chunk {
+                    let r = &records[k.3 as usize];
+                    let ctx = &contexts[recs.binary_search(&k.3).expect("the row's user-day")];
+                    ctx.set_shared(&mut ev);
+                    self.fill_event(r, ctx, k.4 as usize, &mut ev);
+                    b.push(&ev);
                 }
                 b.finish()
             })

@@ -10,9 +10,40 @@
 
 use crate::schema::{EventRecord, Kind, PropMap, PropValue, Value, BY_NAME, FIELDS};
 
+/// Where JSON text goes: a byte buffer, a `String`, or an Arrow string column (the value
+/// being built). Everything written is `&str`, so the output is UTF-8 without a check.
+pub trait JsonOut {
+    /// Appends text.
+    fn put(&mut self, s: &str);
+}
+
+impl JsonOut for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+impl JsonOut for String {
+    #[inline(always)]
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+/// Writes into the value being built; `append_value("")` then ends it.
+impl JsonOut for arrow_array::builder::StringBuilder {
+    #[inline(always)]
+    fn put(&mut self, s: &str) {
+        use std::fmt::Write as _;
+        self.write_str(s)
+            .expect("writing into a string builder cannot fail");
+    }
+}
+
 /// Appends the canonical JSON object of an event (no trailing newline).
-pub fn write_canonical(e: &impl EventRecord, out: &mut Vec<u8>) {
-    out.push(b'{');
+pub fn write_canonical(e: &impl EventRecord, out: &mut impl JsonOut) {
+    out.put("{");
     let mut first = true;
     for f in &FIELDS {
         let v = e.value(f.id);
@@ -20,40 +51,40 @@ pub fn write_canonical(e: &impl EventRecord, out: &mut Vec<u8>) {
             continue;
         }
         if !first {
-            out.push(b',');
+            out.put(",");
         }
         first = false;
         key(out, f.name);
         match v {
             Value::Str(s) => str(out, s),
             Value::Int(i) => int(out, i),
-            Value::Float(x) => out.extend_from_slice(canonical_float(x).as_bytes()),
+            Value::Float(x) => out.put(&canonical_float(x)),
             Value::Props(p) => {
-                out.push(b'{');
+                out.put("{");
                 let mut first = true;
                 p.for_each(|k, v| {
                     if !first {
-                        out.push(b',');
+                        out.put(",");
                     }
                     first = false;
                     key(out, k);
                     match v {
                         PropValue::Str(s) => str(out, s),
                         PropValue::Int(i) => int(out, i),
-                        PropValue::Float(x) => out.extend_from_slice(canonical_float(x).as_bytes()),
+                        PropValue::Float(x) => out.put(&canonical_float(x)),
                     }
                 });
-                out.push(b'}');
+                out.put("}");
             }
             Value::Absent => unreachable!("skipped above"),
         }
     }
-    out.push(b'}');
+    out.put("}");
 }
 
 /// Appends the HTTP V2 JSON object of an event (no trailing newline).
-pub fn write_http(e: &impl EventRecord, out: &mut Vec<u8>) {
-    out.push(b'{');
+pub fn write_http(e: &impl EventRecord, out: &mut impl JsonOut) {
+    out.put("{");
     let mut first = true;
     for id in BY_NAME {
         let f = id.field();
@@ -62,7 +93,7 @@ pub fn write_http(e: &impl EventRecord, out: &mut Vec<u8>) {
             continue;
         }
         if !first {
-            out.push(b',');
+            out.put(",");
         }
         first = false;
         key(out, f.name);
@@ -74,15 +105,38 @@ pub fn write_http(e: &impl EventRecord, out: &mut Vec<u8>) {
             Value::Absent => unreachable!("skipped above"),
         }
     }
-    out.push(b'}');
+    out.put("}");
 }
 
 /// Appends a property map as a JSON object with sorted keys, keeping the last of repeated
 /// keys (as a decoded protobuf map does); numbers as serde_json writes them.
-pub fn write_sorted_props<'a>(p: impl PropMap<'a>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    write_entries(&sorted_entries(p), false, out);
-    out.push(b'}');
+pub fn write_sorted_props<'a>(p: impl PropMap<'a>, out: &mut impl JsonOut) {
+    // Maps are small: sorted on the stack, without allocating.
+    const SMALL: usize = 24;
+    if p.len() > SMALL {
+        out.put("{");
+        write_entries(&sorted_entries(p), false, out);
+        out.put("}");
+        return;
+    }
+    let mut entries = [("", PropValue::Int(0)); SMALL];
+    let mut n = 0;
+    p.for_each(|k, v| {
+        entries[n] = (k, v);
+        n += 1;
+    });
+    let entries = &mut entries[..n];
+    // Stable: of equal keys the later one stays later, and is the one kept.
+    entries.sort_by_key(|e| e.0);
+    out.put("{");
+    let mut more = false;
+    for (i, e) in entries.iter().enumerate() {
+        if entries.get(i + 1).is_none_or(|next| next.0 != e.0) {
+            write_entries(std::slice::from_ref(e), more, out);
+            more = true;
+        }
+    }
+    out.put("}");
 }
 
 /// A property map's entries sorted by key, of repeated keys the last one only (as a decoded
@@ -103,10 +157,10 @@ pub fn sorted_entries<'a>(p: impl PropMap<'a>) -> Vec<(&'a str, PropValue<'a>)> 
 
 /// Appends `"key":value` pairs, comma-separated (with a leading comma when `more` is set, as
 /// after earlier entries of the same object). Numbers as serde_json writes them.
-pub fn write_entries(entries: &[(&str, PropValue<'_>)], more: bool, out: &mut Vec<u8>) {
+pub fn write_entries(entries: &[(&str, PropValue<'_>)], more: bool, out: &mut impl JsonOut) {
     for (i, (k, v)) in entries.iter().enumerate() {
         if more || i > 0 {
-            out.push(b',');
+            out.put(",");
         }
         key(out, k);
         match *v {
@@ -128,34 +182,33 @@ pub fn canonical_float(f: f64) -> String {
 }
 
 /// Appends a string and a colon: an object's key.
-pub fn key(out: &mut Vec<u8>, k: &str) {
+pub fn key(out: &mut impl JsonOut, k: &str) {
     str(out, k);
-    out.push(b':');
+    out.put(":");
 }
 
 /// Appends an integer.
-pub fn int(out: &mut Vec<u8>, i: i64) {
-    use std::io::Write as _;
-    write!(out, "{i}").expect("writing into a Vec cannot fail");
+pub fn int(out: &mut impl JsonOut, i: i64) {
+    out.put(itoa::Buffer::new().format(i));
 }
 
 /// Appends a float as serde_json writes it (`null` if it is not finite).
-pub fn serde_number(out: &mut Vec<u8>, x: f64) {
-    serde_json::to_writer(out, &x).expect("a number serialises into a Vec");
+pub fn serde_number(out: &mut impl JsonOut, x: f64) {
+    out.put(&serde_json::to_string(&x).expect("a number serialises"));
 }
 
 /// Appends a string as serde_json writes it; strings with nothing to escape (nearly all) are
 /// copied as they are.
-pub fn str(out: &mut Vec<u8>, s: &str) {
+pub fn str(out: &mut impl JsonOut, s: &str) {
     // A branch-free scan (the compiler vectorises it): most strings need no escape at all.
     let escape = s.bytes().fold(false, |any, b| {
         any | (b < 0x20) | (b == b'"') | (b == b'\\')
     });
     if !escape {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        out.put("\"");
+        out.put(s);
+        out.put("\"");
     } else {
-        serde_json::to_writer(out, s).expect("a string serialises into a Vec");
+        out.put(&serde_json::to_string(s).expect("a string serialises"));
     }
 }

@@ -93,6 +93,65 @@ pub struct Event<'a> {
     pub revenue: Option<Revenue<'a>>,
 }
 
+impl Default for Event<'_> {
+    /// An empty event, to be filled by [`UserDayContext::set_shared`] and
+    /// [`Engine::fill_event`].
+    fn default() -> Self {
+        Event {
+            event_type: "",
+            user_id: None,
+            device_id: String::with_capacity(36),
+            time: 0,
+            session_id: -1,
+            insert_id: String::with_capacity(36),
+            event_id: 0,
+            platform: "",
+            os_name: "",
+            os_version: "",
+            device_family: "",
+            device_type: "",
+            country: "",
+            region: "",
+            city: "",
+            language: "",
+            event_properties: Vec::with_capacity(12),
+            user_properties: Vec::with_capacity(10),
+            revenue: None,
+        }
+    }
+}
+
+/// What every event of one user-day shares, resolved once per user-day
+/// ([`Engine::user_day_context`]).
+pub struct UserDayContext<'a> {
+    geo: &'a super::scenario::Geo,
+    dev: &'a super::scenario::Device,
+    device_id: String,
+    /// The user id, when the user is identified by the end of the day.
+    user_id: Option<String>,
+    first_src: &'a super::scenario::Source,
+    first_campaign: Option<&'a str>,
+    /// The index of the day's first in-session event: it carries the attribution.
+    first_in_session: Option<usize>,
+}
+
+impl<'a> UserDayContext<'a> {
+    /// Sets the fields every event of the user-day shares (device id, browser, device, place).
+    pub fn set_shared(&self, ev: &mut Event<'a>) {
+        ev.device_id.clear();
+        ev.device_id.push_str(&self.device_id);
+        ev.platform = &self.dev.platform;
+        ev.os_name = &self.dev.os_name;
+        ev.os_version = &self.dev.os_version;
+        ev.device_family = &self.dev.device_family;
+        ev.device_type = &self.dev.device_type;
+        ev.country = &self.geo.country;
+        ev.region = &self.geo.region;
+        ev.city = &self.geo.city;
+        ev.language = &self.geo.language;
+    }
+}
+
 /// Amplitude's placeholder for an attribution value that is not set.
 const EMPTY: &str = "EMPTY";
 
@@ -159,168 +218,183 @@ impl Engine {
         if !ud.events.iter().enumerate().any(|(i, e)| keep(i, e)) {
             return;
         }
+        let ctx = self.user_day_context(ud);
+        let mut ev = Event::default();
+        ctx.set_shared(&mut ev);
+        for (i, e) in ud.events.iter().enumerate() {
+            if keep(i, e) {
+                self.fill_event(ud, &ctx, i, &mut ev);
+                f(&ev);
+            }
+        }
+    }
+
+    /// What every event of one user-day shares (browser, device, place, ids, attribution),
+    /// resolved once: [`Engine::fill_event`] then renders any of the day's events on its own.
+    pub fn user_day_context(&self, ud: &UserDay) -> UserDayContext<'_> {
         let s = self.scenario();
         let mut prof = KeyedRng::new(self.config().seed, 0, ud.device, Purpose::Profile);
         let geo = &s.geography[self.geo.pick(&mut prof)];
         let dev = &s.devices[self.devices.pick(&mut prof)];
         let ids = self.ids();
-        let mut user_id =
-            (usize::from(ud.user_id_from) < ud.events.len()).then(|| ids.user_id(ud.device));
         let first_src = &s.sources[ud.first_touch.source as usize];
-        let first_campaign = campaign_name(s, ud.first_touch);
-        let first_in_session = ud.events.iter().position(|e| e.kind.in_session());
-        let mut ev = Event {
-            event_type: "",
-            user_id: None,
+        UserDayContext {
+            geo,
+            dev,
             device_id: ids.device_id(ud.device),
-            time: 0,
-            session_id: -1,
-            insert_id: String::with_capacity(36),
-            event_id: 0,
-            platform: &dev.platform,
-            os_name: &dev.os_name,
-            os_version: &dev.os_version,
-            device_family: &dev.device_family,
-            device_type: &dev.device_type,
-            country: &geo.country,
-            region: &geo.region,
-            city: &geo.city,
-            language: &geo.language,
-            event_properties: Vec::with_capacity(12),
-            user_properties: Vec::with_capacity(10),
-            revenue: None,
-        };
+            user_id: (usize::from(ud.user_id_from) < ud.events.len())
+                .then(|| ids.user_id(ud.device)),
+            first_src,
+            first_campaign: campaign_name(s, ud.first_touch),
+            first_in_session: ud.events.iter().position(|e| e.kind.in_session()),
+        }
+    }
 
-        for (i, e) in ud.events.iter().enumerate() {
-            if !keep(i, e) {
-                continue;
+    /// Renders event `i` of a user-day into `ev`, whose shared fields
+    /// ([`UserDayContext::set_shared`]) are the user-day's already. Every per-event field is
+    /// overwritten and the strings and lists keep their allocations, so one [`Event`] serves
+    /// any sequence of events.
+    pub fn fill_event<'a>(
+        &'a self,
+        ud: &UserDay,
+        ctx: &UserDayContext<'a>,
+        i: usize,
+        ev: &mut Event<'a>,
+    ) {
+        let s = self.scenario();
+        let ids = self.ids();
+        let e = &ud.events[i];
+        let (first_src, first_campaign, first_in_session) =
+            (ctx.first_src, ctx.first_campaign, ctx.first_in_session);
+        // Identification only goes one way: the user id is on every event from the
+        // identifying one on.
+        match ctx.user_id.as_deref() {
+            Some(uid) if i >= usize::from(ud.user_id_from) => {
+                let s = ev.user_id.get_or_insert_with(String::new);
+                s.clear();
+                s.push_str(uid);
             }
-            let event_id = ud.event_id_base + i as u32 + 1;
-            ev.insert_id.clear();
-            ids.write_insert_id(ud.device, event_id, &mut ev.insert_id);
-            // Events are in index order and identification only goes one way, so the user id
-            // moves in once and stays.
-            if ev.user_id.is_none() && i >= usize::from(ud.user_id_from) {
-                ev.user_id = user_id.take();
+            _ => ev.user_id = None,
+        }
+        let event_id = ud.event_id_base + i as u32 + 1;
+        ev.insert_id.clear();
+        ids.write_insert_id(ud.device, event_id, &mut ev.insert_id);
+        let props = &mut ev.event_properties;
+        let uprops = &mut ev.user_properties;
+        props.clear();
+        uprops.clear();
+        let mut revenue = None;
+        let session = ud.session.filter(|_| e.kind.in_session());
+        let aux = e.aux as usize;
+        match e.kind {
+            EventKind::Page => {
+                let p = &s.pages.catalogue[aux];
+                props.push(("page_path", Prop::Str(Cow::Borrowed(&p.path))));
+                props.push(("page_title", Prop::Str(Cow::Borrowed(&p.title))));
             }
-            let props = &mut ev.event_properties;
-            let uprops = &mut ev.user_properties;
-            props.clear();
-            uprops.clear();
-            let mut revenue = None;
-            let session = ud.session.filter(|_| e.kind.in_session());
-            let aux = e.aux as usize;
-            match e.kind {
-                EventKind::Page => {
-                    let p = &s.pages.catalogue[aux];
-                    props.push(("page_path", Prop::Str(Cow::Borrowed(&p.path))));
-                    props.push(("page_title", Prop::Str(Cow::Borrowed(&p.title))));
-                }
-                EventKind::Search => {
-                    props.push((
-                        "search_term",
-                        Prop::Str(Cow::Borrowed(&s.pages.search_terms[aux])),
-                    ));
-                }
-                EventKind::ButtonClick => {
-                    props.push(("button", Prop::Str(Cow::Borrowed(&s.pages.buttons[aux]))));
-                }
-                EventKind::Form => {
-                    let f = &s.forms.types[aux];
-                    props.push(("form_type", Prop::Str(Cow::Borrowed(&f.form_type))));
-                    if f.starts_trial {
-                        if let Some((path, _)) = ud.trial {
-                            props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
-                        }
-                    }
-                }
-                EventKind::UpgradeClicked | EventKind::ContactSalesClicked => {
+            EventKind::Search => {
+                props.push((
+                    "search_term",
+                    Prop::Str(Cow::Borrowed(&s.pages.search_terms[aux])),
+                ));
+            }
+            EventKind::ButtonClick => {
+                props.push(("button", Prop::Str(Cow::Borrowed(&s.pages.buttons[aux]))));
+            }
+            EventKind::Form => {
+                let f = &s.forms.types[aux];
+                props.push(("form_type", Prop::Str(Cow::Borrowed(&f.form_type))));
+                if f.starts_trial {
                     if let Some((path, _)) = ud.trial {
                         props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
                     }
                 }
-                EventKind::TrialConverted | EventKind::TrialExpired => {
-                    if let Some((path, start)) = ud.trial {
-                        props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
-                        let days = i64::from(ud.day) - i64::from(start);
-                        if e.kind == EventKind::TrialConverted {
-                            let p = &s.products[aux];
-                            props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
-                            props.push(("conversion_day", Prop::Int(days)));
-                            uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
-                            uprops.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
-                        } else {
-                            props.push(("trial_length_days", Prop::Int(days)));
-                        }
-                    }
-                }
-                EventKind::Purchase => {
-                    let p = &s.products[aux];
-                    props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
-                    props.push(("product_name", Prop::Str(Cow::Borrowed(&p.name))));
-                    props.push(("plan_tier", Prop::Str(Cow::Borrowed(&p.tier))));
-                    props.push((
-                        "billing_period",
-                        Prop::Str(Cow::Borrowed(&p.billing_period)),
-                    ));
-                    revenue = Some(Revenue {
-                        price: p.price,
-                        quantity: 1,
-                        revenue: p.price,
-                        product_id: &p.sku,
-                        revenue_type: "purchase",
-                    });
+            }
+            EventKind::UpgradeClicked | EventKind::ContactSalesClicked => {
+                if let Some((path, _)) = ud.trial {
+                    props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
                 }
             }
-            if let Some(sess) = session {
-                let src = &s.sources[sess.touch.source as usize];
-                props.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
-                props.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
+            EventKind::TrialConverted | EventKind::TrialExpired => {
+                if let Some((path, start)) = ud.trial {
+                    props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
+                    let days = i64::from(ud.day) - i64::from(start);
+                    if e.kind == EventKind::TrialConverted {
+                        let p = &s.products[aux];
+                        props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                        props.push(("conversion_day", Prop::Int(days)));
+                        uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
+                        uprops.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                    } else {
+                        props.push(("trial_length_days", Prop::Int(days)));
+                    }
+                }
+            }
+            EventKind::Purchase => {
+                let p = &s.products[aux];
+                props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                props.push(("product_name", Prop::Str(Cow::Borrowed(&p.name))));
+                props.push(("plan_tier", Prop::Str(Cow::Borrowed(&p.tier))));
+                props.push((
+                    "billing_period",
+                    Prop::Str(Cow::Borrowed(&p.billing_period)),
+                ));
+                revenue = Some(Revenue {
+                    price: p.price,
+                    quantity: 1,
+                    revenue: p.price,
+                    product_id: &p.sku,
+                    revenue_type: "purchase",
+                });
+            }
+        }
+        if let Some(sess) = session {
+            let src = &s.sources[sess.touch.source as usize];
+            props.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
+            props.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
+            if let Some(c) = campaign_name(s, sess.touch) {
+                props.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
+            }
+            if !src.referrer.is_empty() {
+                props.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
+            }
+            // Web attribution: the session's first event sets the user's attribution.
+            if first_in_session == Some(i) {
+                uprops.push((
+                    "initial_utm_source",
+                    Prop::Str(Cow::Borrowed(&first_src.source)),
+                ));
+                uprops.push((
+                    "initial_utm_medium",
+                    Prop::Str(Cow::Borrowed(&first_src.medium)),
+                ));
+                uprops.push((
+                    "initial_utm_campaign",
+                    Prop::Str(Cow::Borrowed(first_campaign.unwrap_or(EMPTY))),
+                ));
+                uprops.push((
+                    "initial_referrer",
+                    Prop::Str(Cow::Borrowed(if first_src.referrer.is_empty() {
+                        EMPTY
+                    } else {
+                        &first_src.referrer
+                    })),
+                ));
+                uprops.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
+                uprops.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
                 if let Some(c) = campaign_name(s, sess.touch) {
-                    props.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
+                    uprops.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
                 }
                 if !src.referrer.is_empty() {
-                    props.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
-                }
-                // Web attribution: the session's first event sets the user's attribution.
-                if first_in_session == Some(i) {
-                    uprops.push((
-                        "initial_utm_source",
-                        Prop::Str(Cow::Borrowed(&first_src.source)),
-                    ));
-                    uprops.push((
-                        "initial_utm_medium",
-                        Prop::Str(Cow::Borrowed(&first_src.medium)),
-                    ));
-                    uprops.push((
-                        "initial_utm_campaign",
-                        Prop::Str(Cow::Borrowed(first_campaign.unwrap_or(EMPTY))),
-                    ));
-                    uprops.push((
-                        "initial_referrer",
-                        Prop::Str(Cow::Borrowed(if first_src.referrer.is_empty() {
-                            EMPTY
-                        } else {
-                            &first_src.referrer
-                        })),
-                    ));
-                    uprops.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
-                    uprops.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
-                    if let Some(c) = campaign_name(s, sess.touch) {
-                        uprops.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
-                    }
-                    if !src.referrer.is_empty() {
-                        uprops.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
-                    }
+                    uprops.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
                 }
             }
-            ev.revenue = revenue;
-            ev.event_type = self.event_type_name(e.kind, e.aux);
-            ev.time = e.time_ms;
-            ev.session_id = session.map_or(-1, |s| s.start_ms);
-            ev.event_id = event_id;
-            f(&ev);
         }
+        ev.revenue = revenue;
+        ev.event_type = self.event_type_name(e.kind, e.aux);
+        ev.time = e.time_ms;
+        ev.session_id = session.map_or(-1, |s| s.start_ms);
+        ev.event_id = event_id;
     }
 
     /// Renders a whole day's events in stream order: by time, then device, then event id.

@@ -4,8 +4,7 @@
 use crate::error::{Error, Result};
 use chrono::NaiveDate;
 
-/// Largest population scale accepted (1000× the default year).
-pub const MAX_SCALE: f64 = 1000.0;
+pub use ampsim_engine::engine::MAX_SCALE;
 
 /// Validates a simulation id: 1–64 characters of `[A-Za-z0-9_.-]`.
 ///
@@ -75,13 +74,8 @@ pub fn validate_scale(scale: f64) -> Result<f64> {
     if scale == 0.0 {
         return Ok(1.0);
     }
-    if !scale.is_finite() || !(0.0..=MAX_SCALE).contains(&scale) {
-        return Err(Error::invalid(
-            "population_scale",
-            format!("must be a number in (0, {MAX_SCALE}] (0 means 1.0), got {scale}"),
-        ));
-    }
-    Ok(scale)
+    ampsim_engine::SimConfig::check_scale(scale)
+        .map_err(|e| Error::invalid("population_scale", format!("{e} (0 means 1.0)")))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! bytes as a straight run; another definition's output and bad flags are refused by name.
 
 use ampsim::offline::{self, OfflineOptions};
-use ampsim_engine::columns::{schema, BatchBuilder};
+use ampsim_engine::columns::{schema, BatchBuilder, BatchPlan};
 use ampsim_engine::memory::MemorySim;
 use ampsim_engine::{Engine, Scenario, Shard, SimConfig};
 use arrow_array::RecordBatch;
@@ -84,6 +84,22 @@ fn day_batches_are_the_rendered_stream_in_order() {
         );
         assert_eq!(one_batch(&batches), expected, "{rows} rows a batch");
     }
+    // A plan rendered a few batches at a time (what the Python reader does) is the same.
+    let plan = BatchPlan::new(&records, 300);
+    assert_eq!(plan.events(), n);
+    let mut pieces = Vec::new();
+    let mut next = 0usize;
+    for step in [1, 3, 2, usize::MAX] {
+        let end = next.saturating_add(step).min(plan.batches());
+        pieces.extend(engine.render_batches(&records, &plan, next..end));
+        next = end;
+    }
+    assert_eq!(pieces.len(), plan.batches());
+    assert!(plan.batches() > 4);
+    assert!(pieces[..pieces.len() - 1]
+        .iter()
+        .all(|b| b.num_rows() == 300));
+    assert_eq!(one_batch(&pieces), expected, "rendered in pieces");
 }
 
 /// For N in {1, 3}: each shard's day file is the engine's day of the devices the shard owns, and

@@ -58,7 +58,7 @@ pub fn schema() -> SchemaRef {
                     .map(|f| {
                         arrow_schema::Field::new(f.name, data_type(f), f.kind.is_optional())
                             .with_metadata(
-                                [("doc".to_string(), f.doc.to_string())]
+                                [("doc".to_string(), f.doc.trim().to_string())]
                                     .into_iter()
                                     .collect(),
                             )
@@ -179,14 +179,21 @@ impl BatchBuilder {
     }
 }
 
-impl Engine {
-    /// Renders user-day records into record batches of the [`schema`], in stream order (time,
-    /// device, event id; as [`Engine::render_sorted`]), of about `rows` events each (at least
-    /// one). Chunks are rendered in parallel; the result does not depend on the thread count.
-    pub fn day_batches(&self, records: &[UserDay], rows: usize) -> Vec<RecordBatch> {
-        let rows = rows.max(1);
+/// A day's events in stream order (time, device, event id), cut into batches of a fixed number
+/// of rows: what [`Engine::render_batches`] renders, a few batches at a time, so that a reader
+/// of a large day holds its compact records and a few rendered batches, never the whole day
+/// rendered.
+pub struct BatchPlan {
+    /// (time, device, event id, record, index in record), sorted.
+    keys: Vec<(i64, u64, u32, u32, u32)>,
+    rows: usize,
+}
+
+impl BatchPlan {
+    /// The plan of `records`' events in batches of `rows` events (at least one; the last batch
+    /// may be shorter).
+    pub fn new(records: &[UserDay], rows: usize) -> BatchPlan {
         let total: usize = records.iter().map(|r| r.events.len()).sum();
-        // (time, device, event id, record, index in record): stream order.
         let mut keys: Vec<(i64, u64, u32, u32, u32)> = Vec::with_capacity(total);
         for (ri, r) in records.iter().enumerate() {
             for (i, e) in r.events.iter().enumerate() {
@@ -200,7 +207,52 @@ impl Engine {
             }
         }
         keys.par_sort_unstable();
-        keys.par_chunks(rows)
+        BatchPlan {
+            keys,
+            rows: rows.max(1),
+        }
+    }
+
+    /// The number of batches.
+    pub fn batches(&self) -> usize {
+        self.keys.len().div_ceil(self.rows)
+    }
+
+    /// The number of events.
+    pub fn events(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+impl Engine {
+    /// Renders user-day records into record batches of the [`schema`], in stream order (time,
+    /// device, event id; as [`Engine::render_sorted`]), of about `rows` events each (at least
+    /// one). Chunks are rendered in parallel; the result does not depend on the thread count.
+    pub fn day_batches(&self, records: &[UserDay], rows: usize) -> Vec<RecordBatch> {
+        let plan = BatchPlan::new(records, rows);
+        self.render_batches(records, &plan, 0..plan.batches())
+    }
+
+    /// Renders batches `range` of a [`BatchPlan`] of `records`, in parallel (on the current
+    /// rayon pool); the result does not depend on the thread count.
+    ///
+    /// # Panics
+    /// When `range` goes past the plan's batches, or `records` are not the plan's.
+    pub fn render_batches(
+        &self,
+        records: &[UserDay],
+        plan: &BatchPlan,
+        range: std::ops::Range<usize>,
+    ) -> Vec<RecordBatch> {
+        assert!(
+            range.start <= range.end && range.end <= plan.batches(),
+            "batches {range:?} of a plan of {}",
+            plan.batches()
+        );
+        let start = (range.start * plan.rows).min(plan.keys.len());
+        let end = (range.end * plan.rows).min(plan.keys.len());
+        plan.keys[start..end]
+            .par_chunks(plan.rows)
             .map(|chunk| {
                 // The user-days of the chunk's events, each resolved once; then each row is
                 // rendered on its own into one reused event, in row order.

@@ -35,6 +35,23 @@ pub struct SimConfig {
     pub population_scale: f64,
 }
 
+/// The largest population scale a simulation accepts (1000 times the default year).
+pub const MAX_SCALE: f64 = 1000.0;
+
+impl SimConfig {
+    /// Checks a population scale: a finite number above 0 and at most [`MAX_SCALE`].
+    ///
+    /// # Errors
+    /// What is wrong with it, e.g. `must be a number in (0, 1000], got -1`.
+    pub fn check_scale(scale: f64) -> Result<f64, String> {
+        if scale.is_finite() && scale > 0.0 && scale <= MAX_SCALE {
+            Ok(scale)
+        } else {
+            Err(format!("must be a number in (0, {MAX_SCALE}], got {scale}"))
+        }
+    }
+}
+
 /// A weighted choice of a delay in days.
 struct Delay {
     buckets: Weighted,

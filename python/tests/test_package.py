@@ -1,0 +1,162 @@
+"""The Python package: its events are the engine's, as every other output gives them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.parquet as pq
+import pytest
+
+import ampsim
+from conftest import ORDER, batches_to_table, canonical, digest, generate_out, read_tree
+
+START = "2025-01-06"
+
+
+def test_the_schema_is_the_parquet_files_schema(work: Path):
+    generate_out(work / "out", START, 2, 0.002)
+    f = next((work / "out").glob("date=*/*.parquet"))
+    assert pq.read_schema(f).remove_metadata() == ampsim.schema().remove_metadata()
+    assert ampsim.schema().field("time").type == pa.timestamp("ms", tz="UTC")
+    assert ampsim.schema().field("price").type == pa.float64()
+
+
+def test_events_equal_generate_out_for_whole_and_shard(work: Path):
+    """The wheel and `ampsim generate --out` (the Rust single process) write the same rows, in
+    the same order, for the whole simulation and for one shard."""
+    sim = ampsim.Simulation(start=START, seed=3, scale=0.005)
+    for shard in ("0/1", "1/3"):
+        out = work / shard.replace("/", "-of-")
+        generate_out(out, START, 8, 0.005, seed=3, shard=shard)
+        files = read_tree(out)
+        mine = batches_to_table(sim.events(8, shard=shard, batch_rows=1000))
+        assert mine.num_rows == files.num_rows > 1000
+        # Stream order per day: sorting changes nothing.
+        assert mine.equals(mine.sort_by(ORDER))
+        assert mine.equals(files), shard
+
+
+def test_shards_add_up_to_the_whole_and_batches_do_not_matter():
+    sim = ampsim.Simulation(start=START, seed=5, scale=0.005)
+    whole = batches_to_table(sim.events(6))
+    parts = [batches_to_table(sim.events(6, shard=(k, 4), batch_rows=333)) for k in range(4)]
+    assert sum(p.num_rows for p in parts) == whole.num_rows
+    assert canonical(pa.concat_tables(parts)).equals(canonical(whole))
+    devices = [set(p.column("device_id").to_pylist()) for p in parts]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not devices[i] & devices[j], "a device in two shards"
+    # The thread count changes nothing.
+    assert batches_to_table(sim.events(6, threads=1)).equals(whole)
+    # Another seed is another simulation.
+    other = ampsim.Simulation(start=START, seed=6, scale=0.005)
+    assert digest(batches_to_table(other.events(6))) != digest(whole)
+
+
+def test_first_day_skips_days_without_changing_the_rest():
+    sim = ampsim.Simulation(start=START, seed=1, scale=0.005)
+    whole = batches_to_table(sim.events(5))
+    tail = batches_to_table(sim.events(5, first_day=3))
+    cut = pa.scalar(datetime(2025, 1, 9, tzinfo=timezone.utc), pa.timestamp("ms", tz="UTC"))
+    expected = whole.filter(pa.compute.greater_equal(whole.column("time"), cut))
+    assert tail.num_rows == expected.num_rows > 0
+    assert tail.equals(expected)
+
+
+def test_events_equal_the_servers_stream_events(server, work: Path):
+    """The same definition on the server, read through StreamEvents (`ampsim events` is a
+    StreamEvents client printing HTTP V2 JSON lines), gives exactly the wheel's events."""
+    server.cli("create", "--id", "py", "--seed", "7", "--start", START, "--scale", "0.004")
+    server.cli("generate", "--simulation", "py", "--days", "5")
+    lines = server.cli("events", "--simulation", "py").stdout.splitlines()
+    streamed = [json.loads(line) for line in lines]
+
+    sim = ampsim.Simulation(start=START, seed=7, scale=0.004)
+    mine = batches_to_table(sim.events(5)).to_pylist()
+    assert len(mine) == len(streamed) > 1000
+    for row, theirs in zip(mine, streamed):
+        row = {k: v for k, v in row.items() if v is not None}
+        row["time"] = int(row["time"].timestamp() * 1000)
+        row["event_properties"] = json.loads(row["event_properties"])
+        row["user_properties"] = json.loads(row["user_properties"])
+        assert row == theirs
+
+
+def test_scenario_api_and_errors_name_what_is_wrong():
+    text = ampsim.default_scenario()
+    assert "[trials" in text
+    assert ampsim.validate_scenario("") == text
+    custom = ampsim.validate_scenario('name = "mine"\n')
+    assert 'name = "mine"' in custom
+    with pytest.raises(ampsim.ScenarioError) as e:
+        ampsim.validate_scenario("[trials.conversion_rate]\nself_service = 1.5\n")
+    assert e.value.path == "trials.conversion_rate.self_service"
+    assert "trials.conversion_rate.self_service" in str(e.value)
+    assert isinstance(e.value, ValueError)
+    sim = ampsim.Simulation(start=START, scenario='name = "mine"\n')
+    assert sim.scenario == custom
+    assert len(sim.definition_tag) == 16
+    assert sim.definition_tag != ampsim.Simulation(start=START).definition_tag
+
+    for kwargs, needle in [
+        (dict(start="2025-13-01"), "start"),
+        (dict(start=START, scale=-1), "scale"),
+        (dict(start=START, scale=float("nan")), "scale"),
+        (dict(start=START, scale=ampsim.MAX_SCALE * 2), "scale"),
+        (dict(start=START, scenario="[nope]\n"), "nope"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            ampsim.Simulation(**kwargs)
+    sim = ampsim.Simulation(start=START, scale=0.001)
+    for kwargs, needle in [
+        (dict(days=3, shard="3/3"), "shard"),
+        (dict(days=3, shard="a/b"), "shard"),
+        (dict(days=3, shard=(0, 0)), "shard"),
+        (dict(days=3, shard=1.5), "shard"),
+        (dict(days=3, first_day=4), "first_day"),
+        (dict(days=3, batch_rows=0), "batch_rows"),
+        (dict(days=3, threads=0), "threads"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            sim.events(**kwargs)
+
+
+def _peak_rss_kib(days: int) -> tuple[int, int]:
+    """Peak RSS of a fresh interpreter that reads `days` days of a simulation, and the Arrow
+    bytes it read."""
+    code = f"""
+import resource, ampsim
+r = ampsim.Simulation(start="{START}", scale=0.05).events({days}, batch_rows=8192, threads=1)
+n = sum(b.nbytes for b in r)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rss, nbytes = out.stdout.split()
+    return int(rss), int(nbytes)
+
+
+def test_memory_does_not_grow_with_the_days_read():
+    """A reader holds users, a day's compact records and a few batches, never what it has
+    handed out: reading 40 days takes little more memory than 5, though it reads 8x the bytes."""
+    rss5, bytes5 = _peak_rss_kib(5)
+    rss40, bytes40 = _peak_rss_kib(40)
+    assert bytes40 > 6 * bytes5
+    grown = (rss40 - rss5) * 1024
+    assert grown < bytes40 / 4, (rss5, rss40, bytes40)
+
+
+def test_the_wheel_is_one_abi3_wheel_for_cpython_3_9_on():
+    """run-tests.sh built the wheel as `pip install .` does; it is tagged abi3 from 3.9, and the
+    installed extension is the abi3 one."""
+    wheel = Path(os.environ["AMPSIM_WHEEL"]).name
+    assert "-cp39-abi3-" in wheel, wheel
+    ext = Path(ampsim._ampsim.__file__).name
+    assert ext.endswith(".abi3.so"), ext
+    assert ampsim.ENGINE_VERSION >= 1

@@ -64,6 +64,9 @@ fn schema() -> PyArrowType<arrow_schema::Schema> {
     PyArrowType(columns::schema().as_ref().clone())
 }
 
+/// `Simulation`'s constructor arguments: start, seed, scale, scenario TOML.
+type Definition = (String, u64, f64, String);
+
 /// A simulation's definition: the same definition always gives the same events.
 #[pyclass(frozen, module = "ampsim._ampsim")]
 struct Simulation {
@@ -192,6 +195,21 @@ impl Simulation {
             failed: false,
         };
         Ok(PyArrowType(Box::new(reader)))
+    }
+
+    /// Pickles as its definition, so a `Simulation` can be shipped to Spark, Dask or Ray
+    /// workers (which rebuild the same engine).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Definition)> {
+        let me = slf.get();
+        Ok((
+            slf.get_type().into_any(),
+            (
+                me.start(),
+                me.config.seed,
+                me.config.population_scale,
+                me.scenario(),
+            ),
+        ))
     }
 
     fn __repr__(&self) -> String {

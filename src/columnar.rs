@@ -17,7 +17,9 @@ use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::types::ColumnPath;
 use ampsim_engine::columns;
+use ampsim_engine::schema::FIELDS;
 use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use rayon::prelude::*;
 use std::io::Write;
 
@@ -80,11 +82,15 @@ impl<W: Write + Send> ParquetSink<W> {
             // where a dictionary (nearly every millisecond distinct) gives up after trying.
             .set_column_dictionary_enabled(ColumnPath::from("time"), false)
             .set_column_encoding(ColumnPath::from("time"), Encoding::DELTA_BINARY_PACKED);
-        // Min/max of random ids and of JSON text prune nothing, and computing them compares
-        // every value.
-        for c in ["insert_id", "event_properties", "user_properties"] {
-            props =
-                props.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+        // Min/max of strings prune nothing here (random ids, JSON text, and categories whose
+        // every value is in every row group), and computing them compares every value: 6% of
+        // the CPU of `generate --out` on the default year. Times and numbers keep theirs.
+        for f in FIELDS
+            .iter()
+            .filter(|f| columns::data_type(f) == DataType::Utf8)
+        {
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(f.name), EnabledStatistics::None);
         }
         let props = props
             .set_key_value_metadata(Some(

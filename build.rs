@@ -16,6 +16,8 @@ fn main() -> anyhow::Result<()> {
         .btree_map(".")
         // StreamEvents batches are written and read as bytes (src/wire.rs).
         .extern_path(".ampsim.v1.EventBatch", "crate::wire::EventBatch")
+        // ExportParquet's file pieces are slices of one buffer (no copy per chunk).
+        .bytes(".ampsim.v1.FileChunk.data")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -33,6 +33,20 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// 70.3 MB; README).
 pub const ZSTD_LEVEL: i32 = 1;
 
+/// Rows of the batches a day is rendered into before it is written (row groups still hold at
+/// least [`ROW_GROUP_ROWS`]): a batch of 4096 events keeps the columns being built within the
+/// cores' caches. 40 days at scale 0.5 took 8.4 s of CPU at 4096 rows, 8.8 s at 8192 and 9.3 s
+/// at 65536 (`generate --out`).
+pub const RENDER_ROWS: usize = 4096;
+
+/// The footer metadata of an exported day file (`ampsim export --format parquet`).
+pub fn export_metadata(simulation_id: &str, date: chrono::NaiveDate) -> Vec<(String, String)> {
+    vec![
+        ("ampsim.simulation_id".into(), simulation_id.to_string()),
+        ("ampsim.date".into(), date.format("%Y-%m-%d").to_string()),
+    ]
+}
+
 /// The Parquet schema's root name.
 pub const SCHEMA_ROOT: &str = "ampsim_event";
 

@@ -21,7 +21,7 @@
 //! states of the users still due, zstd-compressed) and replays the days after it without
 //! writing them (stepping is cheap next to rendering and writing), then goes on.
 
-use crate::columnar::ParquetSink;
+use crate::columnar::{ParquetSink, RENDER_ROWS};
 use ampsim_engine::engine::simulation_tag;
 use ampsim_engine::memory::MemorySim;
 use ampsim_engine::{Engine, Shard, SimConfig, ENGINE_VERSION};
@@ -31,12 +31,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Rows of the batches a day is rendered into (row groups still hold at least
-/// [`crate::columnar::ROW_GROUP_ROWS`]): a batch of 4096 events keeps the columns being built
-/// within the cores' caches. 40 days at scale 0.5 took 8.4 s of CPU at 4096 rows, 8.8 s at
-/// 8192 and 9.3 s at 65536.
-const RENDER_ROWS: usize = 4096;
 
 /// What to generate and where.
 #[derive(Debug, Clone)]

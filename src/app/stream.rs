@@ -381,6 +381,66 @@ impl EventStream {
     }
 }
 
+/// One day's events as a complete Parquet file.
+pub struct DayParquet {
+    /// The day.
+    pub date: chrono::NaiveDate,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// Events in it.
+    pub events: u64,
+}
+
+impl EventStream {
+    /// Writes each day of the range as one Parquet file ([`crate::columnar`], the writer of
+    /// `ampsim generate --out`, with the same batches and so the same bytes) and hands the
+    /// files to `sink` in day order until it returns false. A day is read, rendered straight
+    /// into Arrow columns and encoded on all cores while the previous one is sent. The query's
+    /// filters and batch size do not apply: a file holds the whole day.
+    ///
+    /// # Errors
+    /// Storage and decoding errors; generation errors when missing days are generated first.
+    pub fn run_parquet(
+        self,
+        simulation_id: &str,
+        mut sink: impl FnMut(DayParquet) -> bool,
+    ) -> Result<()> {
+        if let Some(job) = self.generate {
+            job.run(|_| true)?;
+        }
+        let engine = &*self.engine;
+        for day in self.from_day..=self.to_day {
+            if self.app.shutdown.is_cancelled() {
+                return Err(Error::Unavailable("server is shutting down".into()));
+            }
+            let blobs = days::day_chunk_blobs(&self.conn, &self.sim, day)?;
+            let records = decode_chunks(engine, day, &blobs)?;
+            let date = engine.date_of(day);
+            let bug = |e: ::parquet::errors::ParquetError| {
+                Error::Bug(format!("writing the Parquet file of {date}: {e}"))
+            };
+            let mut file = crate::columnar::ParquetSink::new(
+                Vec::new(),
+                crate::columnar::export_metadata(simulation_id, date),
+                crate::columnar::ZSTD_LEVEL,
+            )
+            .map_err(bug)?;
+            for batch in engine.day_batches(&records, crate::columnar::RENDER_ROWS) {
+                file.write(batch).map_err(bug)?;
+            }
+            let (bytes, events) = file.finish().map_err(bug)?;
+            if !sink(DayParquet {
+                date,
+                bytes,
+                events,
+            }) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Renders the kept events of `records` and writes each as an `EventBatch` entry, noting its
 /// stream-order key (time, device, event id).
 fn encode_part(

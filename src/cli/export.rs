@@ -150,19 +150,7 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
     };
     // Fail on the directory before asking the server for anything heavy.
     crate::export::prepare_out_dir(&opts).map_err(|e| anyhow::anyhow!("--out: {e}"))?;
-    let stream = c
-        .stream_events(pb::StreamEventsRequest {
-            simulation_id: a.simulation.clone(),
-            from_date: from.to_string(),
-            to_date: to.to_string(),
-            generate_missing: a.generate_missing,
-            batch_size: 5000,
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-        .into_inner();
-
+    let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
     let days = (to - from).num_days() as u64 + 1;
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
@@ -176,18 +164,55 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
         .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let from_ms = from
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_millis();
-    let summary = crate::export::export_stream(stream, &opts, |p| {
-        let day = (p.last_time_ms - from_ms).max(0) as u64 / 86_400_000;
-        bar.set_position(day);
-        let rate = p.events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{} events · {rate:.0} events/s", p.events));
-    })
-    .await;
+    let rate = |events: u64| events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let summary = if a.format == Format::Parquet {
+        // The server writes the Parquet files from its records; this side saves them.
+        let stream = c
+            .export_parquet(pb::ExportParquetRequest {
+                simulation_id: a.simulation.clone(),
+                from_date: from.to_string(),
+                to_date: to.to_string(),
+                generate_missing: a.generate_missing,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut events = 0;
+        crate::export::parquet::save_server_files(stream, &opts, |file, day| {
+            events += file.events;
+            bar.set_position((day - from).num_days() as u64 + 1);
+            bar.set_message(format!("{events} events · {:.0} events/s", rate(events)));
+        })
+        .await
+    } else {
+        let stream = c
+            .stream_events(pb::StreamEventsRequest {
+                simulation_id: a.simulation.clone(),
+                from_date: from.to_string(),
+                to_date: to.to_string(),
+                generate_missing: a.generate_missing,
+                batch_size: 5000,
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let from_ms = from
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis();
+        crate::export::export_stream(stream, &opts, |p| {
+            let day = (p.last_time_ms - from_ms).max(0) as u64 / 86_400_000;
+            bar.set_position(day);
+            bar.set_message(format!(
+                "{} events · {:.0} events/s",
+                p.events,
+                rate(p.events)
+            ));
+        })
+        .await
+    };
     bar.finish_and_clear();
     summary.with_context(|| format!("export to {}", a.out.display()))
 }

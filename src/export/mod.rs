@@ -154,6 +154,10 @@ pub enum Error {
         /// The event's insert_id.
         insert_id: String,
     },
+    /// The server's files do not add up: a chunk out of order or out of the range, or a file
+    /// whose size is not what the server announced.
+    #[error("the server's files: {0}")]
+    BadFile(String),
     /// The writer thread panicked.
     #[error("the export writer thread panicked")]
     WriterPanicked,

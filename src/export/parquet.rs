@@ -5,8 +5,11 @@
 //! (`time` a UTC millisecond timestamp, numbers as numbers, property maps as JSON text);
 //! [`crate::columnar::schema_text`] prints the Parquet message type.
 //!
-//! Events arrive one at a time from the stream; they are gathered into Arrow batches of
-//! [`columns::BATCH_ROWS`] and handed to the writer.
+//! Two sources, one writer: [`save_server_files`] saves the files the server wrote
+//! (ExportParquet: the server renders Arrow columns straight from its stored records, what
+//! `ampsim export --format parquet` uses), and the [`super::Exporter`] writes files from any
+//! stream of events (e.g. StreamEvents), gathering them into Arrow batches of
+//! [`columns::BATCH_ROWS`].
 
 use super::files::{FileInfo, Staged};
 use super::{day_of, ExportOptions, FormatWriter, Result};
@@ -56,10 +59,7 @@ impl ParquetWriter {
         let (staged, out) = Staged::create(&self.dir, &file_name(&self.simulation_id, day))?;
         let out = ParquetSink::new(
             out,
-            vec![
-                ("ampsim.simulation_id".into(), self.simulation_id.clone()),
-                ("ampsim.date".into(), day.format("%Y-%m-%d").to_string()),
-            ],
+            crate::columnar::export_metadata(&self.simulation_id, day),
             crate::columnar::ZSTD_LEVEL,
         )?;
         self.open = Some(DayFile { day, staged, out });
@@ -106,4 +106,77 @@ impl FormatWriter for ParquetWriter {
         self.close()?;
         Ok(self.done)
     }
+}
+
+/// Saves the day files of an ExportParquet stream (chunks of one day after another, each day's
+/// last chunk marked) under `<simulation>_<yyyy-MM-dd>.parquet` in `opts.out_dir`, each through
+/// a temporary name and a rename once its last chunk is in, calling `progress` after each file.
+/// Days must come in order within `opts.from..=opts.to`. If the stream fails, the files
+/// completed so far stay and the one in progress is discarded.
+///
+/// # Errors
+/// [`Error::Stream`] when the stream fails; [`Error::BadFile`] for chunks that do not make
+/// whole files of the range in order; [`Error::Exists`] and I/O errors as for any export.
+pub async fn save_server_files<S, E>(
+    mut stream: S,
+    opts: &ExportOptions,
+    mut progress: impl FnMut(&FileInfo, NaiveDate),
+) -> Result<super::ExportSummary>
+where
+    S: tokio_stream::Stream<Item = std::result::Result<crate::pb::FileChunk, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use std::io::Write as _;
+    use tokio_stream::StreamExt;
+    super::prepare_out_dir(opts)?;
+    let mut done: Vec<FileInfo> = Vec::new();
+    let mut open: Option<(NaiveDate, Staged, BufWriter<File>, u64)> = None;
+    let mut last_day: Option<NaiveDate> = None;
+    let bad = |m: String| super::Error::BadFile(m);
+    while let Some(item) = stream.next().await {
+        let chunk = item.map_err(|e| super::Error::Stream(e.to_string()))?;
+        let day = crate::validate::parse_ymd(&chunk.date)
+            .map_err(|e| bad(format!("a chunk's date {:?}: {e}", chunk.date)))?;
+        if open.as_ref().is_none_or(|o| o.0 != day) {
+            if let Some(o) = &open {
+                return Err(bad(format!("{} began before {} was complete", day, o.0)));
+            }
+            if day < opts.from || day > opts.to || last_day.is_some_and(|l| day <= l) {
+                return Err(bad(format!(
+                    "{day} is out of order or outside {}..={}",
+                    opts.from, opts.to
+                )));
+            }
+            let (staged, out) =
+                Staged::create(&opts.out_dir, &file_name(&opts.simulation_id, day))?;
+            open = Some((day, staged, out, 0));
+        }
+        let o = open.as_mut().expect("a file is open");
+        // Blocking writes of at most 1 MiB into a buffered file: short enough for the runtime.
+        o.2.write_all(&chunk.data)
+            .map_err(super::files::io_err(o.1.path()))?;
+        o.3 += chunk.data.len() as u64;
+        if chunk.last {
+            let (day, staged, out, written) = open.take().expect("a file is open");
+            if written != chunk.size {
+                return Err(bad(format!(
+                    "the file of {day} has {written} bytes where the server announced {}",
+                    chunk.size
+                )));
+            }
+            // The flush, fsync and rename block: tell the runtime.
+            let info = tokio::task::block_in_place(|| staged.commit(out, chunk.events))?;
+            progress(&info, day);
+            done.push(info);
+            last_day = Some(day);
+        }
+    }
+    if let Some((day, ..)) = open {
+        return Err(bad(format!("the stream ended inside the file of {day}")));
+    }
+    Ok(super::ExportSummary {
+        events: done.iter().map(|f| f.events).sum(),
+        bytes: done.iter().map(|f| f.bytes).sum(),
+        files: done,
+    })
 }

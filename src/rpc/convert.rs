@@ -193,3 +193,26 @@ pub fn cohort_summary(
         funnel,
     }
 }
+
+/// A day's Parquet file as `FileChunk` messages of at most `max` bytes; the last one (there is
+/// always one, even for an empty file) carries `last`, the events and the size.
+pub fn file_chunks(
+    day: crate::app::stream::DayParquet,
+    max: usize,
+) -> impl Iterator<Item = pb::FileChunk> {
+    let date = day.date.format("%Y-%m-%d").to_string();
+    let size = day.bytes.len();
+    let pieces = size.div_ceil(max.max(1)).max(1);
+    let bytes = bytes::Bytes::from(day.bytes);
+    (0..pieces).map(move |i| {
+        let last = i + 1 == pieces;
+        let end = if last { size } else { (i + 1) * max };
+        pb::FileChunk {
+            date: date.clone(),
+            data: bytes.slice(i * max..end),
+            last,
+            events: if last { day.events } else { 0 },
+            size: if last { size as u64 } else { 0 },
+        }
+    })
+}

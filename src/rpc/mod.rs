@@ -110,6 +110,9 @@ impl Service {
     }
 }
 
+/// The largest `FileChunk` of ExportParquet: within the 4 MiB a gRPC client accepts by default.
+const FILE_CHUNK_BYTES: usize = 1 << 20;
+
 /// Streams what `produce` sends, from a blocking thread: the shape of every streaming RPC.
 /// `produce` hands each message to its sink, which returns false once the client has gone
 /// (then `produce` should stop); an error it returns, or a panic, ends the stream with that
@@ -292,6 +295,30 @@ impl SimulationService for Service {
         let slot = self.slot()?;
         let events = blocking(move || app.prepare_stream(&id, &q)).await?;
         Ok(self.stream(slot, move |sink| events.run(sink)))
+    }
+
+    type ExportParquetStream = Stream<pb::FileChunk>;
+
+    async fn export_parquet(
+        &self,
+        req: Request<pb::ExportParquetRequest>,
+    ) -> Result<Response<Self::ExportParquetStream>, Status> {
+        let r = req.into_inner();
+        let app = self.app.clone();
+        let id = r.simulation_id.clone();
+        let q = EventQuery {
+            from_date: r.from_date,
+            to_date: r.to_date,
+            generate_missing: r.generate_missing,
+            ..EventQuery::default()
+        };
+        let slot = self.slot()?;
+        let days = blocking(move || app.prepare_stream(&id, &q)).await?;
+        Ok(self.stream(slot, move |sink| {
+            days.run_parquet(&r.simulation_id, |day| {
+                convert::file_chunks(day, FILE_CHUNK_BYTES).all(&mut *sink)
+            })
+        }))
     }
 
     type GetUserJourneyStream = Stream<pb::JourneyItem>;

@@ -1038,3 +1038,147 @@ async fn export_defaults_to_every_generated_day() {
             .collect::<Vec<_>>()
     );
 }
+
+/// ExportParquet's files (what `ampsim export --format parquet` saves) hold exactly the
+/// engine's Arrow columns of each day: the server's stored records rendered on the server are
+/// the events an in-memory run of the same definition makes, typed as every columnar output
+/// types them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_parquet_files_are_the_engines_days() {
+    use ampsim_engine::memory::MemorySim;
+    use ampsim_engine::{Engine, Scenario, SimConfig};
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    let sim = c
+        .get_simulation(pb::GetSimulationRequest {
+            simulation_id: SIM.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut mem = MemorySim::new(Engine::new(SimConfig {
+        scenario: Scenario::from_toml(&sim.scenario_toml).unwrap(),
+        seed: sim.seed,
+        start_date: date(&sim.start_date),
+        population_scale: sim.population_scale,
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let summary = ampsim::cli::export::export(&args(f, Format::Parquet, dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(summary.events, f.range.len() as u64);
+    let mut compared = 0;
+    for day in 0..sim.days_generated {
+        let out = mem.step();
+        let d = mem.engine.date_of(day);
+        if d < date(FROM) || d > date(TO) {
+            continue;
+        }
+        let file = read_parquet(&dir.path().join(format!("{SIM}_{d}.parquet")));
+        let want = one_batch(&mem.engine.day_batches(&out.records, 1 << 30));
+        let got = one_batch(&file);
+        assert_eq!(got.num_rows(), want.num_rows(), "{d}");
+        for (i, field) in want.schema().fields().iter().enumerate() {
+            assert_eq!(got.column(i), want.column(i), "{d}: {}", field.name());
+        }
+        compared += got.num_rows();
+    }
+    assert_eq!(compared, f.range.len());
+}
+
+/// Saving the server's files: a stream that fails inside a day keeps the days completed before
+/// it and no partial file; chunks that do not make whole files of the range, in order, are
+/// refused naming what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saving_server_files_keeps_whole_files_only() {
+    use ampsim::export::parquet::save_server_files;
+    let chunk = |date: &str, data: &[u8], last: bool, size: u64| pb::FileChunk {
+        date: date.into(),
+        data: bytes::Bytes::copy_from_slice(data),
+        last,
+        events: u64::from(last) * 7,
+        size,
+    };
+    let opts = |dir: &Path| ExportOptions {
+        format: Format::Parquet,
+        out_dir: dir.to_path_buf(),
+        simulation_id: SIM.into(),
+        from: date(FROM),
+        to: date(TO),
+        project_id: 1,
+        part_size: 1,
+        gzip_level: 1,
+        overwrite: false,
+    };
+    let run = |items: Vec<Result<pb::FileChunk, String>>| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let r = save_server_files(tokio_stream::iter(items), &opts(dir.path()), |_, _| {}).await;
+        (dir, r)
+    };
+
+    // Two whole days.
+    let (dir, r) = run(vec![
+        Ok(chunk(FROM, b"abc", false, 0)),
+        Ok(chunk(FROM, b"de", true, 5)),
+        Ok(chunk("2025-03-05", b"xyz", true, 3)),
+    ])
+    .await;
+    let s = r.unwrap();
+    assert_eq!((s.events, s.bytes, s.files.len()), (14, 8, 2));
+    assert_eq!(
+        names(dir.path()),
+        ["ex_2025-03-04.parquet", "ex_2025-03-05.parquet"]
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("ex_2025-03-04.parquet")).unwrap(),
+        b"abcde"
+    );
+
+    // A failure inside day 2.
+    let (dir, r) = run(vec![
+        Ok(chunk(FROM, b"abc", true, 3)),
+        Ok(chunk("2025-03-05", b"xy", false, 0)),
+        Err("connection reset".into()),
+    ])
+    .await;
+    assert!(r.unwrap_err().to_string().contains("connection reset"));
+    assert_eq!(names(dir.path()), ["ex_2025-03-04.parquet"]);
+
+    for (items, needle) in [
+        (vec![Ok(chunk(FROM, b"abc", true, 4))], "announced 4"),
+        (
+            vec![Ok(chunk(FROM, b"abc", false, 0))],
+            "ended inside the file of 2025-03-04",
+        ),
+        (
+            vec![
+                Ok(chunk(FROM, b"a", false, 0)),
+                Ok(chunk("2025-03-05", b"b", true, 1)),
+            ],
+            "2025-03-05 began before 2025-03-04 was complete",
+        ),
+        (
+            vec![
+                Ok(chunk("2025-03-05", b"a", true, 1)),
+                Ok(chunk(FROM, b"b", true, 1)),
+            ],
+            "out of order",
+        ),
+        (
+            vec![Ok(chunk("2025-03-09", b"a", true, 1))],
+            "outside 2025-03-04..=2025-03-06",
+        ),
+        (
+            vec![Ok(chunk("March 4", b"a", true, 1))],
+            "date \"March 4\"",
+        ),
+    ] {
+        let (dir, r) = run(items).await;
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+        assert!(
+            names(dir.path()).iter().all(|n| !n.starts_with('.')),
+            "no temporary file left"
+        );
+    }
+}

@@ -3,12 +3,11 @@
 //! schema; the shards together are the whole simulation; a run killed mid-way resumes to the same
 //! bytes as a straight run; another definition's output and bad flags are refused by name.
 
+use crate::support::{one_batch, read_parquet};
 use ampsim::offline::{self, OfflineOptions};
-use ampsim_engine::columns::{schema, BatchBuilder, BatchPlan};
+use ampsim_engine::columns::{BatchBuilder, BatchPlan};
 use ampsim_engine::memory::MemorySim;
 use ampsim_engine::{Engine, Scenario, Shard, SimConfig};
-use arrow_array::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,31 +32,6 @@ fn options(cfg: &SimConfig, shard: Shard, days: u32, out: &Path) -> OfflineOptio
         threads: 2,
         zstd_level: 1,
     }
-}
-
-/// All rows of a Parquet file, with the file's schema.
-fn read_parquet(path: &Path) -> Vec<RecordBatch> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
-
-/// The batches concatenated into one, under the engine's schema (a file's schema carries the
-/// writer's metadata besides).
-fn one_batch(batches: &[RecordBatch]) -> RecordBatch {
-    let s = schema();
-    let plain: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            assert_eq!(b.schema().fields(), s.fields(), "the one Arrow schema");
-            RecordBatch::try_new(s.clone(), b.columns().to_vec()).unwrap()
-        })
-        .collect();
-    arrow_select::concat::concat_batches(&s, &plain).unwrap()
 }
 
 /// `day_batches` is the row-by-row builder over `render_sorted`, for any batch size.

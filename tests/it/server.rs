@@ -303,7 +303,39 @@ async fn errors_have_the_right_codes() {
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{from}..{to}: {e:?}");
         assert!(e.message().contains(field), "{from}..{to}: {}", e.message());
+        // ExportParquet checks its range the same way.
+        let e = c
+            .export_parquet(pb::ExportParquetRequest {
+                simulation_id: "e".into(),
+                from_date: from.into(),
+                to_date: to.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{from}..{to}: {e:?}");
+        assert!(e.message().contains(field), "{from}..{to}: {}", e.message());
     }
+    for (id, code) in [("nope", Code::NotFound), ("bad id!", Code::InvalidArgument)] {
+        let e = c
+            .export_parquet(pb::ExportParquetRequest {
+                simulation_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{id}: {e:?}");
+    }
+    let e = c
+        .export_parquet(pb::ExportParquetRequest {
+            simulation_id: "e".into(),
+            from_date: "2025-03-03".into(),
+            to_date: "2025-03-10".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
     // Beyond the last generated day.
     let e = c
         .stream_events(pb::StreamEventsRequest {

@@ -287,3 +287,28 @@ pub fn event_json(e: &pb::Event) -> serde_json::Value {
     }
     serde_json::Value::Object(m)
 }
+
+/// All rows of a Parquet file, with the file's schema.
+pub fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// The batches concatenated into one, under the engine's schema (a file's schema carries the
+/// writer's metadata besides).
+pub fn one_batch(batches: &[arrow_array::RecordBatch]) -> arrow_array::RecordBatch {
+    let s = ampsim_engine::columns::schema();
+    let plain: Vec<arrow_array::RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            assert_eq!(b.schema().fields(), s.fields(), "the one Arrow schema");
+            arrow_array::RecordBatch::try_new(s.clone(), b.columns().to_vec()).unwrap()
+        })
+        .collect();
+    arrow_select::concat::concat_batches(&s, &plain).unwrap()
+}

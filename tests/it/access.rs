@@ -344,6 +344,7 @@ async fn reflection_v1_and_v1alpha_describe_the_service() {
         "DeleteSimulation",
         "GenerateDays",
         "StreamEvents",
+        "ExportParquet",
         "GetUserJourney",
         "QueryCohort",
         "GetReport",

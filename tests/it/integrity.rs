@@ -436,3 +436,74 @@ async fn a_simulation_deleted_by_another_server_stops_generation_with_not_found(
     a.stop().await;
     b.stop().await;
 }
+
+/// A simulation written by another engine version (its stored records and scenario mean other
+/// events) is never read or extended by this one: every read and generation answers
+/// FAILED_PRECONDITION naming both versions, and it can still be listed and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_of_another_engine_version_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let s = TestServer::start(&db).await;
+    let mut c = s.client().await;
+    create(&mut c, "old", 4, 0.005).await;
+    generate(&mut c, "old", 2).await;
+    s.stop().await;
+    let older = ampsim_engine::ENGINE_VERSION - 1;
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE simulations SET engine_version = ?1 WHERE simulation_id = 'old'",
+            [older],
+        )
+        .unwrap();
+
+    let s = TestServer::start(&db).await;
+    let mut c = s.client().await;
+    let check = |e: tonic::Status| {
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(
+            e.message().contains(&format!("engine version {older}"))
+                && e.message()
+                    .contains(&ampsim_engine::ENGINE_VERSION.to_string()),
+            "{}",
+            e.message()
+        );
+    };
+    let stream = c
+        .stream_events(pb::StreamEventsRequest {
+            simulation_id: "old".into(),
+            ..Default::default()
+        })
+        .await;
+    check(stream.map(|_| ()).unwrap_err());
+    check(
+        c.get_report(pb::GetReportRequest {
+            simulation_id: "old".into(),
+        })
+        .await
+        .unwrap_err(),
+    );
+    let generated = c
+        .generate_days(pb::GenerateDaysRequest {
+            simulation_id: "old".into(),
+            days: 1,
+        })
+        .await;
+    match generated {
+        Err(e) => check(e),
+        Ok(r) => check(r.into_inner().message().await.unwrap_err()),
+    }
+    let listed = c
+        .list_simulations(pb::ListSimulationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.simulations[0].engine_version, older);
+    c.delete_simulation(pb::DeleteSimulationRequest {
+        simulation_id: "old".into(),
+    })
+    .await
+    .unwrap();
+    s.stop().await;
+}

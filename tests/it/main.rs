@@ -10,6 +10,7 @@ mod integrity;
 mod layout;
 mod offline;
 mod queries;
+mod realism;
 mod reliability;
 mod server;
 mod support;

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 1;
+pub const ENGINE_VERSION: u32 = 2;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -81,8 +81,8 @@ pub struct Engine {
     tag: u64,
     ids: Ids,
     day0_ms: i64,
-    weekly: [f64; 7],
-    hours: Weighted,
+    /// Time zones, holidays and the hour curves.
+    pub(crate) calendar: crate::calendar::Calendar,
     lengths: Weighted,
     new_sources: Weighted,
     returning_sources: Weighted,
@@ -113,11 +113,6 @@ impl Engine {
     /// Compiles a simulation definition.
     pub fn new(cfg: SimConfig) -> Engine {
         let s = &cfg.scenario;
-        let mean_week = s.traffic.weekly_curve.iter().sum::<f64>() / 7.0;
-        let mut weekly = [1.0; 7];
-        for (w, x) in weekly.iter_mut().zip(&s.traffic.weekly_curve) {
-            *w = x / mean_week;
-        }
         let campaigns = s
             .sources
             .iter()
@@ -150,8 +145,7 @@ impl Engine {
                 .expect("midnight exists")
                 .and_utc()
                 .timestamp_millis(),
-            weekly,
-            hours: Weighted::new(s.traffic.daily_curve.iter().copied()),
+            calendar: crate::calendar::Calendar::new(s),
             lengths: Weighted::new(s.pages.session_length_weights.iter().copied()),
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
             returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),
@@ -227,20 +221,60 @@ impl Engine {
         u32::try_from(d).ok()
     }
 
-    /// How many brand-new users arrive on `day`.
+    /// How many candidate new users `day` has: the day's expected arrivals at the calendar's
+    /// peak rate, with growth and noise. Each candidate arrives with its geography's share of
+    /// that peak on the day ([`crate::calendar::DayShape::total`] over
+    /// [`crate::calendar::Calendar::bound`]), so arrivals follow every geography's local week,
+    /// holidays and hours; device numbers of candidates that do not arrive are never used.
     pub fn new_users_on(&self, day: u32) -> u32 {
         let t = &self.cfg.scenario.traffic;
-        let dow = self.date_of(day).weekday().num_days_from_monday() as usize;
         let growth = (1.0 + t.annual_growth).powf(f64::from(day) / 365.0);
-        let mut mean = t.new_users_per_day * self.cfg.population_scale * self.weekly[dow] * growth;
+        let mut mean =
+            t.new_users_per_day * self.cfg.population_scale * growth * self.calendar.bound();
         let mut rng = KeyedRng::new(self.cfg.seed, day, u64::MAX, Purpose::Arrivals);
+        // Log-normal noise with mean 1: a day's own, and one its calendar week shares.
+        let lognormal =
+            |sigma: f64, z: f64| (sigma * z.clamp(-4.0, 4.0) - sigma * sigma / 2.0).exp();
         if t.daily_noise > 0.0 {
-            let z = rng.normal().clamp(-4.0, 4.0);
-            mean *= (t.daily_noise * z - t.daily_noise * t.daily_noise / 2.0).exp();
+            mean *= lognormal(t.daily_noise, rng.normal());
+        }
+        if t.weekly_noise > 0.0 {
+            // Calendar weeks from Monday: every day of one draws the same number.
+            let monday = self.date_of(day).num_days_from_ce()
+                - self.date_of(day).weekday().num_days_from_monday() as i32;
+            let mut week = KeyedRng::new(
+                self.cfg.seed,
+                monday as u32,
+                u64::MAX - 1,
+                Purpose::Arrivals,
+            );
+            mean *= lognormal(t.weekly_noise, week.normal());
         }
         // Stochastic rounding keeps the expected total exact at small scales.
         let n = (mean + rng.f64()).floor();
         n.clamp(0.0, f64::from(u32::MAX >> 1)) as u32
+    }
+
+    /// A device's geography and browser/device (indexes into the scenario's tables): drawn
+    /// once from the device number, the same in the day step and in rendering.
+    pub fn profile(&self, device: u64) -> (usize, usize) {
+        let mut prof = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Profile);
+        let geo = self.geo.pick(&mut prof);
+        (geo, self.devices.pick(&mut prof))
+    }
+
+    /// A return delay drawn from `delay`, kept with the return date's share of the calendar's
+    /// peak for the user's geography (up to 8 tries, then the last draw): returns follow the
+    /// local week and the holidays as arrivals do.
+    fn return_day(&self, day: u32, geo: usize, delay: &Delay, rng: &mut KeyedRng) -> u32 {
+        let mut next = day + delay.pick(rng);
+        for _ in 0..8 {
+            if rng.chance(self.calendar.return_acceptance(geo, self.date_of(next))) {
+                break;
+            }
+            next = day + delay.pick(rng);
+        }
+        next
     }
 
     /// Generates one day.
@@ -262,20 +296,34 @@ impl Engine {
         debug_assert!(due.iter().all(|u| shard.owns(u.device)));
         let arrivals = self.new_users_on(day);
         let returning = due.len();
-        let before = due.len();
         due.extend(
             shard
                 .indexes(arrivals)
                 .map(|i| UserState::new(device_num(day, i), day)),
         );
-        let new_users = (due.len() - before) as u32;
 
+        let shape = self.calendar.day_shape(self.day_start_ms(day));
+        let bound = self.calendar.bound();
         let processed: Vec<(UserState, Option<UserDay>)> = due
             .into_par_iter()
             .with_min_len(256)
-            .map(|st| self.process_user(day, st))
+            .filter_map(|st| {
+                if st.sessions.is_empty() && st.first_day() == day {
+                    // A candidate arrival: it arrives with its geography's share of the peak.
+                    let (geo, _) = self.profile(st.device);
+                    let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Arrivals);
+                    if !rng.chance(shape.total[geo] / bound) {
+                        return None;
+                    }
+                }
+                Some(self.process_user(day, st, &shape))
+            })
             .collect();
 
+        let new_users = processed
+            .iter()
+            .filter(|(st, _)| st.first_day() == day)
+            .count() as u32;
         let mut out = DayOutput {
             day,
             new_users,
@@ -296,7 +344,12 @@ impl Engine {
         out
     }
 
-    fn process_user(&self, day: u32, mut st: UserState) -> (UserState, Option<UserDay>) {
+    fn process_user(
+        &self,
+        day: u32,
+        mut st: UserState,
+        shape: &crate::calendar::DayShape,
+    ) -> (UserState, Option<UserDay>) {
         let mut rec = UserDay {
             device: st.device,
             day,
@@ -310,11 +363,12 @@ impl Engine {
         let identified_before = st.is_identified();
         let mut identify_time: Option<i64> = None;
 
+        let (geo, _) = self.profile(st.device);
         if st.next_session_day == Some(day) {
-            identify_time = self.session(day, &mut st, &mut rec);
+            identify_time = self.session(day, &mut st, &mut rec, geo, shape);
         }
         if let Some(t) = st.trial.filter(|t| !t.ended && t.end_day == day) {
-            self.trial_end(day, &mut st, t, &mut rec);
+            self.trial_end(day, &mut st, t, &mut rec, geo, shape);
         }
         if rec.events.is_empty() {
             return (st, None);
@@ -339,7 +393,14 @@ impl Engine {
 
     /// Generates the user's session on `day`. Returns the time of the identifying form if the
     /// user became identified in it.
-    fn session(&self, day: u32, st: &mut UserState, rec: &mut UserDay) -> Option<i64> {
+    fn session(
+        &self,
+        day: u32,
+        st: &mut UserState,
+        rec: &mut UserDay,
+        geo: usize,
+        shape: &crate::calendar::DayShape,
+    ) -> Option<i64> {
         let s = &self.cfg.scenario;
         let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
         let first = st.sessions.is_empty();
@@ -381,7 +442,7 @@ impl Engine {
         }
         let duration = offsets[n - 1];
         let span = offsets[n];
-        let hour = self.hours.pick(&mut rng) as i64;
+        let hour = shape.hours[geo].pick(&mut rng) as i64;
         let day_start = self.day_start_ms(day);
         let mut start = day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999));
         if start + span >= day_start + DAY_MS {
@@ -501,7 +562,7 @@ impl Engine {
             (self.tier_return[tier], &self.tier_delay[tier])
         };
         st.next_session_day = if rng.chance(p_return) {
-            Some(day + delay.pick(&mut rng))
+            Some(self.return_day(day, geo, delay, &mut rng))
         } else {
             None
         };
@@ -557,9 +618,17 @@ impl Engine {
     }
 
     /// Emits the trial's terminal event (and the purchase when it converts).
-    fn trial_end(&self, day: u32, st: &mut UserState, tr: Trial, rec: &mut UserDay) {
+    fn trial_end(
+        &self,
+        day: u32,
+        st: &mut UserState,
+        tr: Trial,
+        rec: &mut UserDay,
+        geo: usize,
+        shape: &crate::calendar::DayShape,
+    ) {
         let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::TrialEnd);
-        let hour = self.hours.pick(&mut rng) as i64;
+        let hour = shape.hours[geo].pick(&mut rng) as i64;
         let day_start = self.day_start_ms(day);
         let at = (day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999)))
             .min(day_start + DAY_MS - 2_000);

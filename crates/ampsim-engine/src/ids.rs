@@ -2,10 +2,11 @@
 //!
 //! Internally a user is a *device number*: `(first_day << 32) | index`, dense and ordered by
 //! arrival. Outside, Amplitude wants opaque strings. The strings here are reversible: a device id
-//! is a UUID-shaped string holding a keyed Feistel permutation of the device number plus a keyed
-//! check word, and a user id is an e-mail address whose tag is the same kind of permutation. So
-//! the server can find a user's stored events from either id without an id → user table, and a
-//! made-up id is rejected by its check word instead of matching someone.
+//! is a version-4 UUID (RFC 9562: version nibble 4, variant bits 10) whose 122 free bits hold a
+//! keyed Feistel permutation of the device number (64 bits) and a keyed check word (58 bits), and
+//! a user id is an e-mail address whose tag is the same kind of permutation. So the server can
+//! find a user's stored events from either id without an id → user table, and a made-up id is
+//! rejected by its check word instead of matching someone. Insert ids are version-4 UUIDs too.
 
 use super::rng::{hash_words, mix64};
 
@@ -80,6 +81,31 @@ fn parse_uuid(s: &str) -> Option<(u64, u64)> {
     Some((hi, lo))
 }
 
+/// The 58 bits of a device id's check word.
+const CHECK_BITS: u64 = (1 << 58) - 1;
+
+/// Lays 64 payload bits and 58 check bits out as a version-4 UUID's 128 bits: the version
+/// nibble (bits 76-79, `4`) and the variant (bits 62-63, `10`) are fixed, the rest carry data.
+fn v4_layout(payload: u64, check: u64) -> (u64, u64) {
+    let hi = (payload & !0xffff) | (0x4 << 12) | ((payload >> 4) & 0xfff);
+    let lo = (0b10 << 62) | ((payload & 0xf) << 58) | (check & CHECK_BITS);
+    (hi, lo)
+}
+
+/// The payload and check bits of a version-4 layout, or `None` if the fixed bits are wrong.
+fn v4_fields(hi: u64, lo: u64) -> Option<(u64, u64)> {
+    if (hi >> 12) & 0xf != 0x4 || lo >> 62 != 0b10 {
+        return None;
+    }
+    let payload = (hi & !0xffff) | ((hi & 0xfff) << 4) | ((lo >> 58) & 0xf);
+    Some((payload, lo & CHECK_BITS))
+}
+
+/// Sets the version (4) and variant (`10`) bits of 128 random bits.
+fn v4_random(hi: u64, lo: u64) -> (u64, u64) {
+    ((hi & !0xf000) | 0x4000, (lo & !(0b11 << 62)) | (0b10 << 62))
+}
+
 /// Encodes and decodes the ids of one simulation (keyed by its tag).
 #[derive(Debug, Clone, Copy)]
 pub struct Ids {
@@ -147,11 +173,11 @@ impl Ids {
         (hash_words(&[self.tag, 0xd1]), hash_words(&[self.tag, 0xd2]))
     }
 
-    /// Appends the device id string of a device number.
+    /// Appends the device id string of a device number: a version-4 UUID.
     pub fn write_device_id(&self, device: u64, out: &mut String) {
         let (k1, k2) = self.device_keys();
-        let hi = feistel(device, k1);
-        let lo = mix64(hi ^ k2);
+        let p = feistel(device, k1);
+        let (hi, lo) = v4_layout(p, mix64(p ^ k2));
         write_uuid(out, hi, lo);
     }
 
@@ -166,7 +192,8 @@ impl Ids {
     pub fn parse_device_id(&self, s: &str) -> Option<u64> {
         let (k1, k2) = self.device_keys();
         let (hi, lo) = parse_uuid(&s.to_ascii_lowercase())?;
-        (mix64(hi ^ k2) == lo).then(|| feistel_inv(hi, k1))
+        let (p, check) = v4_fields(hi, lo)?;
+        (mix64(p ^ k2) & CHECK_BITS == check).then(|| feistel_inv(p, k1))
     }
 
     /// Appends the user id (an e-mail address) of a device number.
@@ -219,11 +246,11 @@ impl Ids {
         (self.user_id(device) == s).then_some(device)
     }
 
-    /// Appends the insert id of an event: a UUID-shaped hash of (simulation, device, event id),
-    /// stable across regenerations so that re-uploads dedupe.
+    /// Appends the insert id of an event: a version-4 UUID hashed from (simulation, device,
+    /// event id), stable across regenerations so that re-uploads dedupe.
     pub fn write_insert_id(&self, device: u64, event_id: u32, out: &mut String) {
         let hi = hash_words(&[self.tag, device, u64::from(event_id), 0x1a]);
-        let lo = mix64(hi ^ 0x1b);
+        let (hi, lo) = v4_random(hi, mix64(hi ^ 0x1b));
         write_uuid(out, hi, lo);
     }
 }
@@ -265,6 +292,26 @@ mod tests {
             assert!(u.contains('@'), "{u}");
             assert_eq!(ids.parse_user_id(&u), Some(dev), "{u}");
         }
+        // Version 4, variant 10 (RFC 9562), device and insert ids alike.
+        for dev in [0, 5, device_num(200, 9), u64::MAX] {
+            let mut ins = String::new();
+            ids.write_insert_id(dev, 7, &mut ins);
+            for id in [ids.device_id(dev), ins] {
+                assert_eq!(&id[14..15], "4", "{id}");
+                assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+            }
+        }
+        // A flipped payload bit or a wrong version is refused.
+        let d = ids.device_id(5);
+        let mut flipped = d.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+        assert_eq!(
+            ids.parse_device_id(std::str::from_utf8(&flipped).unwrap()),
+            None
+        );
+        let mut v3 = d.clone().into_bytes();
+        v3[14] = b'3';
+        assert_eq!(ids.parse_device_id(std::str::from_utf8(&v3).unwrap()), None);
         let other = Ids::new(43);
         let d = ids.device_id(5);
         assert_eq!(other.parse_device_id(&d), None);

@@ -6,6 +6,7 @@
 //! users, [`Engine::step_day`] returns the same output on any machine and thread count.
 //!
 //! - `scenario`: the TOML scenario, its merge onto the default, and validation.
+//! - `calendar`: time zones, holidays and the hour curves: when each geography is online.
 //! - `rng`: keyed randomness (seed, day, user, purpose) → PCG.
 //! - `state`: user state and the compact per-user day record.
 //! - `engine`: the day step.
@@ -16,6 +17,7 @@
 //! - `ids`: reversible device ids and user ids, and insert ids.
 //! - `memory`: an in-memory driver (due queue in a map), for tests and the engine benchmark.
 
+pub mod calendar;
 pub mod check;
 pub mod codec;
 pub mod columns;

@@ -2,7 +2,7 @@
 //! that digests, the CLI and exports share.
 
 use super::engine::{DayOutput, Engine};
-use super::rng::{KeyedRng, Purpose};
+
 use super::schema::{EventRecord, FieldId, PropMap, PropValue, Value};
 use super::state::{EventKind, UserDay};
 use sha2::{Digest, Sha256};
@@ -233,9 +233,8 @@ impl Engine {
     /// resolved once: [`Engine::fill_event`] then renders any of the day's events on its own.
     pub fn user_day_context(&self, ud: &UserDay) -> UserDayContext<'_> {
         let s = self.scenario();
-        let mut prof = KeyedRng::new(self.config().seed, 0, ud.device, Purpose::Profile);
-        let geo = &s.geography[self.geo.pick(&mut prof)];
-        let dev = &s.devices[self.devices.pick(&mut prof)];
+        let (geo, dev) = self.profile(ud.device);
+        let (geo, dev) = (&s.geography[geo], &s.devices[dev]);
         let ids = self.ids();
         let first_src = &s.sources[ud.first_touch.source as usize];
         UserDayContext {

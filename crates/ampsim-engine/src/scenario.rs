@@ -60,6 +60,10 @@ pub struct Scenario {
     pub products: Vec<Product>,
     /// Where visitors are.
     pub geography: Vec<Geo>,
+    /// Seasonal factors: public holidays and lulls.
+    pub seasons: Seasons,
+    /// Public holidays by country code (ISO 3166-1 alpha-2).
+    pub holidays: std::collections::BTreeMap<String, Vec<HolidayRule>>,
     /// Browsers and devices.
     pub devices: Vec<Device>,
 }
@@ -72,14 +76,72 @@ pub struct Traffic {
     pub new_users_per_day: f64,
     /// Monday..Sunday multipliers, normalised to mean 1.
     pub weekly_curve: Vec<f64>,
-    /// Relative weight of session starts per UTC hour.
-    pub daily_curve: Vec<f64>,
+    /// Relative weight of session starts per local hour 0..23 on a working day.
+    pub weekday_hours: Vec<f64>,
+    /// Relative weight of session starts per local hour on Saturdays, Sundays and holidays.
+    pub weekend_hours: Vec<f64>,
     /// Fractional growth of arrivals per 365 days.
     #[serde(default)]
     pub annual_growth: f64,
     /// Relative standard deviation of day-to-day noise on arrivals.
     #[serde(default)]
     pub daily_noise: f64,
+    /// Relative standard deviation of a swing that every day of a calendar week shares.
+    #[serde(default)]
+    pub weekly_noise: f64,
+}
+
+/// Seasonal factors on every geography's traffic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Seasons {
+    /// Traffic on a country's public holiday, relative to the same weekday otherwise.
+    pub holiday_factor: f64,
+    /// Periods of the year with less (or more) traffic everywhere.
+    #[serde(default)]
+    pub lulls: Vec<Lull>,
+}
+
+/// A period of the year when traffic is multiplied by `factor`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lull {
+    /// First day, `MM-DD`.
+    pub from: String,
+    /// Last day, `MM-DD` (before `from`: the period wraps over the new year).
+    pub to: String,
+    /// The factor, in (0, 2].
+    pub factor: f64,
+}
+
+/// One public holiday's rule: exactly one of `date`, `nth` (with `month` and `weekday`),
+/// `easter`, `on_or_before` or `on_or_after` (with `weekday`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HolidayRule {
+    /// The holiday's name.
+    pub name: String,
+    /// `MM-DD` every year, or `YYYY-MM-DD` once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// The month of an `nth` rule, 1-12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<u32>,
+    /// `mon`..`sun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekday: Option<String>,
+    /// The n-th weekday of the month (1-5), or -1 for the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nth: Option<i32>,
+    /// Days after Gregorian Easter Sunday (negative: before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub easter: Option<i32>,
+    /// The weekday on or before this `MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_or_before: Option<String>,
+    /// The weekday on or after this `MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_or_after: Option<String>,
 }
 
 /// A traffic source/medium pair.
@@ -415,6 +477,10 @@ pub struct Product {
 pub struct Geo {
     /// Country name.
     pub country: String,
+    /// ISO 3166-1 alpha-2 code: the key of the country's holidays.
+    pub country_code: String,
+    /// IANA time zone, e.g. `America/Los_Angeles`.
+    pub time_zone: String,
     /// Region name.
     pub region: String,
     /// City name.
@@ -715,22 +781,24 @@ impl Validator {
                 .enumerate()
                 .map(|(i, w)| (format!("traffic.weekly_curve[{i}]"), *w)),
         );
-        if t.daily_curve.len() != 24 {
-            self.err(
-                "traffic.daily_curve",
-                format!(
-                    "needs 24 values (UTC hours 0..23), got {}",
-                    t.daily_curve.len()
-                ),
+        for (key, curve) in [
+            ("traffic.weekday_hours", &t.weekday_hours),
+            ("traffic.weekend_hours", &t.weekend_hours),
+        ] {
+            if curve.len() != 24 {
+                self.err(
+                    key,
+                    format!("needs 24 values (local hours 0..23), got {}", curve.len()),
+                );
+            }
+            self.weights(
+                key,
+                curve
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (format!("{key}[{i}]"), *w)),
             );
         }
-        self.weights(
-            "traffic.daily_curve",
-            t.daily_curve
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("traffic.daily_curve[{i}]"), *w)),
-        );
         if self.finite("traffic.annual_growth", t.annual_growth)
             && !(-0.99..=100.0).contains(&t.annual_growth)
         {
@@ -740,6 +808,47 @@ impl Validator {
             && !(0.0..=0.5).contains(&t.daily_noise)
         {
             self.err("traffic.daily_noise", "must be in [0, 0.5]");
+        }
+        if self.finite("traffic.weekly_noise", t.weekly_noise)
+            && !(0.0..=0.5).contains(&t.weekly_noise)
+        {
+            self.err("traffic.weekly_noise", "must be in [0, 0.5]");
+        }
+
+        // seasons and holidays
+        self.prob("seasons.holiday_factor", s.seasons.holiday_factor);
+        if s.seasons.lulls.len() > 50 {
+            self.err("seasons.lulls", "at most 50 lulls");
+        }
+        for (i, l) in s.seasons.lulls.iter().enumerate() {
+            for (k, v) in [("from", &l.from), ("to", &l.to)] {
+                if crate::calendar::parse_month_day(v).is_none() {
+                    self.err(
+                        format!("seasons.lulls[{i}].{k}"),
+                        format!("{v:?}: want MM-DD, a day that exists"),
+                    );
+                }
+            }
+            let path = format!("seasons.lulls[{i}].factor");
+            if self.finite(&path, l.factor) && !(l.factor > 0.0 && l.factor <= 2.0) {
+                self.err(path, format!("must be in (0, 2], got {}", l.factor));
+            }
+        }
+        if s.holidays.len() > 250 {
+            self.err("holidays", "at most 250 countries");
+        }
+        for (country, rules) in &s.holidays {
+            if rules.len() > 100 {
+                self.err(
+                    format!("holidays.{country}"),
+                    "at most 100 holidays a country",
+                );
+            }
+            for (i, h) in rules.iter().enumerate() {
+                if let Err(e) = crate::calendar::resolve_rule(h) {
+                    self.err(format!("holidays.{country}[{i}]"), e);
+                }
+            }
         }
 
         // sources and campaigns
@@ -1051,6 +1160,27 @@ impl Validator {
         }
 
         // geography and devices
+        for (i, g) in s.geography.iter().enumerate() {
+            if g.time_zone.parse::<chrono_tz::Tz>().is_err() {
+                self.err(
+                    format!("geography[{i}].time_zone"),
+                    format!(
+                        "{:?} is not an IANA time zone (e.g. America/New_York)",
+                        g.time_zone
+                    ),
+                );
+            }
+            if g.country_code.len() != 2 || !g.country_code.bytes().all(|b| b.is_ascii_uppercase())
+            {
+                self.err(
+                    format!("geography[{i}].country_code"),
+                    format!(
+                        "{:?}: want an ISO 3166-1 alpha-2 code, e.g. US",
+                        g.country_code
+                    ),
+                );
+            }
+        }
         if s.geography.len() > 250 {
             self.err("geography", "at most 250 places");
         }

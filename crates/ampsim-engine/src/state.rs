@@ -112,6 +112,11 @@ impl UserState {
         }
     }
 
+    /// The day the user first arrived (from its device number).
+    pub fn first_day(&self) -> u32 {
+        crate::ids::first_day_of(self.device)
+    }
+
     /// Number of sessions so far.
     pub fn session_count(&self) -> u32 {
         self.sessions.len() as u32

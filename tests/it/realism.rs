@@ -1,0 +1,258 @@
+//! Real time and a real population, checked from the rendered event stream of one default year
+//! (scale 0.01): sessions follow each city's local hours through daylight saving time, the week
+//! shapes returning visits as well as arrivals, public holidays and the year-end lull dip
+//! traffic where they apply, and the site grows.
+
+use ampsim_engine::memory::MemorySim;
+use ampsim_engine::{Engine, Scenario, SimConfig};
+use chrono::{Datelike, NaiveDate, TimeZone, Timelike, Weekday};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// One session, as the stream shows it.
+struct Session {
+    /// Its start (the session_id), ms.
+    start: i64,
+    city: String,
+    /// The device had a session before.
+    returning: bool,
+}
+
+struct Year {
+    scenario: Scenario,
+    sessions: Vec<Session>,
+}
+
+const START: (i32, u32, u32) = (2025, 1, 1);
+
+fn year() -> &'static Year {
+    static YEAR: OnceLock<Year> = OnceLock::new();
+    YEAR.get_or_init(|| {
+        let cfg = SimConfig {
+            scenario: Scenario::from_toml("").unwrap(),
+            seed: 15,
+            start_date: NaiveDate::from_ymd_opt(START.0, START.1, START.2).unwrap(),
+            population_scale: 0.01,
+        };
+        let mut sim = MemorySim::new(Engine::new(cfg.clone()));
+        // (device id, session id) seen, and devices with a session.
+        let mut seen: std::collections::BTreeSet<(String, i64)> = Default::default();
+        let mut devices: std::collections::BTreeSet<String> = Default::default();
+        let mut sessions = Vec::new();
+        for _ in 0..365 {
+            let out = sim.step();
+            for e in sim.engine.render_day(&out) {
+                if e.session_id < 0 || !seen.insert((e.device_id.clone(), e.session_id)) {
+                    continue;
+                }
+                let returning = !devices.insert(e.device_id.clone());
+                sessions.push(Session {
+                    start: e.session_id,
+                    city: e.city.to_string(),
+                    returning,
+                });
+            }
+        }
+        Year {
+            scenario: cfg.scenario,
+            sessions,
+        }
+    })
+}
+
+fn utc_date(ms: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .date_naive()
+}
+
+fn d(m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, m, day).unwrap()
+}
+
+fn tz_of(y: &Year, city: &str) -> chrono_tz::Tz {
+    let g = y
+        .scenario
+        .geography
+        .iter()
+        .find(|g| g.city == city)
+        .unwrap();
+    g.time_zone.parse().unwrap()
+}
+
+/// Every city's sessions start in its local office hours: the busiest local hour is between 9
+/// and 16 on working days, and fewer than 8% start between midnight and 6 am local time.
+#[test]
+fn sessions_follow_each_citys_local_hours() {
+    let y = year();
+    let mut by_city: BTreeMap<&str, [u32; 24]> = BTreeMap::new();
+    for s in &y.sessions {
+        let local = tz_of(y, &s.city).timestamp_millis_opt(s.start).unwrap();
+        if local.weekday().num_days_from_monday() < 5 {
+            by_city.entry(&s.city).or_default()[local.hour() as usize] += 1;
+        }
+    }
+    assert_eq!(
+        by_city.len(),
+        y.scenario.geography.len(),
+        "every city has sessions"
+    );
+    for (city, hours) in &by_city {
+        let total: u32 = hours.iter().sum();
+        assert!(total > 1000, "{city}: {total} sessions");
+        let peak = (0..24).max_by_key(|&h| hours[h]).unwrap();
+        assert!(
+            (9..=16).contains(&peak),
+            "{city}: busiest local hour {peak}: {hours:?}"
+        );
+        let night: u32 = hours[..6].iter().sum();
+        assert!(
+            f64::from(night) / f64::from(total) < 0.08,
+            "{city}: {night} of {total} sessions between 0 and 6 local"
+        );
+    }
+    // Daylight saving time moves New York's sessions by an hour in UTC, not in local time.
+    let ny = tz_of(y, "New York");
+    let mean_hour = |month: u32, local: bool| {
+        let (mut sum, mut n) = (0.0, 0.0);
+        for s in y.sessions.iter().filter(|s| s.city == "New York") {
+            let t = chrono::DateTime::from_timestamp_millis(s.start).unwrap();
+            if t.month() == month && t.weekday().num_days_from_monday() < 5 {
+                // UTC hours from 6 to 29: New York's night is the wrap, not its working day.
+                sum += f64::from(if local {
+                    t.with_timezone(&ny).hour()
+                } else {
+                    (t.hour() + 18) % 24 + 6
+                });
+                n += 1.0;
+            }
+        }
+        sum / n
+    };
+    let (jan_utc, jul_utc) = (mean_hour(1, false), mean_hour(7, false));
+    let (jan_local, jul_local) = (mean_hour(1, true), mean_hour(7, true));
+    assert!(
+        (jan_utc - jul_utc - 1.0).abs() < 0.35,
+        "UTC {jan_utc} vs {jul_utc}"
+    );
+    assert!(
+        (jan_local - jul_local).abs() < 0.35,
+        "local {jan_local} vs {jul_local}"
+    );
+}
+
+/// Weekends dip for returning visitors as for new ones.
+#[test]
+fn the_week_shapes_returning_sessions_too() {
+    let y = year();
+    let mut per_day: BTreeMap<NaiveDate, [u32; 2]> = BTreeMap::new();
+    for s in &y.sessions {
+        per_day.entry(utc_date(s.start)).or_default()[usize::from(s.returning)] += 1;
+    }
+    // Weeks 10-40: past the first weeks, before the year-end.
+    for returning in [false, true] {
+        let (mut mid, mut weekend) = (Vec::new(), Vec::new());
+        for (date, n) in per_day.range(d(3, 10)..d(10, 6)) {
+            let n = f64::from(n[usize::from(returning)]);
+            match date.weekday() {
+                Weekday::Tue | Weekday::Wed | Weekday::Thu => mid.push(n),
+                Weekday::Sat | Weekday::Sun => weekend.push(n),
+                _ => {}
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let ratio = mean(&weekend) / mean(&mid);
+        assert!(
+            ratio < 0.7,
+            "{} sessions: weekend/mid-week {ratio:.2}",
+            if returning { "returning" } else { "new" }
+        );
+    }
+}
+
+/// Sessions of a country's cities on its public holidays, against the same weekday a week
+/// before and after; and every city's sessions in the year-end lull against early December.
+#[test]
+fn holidays_and_the_year_end_dip_where_they_apply() {
+    let y = year();
+    let country = |city: &str| {
+        y.scenario
+            .geography
+            .iter()
+            .find(|g| g.city == city)
+            .unwrap()
+            .country_code
+            .clone()
+    };
+    // Per country and local date.
+    let mut per: BTreeMap<(String, NaiveDate), u32> = BTreeMap::new();
+    for s in &y.sessions {
+        let local = tz_of(y, &s.city)
+            .timestamp_millis_opt(s.start)
+            .unwrap()
+            .date_naive();
+        *per.entry((country(&s.city), local)).or_default() += 1;
+    }
+    let n = |c: &str, date: NaiveDate| f64::from(*per.get(&(c.to_string(), date)).unwrap_or(&0));
+    for (c, holiday) in [
+        ("US", d(5, 26)),  // Memorial Day
+        ("US", d(11, 27)), // Thanksgiving
+        ("GB", d(4, 21)),  // Easter Monday
+        ("DE", d(10, 3)),  // Tag der Deutschen Einheit (a Friday)
+        ("FR", d(7, 14)),  // Fête nationale
+    ] {
+        let week = chrono::Duration::days(7);
+        let around = (n(c, holiday - week) + n(c, holiday + week)) / 2.0;
+        let ratio = n(c, holiday) / around;
+        assert!(around > 25.0, "{c} {holiday}: {around} sessions around");
+        assert!(
+            ratio < 0.6,
+            "{c} {holiday}: {ratio:.2} of the same weekday around it"
+        );
+    }
+    // A holiday of one country is an ordinary day elsewhere.
+    // (Countries without a holiday on US Memorial Day 2025: the UK has a bank holiday then.)
+    let others = |date: NaiveDate| {
+        ["DE", "FR", "NL", "IN", "AU", "CA", "ES", "SE"]
+            .iter()
+            .map(|c| n(c, date))
+            .sum::<f64>()
+    };
+    let elsewhere = others(d(5, 26)) / ((others(d(5, 19)) + others(d(6, 2))) / 2.0);
+    assert!(
+        elsewhere > 0.85,
+        "other countries on US Memorial Day: {elsewhere:.2}"
+    );
+    // The year-end lull, everywhere.
+    let all = |from: NaiveDate, to: NaiveDate| {
+        y.sessions
+            .iter()
+            .filter(|s| (from..=to).contains(&utc_date(s.start)))
+            .count() as f64
+            / ((to - from).num_days() + 1) as f64
+    };
+    let lull = all(d(12, 26), d(12, 30));
+    let december = all(d(12, 1), d(12, 12));
+    assert!(
+        lull / december < 0.65,
+        "year-end {lull:.0}/day vs early December {december:.0}/day"
+    );
+}
+
+/// The site grows: first visits in October and November against February and March.
+#[test]
+fn the_site_grows_over_the_year() {
+    let y = year();
+    let new_in = |months: [u32; 2]| {
+        y.sessions
+            .iter()
+            .filter(|s| !s.returning && months.contains(&utc_date(s.start).month()))
+            .count() as f64
+    };
+    let ratio = new_in([10, 11]) / new_in([2, 3]);
+    // 20% a year: about 14% over eight months, less the holidays of November.
+    assert!(
+        (1.07..1.25).contains(&ratio),
+        "first visits Oct-Nov / Feb-Mar: {ratio:.3}"
+    );
+}

@@ -72,19 +72,19 @@ def test_first_day_skips_days_without_changing_the_rest():
 
 def test_events_equal_the_servers_stream_events(server, work: Path):
     """The same definition on the server, read through StreamEvents (`ampsim events` is a
-    StreamEvents client printing HTTP V2 JSON lines), gives exactly the wheel's events. 20 days:
+    StreamEvents client printing HTTP V2 JSON lines), gives exactly the wheel's events. 40 days:
     trials end (converted, expired) within them, so numbers in properties are compared too
     (StreamEvents carries property values as strings, `map<string, string>`)."""
-    server.cli("create", "--id", "py", "--seed", "7", "--start", START, "--scale", "0.004")
-    server.cli("generate", "--simulation", "py", "--days", "20")
+    server.cli("create", "--id", "py", "--seed", "7", "--start", START, "--scale", "0.006")
+    server.cli("generate", "--simulation", "py", "--days", "40")
     lines = server.cli("events", "--simulation", "py").stdout.splitlines()
     streamed = [json.loads(line) for line in lines]
 
     def as_strings(props: dict) -> dict:
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
 
-    sim = ampsim.Simulation(start=START, seed=7, scale=0.004)
-    mine = batches_to_table(sim.events(20)).to_pylist()
+    sim = ampsim.Simulation(start=START, seed=7, scale=0.006)
+    mine = batches_to_table(sim.events(40)).to_pylist()
     assert len(mine) == len(streamed) > 5000
     typed = 0
     for row, theirs in zip(mine, streamed):

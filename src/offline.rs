@@ -264,17 +264,16 @@ pub fn generate(
             path: state_path.clone(),
             message: format!("checkpoint does not decompress: {e}"),
         })?;
-        MemorySim::restore_shard(engine, opts.shard, manifest.checkpoint_day, &raw).map_err(
-            |e| Error::Corrupt {
-                path: state_path.clone(),
-                message: format!("checkpoint does not decode: {e}"),
-            },
-        )?
+        let day = engine.first_day() + manifest.checkpoint_day;
+        MemorySim::restore_shard(engine, opts.shard, day, &raw).map_err(|e| Error::Corrupt {
+            path: state_path.clone(),
+            message: format!("checkpoint does not decode: {e}"),
+        })?
     } else {
         MemorySim::new_shard(engine, opts.shard)
     };
     let mut days_replayed = 0;
-    while sim.next_day() < manifest.days_complete {
+    while sim.days_done() < manifest.days_complete {
         sim.step();
         sim.forget_finished();
         days_replayed += 1;
@@ -324,11 +323,12 @@ pub fn generate(
             Ok((manifest, days_written, events_written))
         });
         let produced = pool.install(|| -> Result<()> {
-            while sim.next_day() < opts.days {
-                let day = sim.next_day();
+            while sim.days_done() < opts.days {
+                // `day`: the emitted day's index from the start date (the manifest's count).
+                let (day, date) = (sim.days_done(), sim.engine.date_of(sim.next_day()));
                 let out = sim.step();
                 sim.forget_finished();
-                let date = sim.engine.date_of(day).format("%Y-%m-%d").to_string();
+                let date = date.format("%Y-%m-%d").to_string();
                 let checkpoint = if (day + 1) % every == 0 || day + 1 == opts.days {
                     let path = state_path(day + 1);
                     Some(zstd::encode_all(&sim.save()[..], 1).map_err(io(&path))?)

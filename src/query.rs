@@ -246,12 +246,15 @@ impl CohortFilter {
                 "is greater than max_sessions",
             ));
         }
+        // Cohorts are of the users the simulation emits: those first seen in the warm start
+        // (before the start date) are left out.
+        f.first_days = Some((engine.first_day(), u32::MAX));
         if !p.first_seen_from.is_empty() || !p.first_seen_to.is_empty() {
             let from = if p.first_seen_from.is_empty() {
-                0
+                engine.first_day()
             } else {
                 let d = crate::validate::parse_date("first_seen_from", &p.first_seen_from)?;
-                engine.day_of(d).unwrap_or(0)
+                engine.day_of(d).unwrap_or(engine.first_day())
             };
             let to = if p.first_seen_to.is_empty() {
                 u32::MAX
@@ -483,18 +486,23 @@ pub struct CohortAgg {
     pub paid: u64,
     /// Sessions.
     pub sessions: u64,
-    /// Per first-seen week: (users, users active in week +k).
+    /// Per first-seen week (counted from the first emitted day): (users, users active in
+    /// week +k).
     pub retention: BTreeMap<u32, (u64, Vec<u64>)>,
+    /// The first emitted day: week 0 starts on it.
+    pub origin: u32,
     /// The first members by device number.
     members: BinaryHeap<Member>,
     max_members: usize,
 }
 
 impl CohortAgg {
-    /// An empty aggregate keeping at most `max_members` members.
-    pub fn new(max_members: usize) -> Self {
+    /// An empty aggregate keeping at most `max_members` members, its weeks counted from day
+    /// `origin` (the simulation's first emitted day).
+    pub fn new(max_members: usize, origin: u32) -> Self {
         CohortAgg {
             max_members,
+            origin,
             ..Default::default()
         }
     }
@@ -516,15 +524,15 @@ impl CohortAgg {
         if outcome == Outcome::Converted {
             self.paid += 1;
         }
-        let week = first_day_of(st.device) / 7;
+        let week = first_day_of(st.device).saturating_sub(self.origin) / 7;
         let row = self
             .retention
             .entry(week)
             .or_insert_with(|| (0, Vec::new()));
         row.0 += 1;
         let mut last = u32::MAX;
-        for s in &st.sessions {
-            let k = (s.day / 7).saturating_sub(week);
+        for s in st.sessions.iter().filter(|s| s.day >= self.origin) {
+            let k = ((s.day - self.origin) / 7).saturating_sub(week);
             if k != last {
                 if row.1.len() <= k as usize {
                     row.1.resize(k as usize + 1, 0);
@@ -603,7 +611,7 @@ pub fn scan_cohort(
         .par_iter()
         .map(|b| {
             let raw = b.unpack()?;
-            let mut agg = CohortAgg::new(max_members);
+            let mut agg = CohortAgg::new(max_members, engine.first_day());
             let mut bad = Ok(());
             codec::for_each_state(&raw, |st| {
                 if let Err(e) = engine.check_state(&st) {
@@ -617,7 +625,7 @@ pub fn scan_cohort(
             Ok(agg)
         })
         .try_reduce(
-            || CohortAgg::new(max_members),
+            || CohortAgg::new(max_members, engine.first_day()),
             |mut a, b| {
                 a.merge(b);
                 Ok(a)

@@ -39,7 +39,7 @@ impl App {
         // Re-read under the guard: another call may have committed days meanwhile.
         let sim = sims::get(&conn, id)?;
         let last =
-            sim.start_date + chrono::Days::new(u64::from(sim.days_generated) + u64::from(n_days));
+            sim.start_date + chrono::Days::new(u64::from(sim.emitted_days()) + u64::from(n_days));
         if last > NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid") {
             return Err(Error::invalid("days", "would run past 9999-12-31"));
         }
@@ -81,9 +81,11 @@ pub struct GenStats {
 }
 
 impl GenerateJob {
-    /// Generates the days, one committed transaction each, calling `progress` after every
-    /// commit. Stops early, after a committed day, when `progress` returns false (the client
-    /// went away) or the server is shutting down.
+    /// Generates `n_days` more emitted days, one committed transaction each, calling `progress`
+    /// after every commit. The warm start's days (before the start date) come first when they
+    /// are not committed yet: their users' states are committed like any day's, their events
+    /// are not, and they report no progress. Stops early, after a committed day, when
+    /// `progress` returns false (the client went away) or the server is shutting down.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when shut down before all days were made; storage errors (the
@@ -102,20 +104,18 @@ impl GenerateJob {
     ) -> Result<(SimRow, GenStats)> {
         let mut stats = GenStats::default();
         let clock = std::time::Instant::now;
-        let (id, key, first, n_days) = (
-            self.sim.id.clone(),
-            self.sim.handle(),
-            self.sim.days_generated,
-            self.n_days,
-        );
+        let (id, key, n_days) = (self.sim.id.clone(), self.sim.handle(), self.n_days);
         let engine = self.engine.clone();
-        for i in 0..n_days {
+        let first_emitted = engine.first_day();
+        let end = first_emitted + self.sim.emitted_days() + n_days;
+        for day in self.sim.days_generated..end {
+            let warm = day < first_emitted;
             if self.app.shutdown.is_cancelled() {
                 return Err(Error::Unavailable(format!(
-                    "server is shutting down; {i} of {n_days} days were generated"
+                    "server is shutting down; {} of {n_days} days were generated",
+                    day.saturating_sub(first_emitted + self.sim.emitted_days())
                 )));
             }
-            let day = first + i;
             let users =
                 days::due_users(&self.conn, &key, day)? + u64::from(engine.new_users_on(day));
             self.app.check_budget(
@@ -132,7 +132,12 @@ impl GenerateJob {
                 )));
             }
             let t1 = clock();
-            let out: DayOutput = engine.step_day(day, due);
+            let mut out: DayOutput = engine.step_day(day, due);
+            if warm {
+                // The warm start: its users' states carry on, its events are never emitted.
+                out.records = Vec::new();
+                (out.sessions, out.events, out.new_users) = (0, 0, 0);
+            }
             let t2 = clock();
             let enc = EncodedDay::new(&engine, &out);
             let t3 = clock();
@@ -143,16 +148,19 @@ impl GenerateJob {
             stats.encode += (t3 - t2).as_secs_f64();
             stats.commit += (t4 - t3).as_secs_f64();
             stats.bytes += enc.bytes() as u64;
-            tracing::debug!(simulation = %id, day, events = out.events, sessions = out.sessions, "day committed");
+            tracing::debug!(simulation = %id, day, warm, events = out.events, sessions = out.sessions, "day committed");
+            if warm {
+                continue;
+            }
             let go_on = progress(DayInfo {
                 date: engine.date_of(day),
-                day_index: day,
+                day_index: day - first_emitted,
                 sessions: u64::from(out.sessions),
                 events: out.events,
                 new_users: u64::from(out.new_users),
                 returning_users: u64::from(out.returning_users),
-                days_generated: day + 1,
-                days_remaining: n_days - i - 1,
+                days_generated: day + 1 - first_emitted,
+                days_remaining: end - day - 1,
             });
             if !go_on {
                 tracing::info!(simulation = %id, day, "client went away; stopping after the committed day");

@@ -253,16 +253,15 @@ impl App {
             };
             Error::invalid(field, e.message)
         })?;
-        let first_day = Engine::new(SimConfig {
+        let engine = Engine::new(SimConfig {
             scenario: scenario.clone(),
             seed: p.seed,
             start_date,
             population_scale: scale,
-        })
-        .new_users_on(0);
+        });
         self.check_budget(
             "its first day",
-            u64::from(first_day),
+            u64::from(engine.new_users_on(engine.first_day())),
             Some("population_scale"),
         )?;
         let conn = self.store.connect()?;
@@ -276,6 +275,7 @@ impl App {
                 scenario_toml: &p.scenario_toml,
                 scenario_name: &scenario.name,
                 engine_version: ENGINE_VERSION,
+                first_day: engine.first_day(),
             },
         )
     }
@@ -366,13 +366,17 @@ impl App {
                 },
             )
         };
-        if sim.days_generated == 0 {
+        if sim.emitted_days() == 0 {
             return Err(unknown_user());
         }
         let mut records = Vec::new();
-        for (day, blob) in
-            days::device_chunk_blobs(&conn, &sim.handle(), device, 0, sim.days_generated - 1)?
-        {
+        for (day, blob) in days::device_chunk_blobs(
+            &conn,
+            &sim.handle(),
+            device,
+            sim.first_day,
+            sim.days_generated - 1,
+        )? {
             let raw = blob.unpack()?;
             codec::for_each_user_day(&raw, day, engine.day_start_ms(day), |r| {
                 if r.device == device {
@@ -429,7 +433,7 @@ impl App {
         validate_id(id)?;
         let conn = self.store.connect()?;
         let sim = sims::get(&conn, id)?;
-        if sim.days_generated == 0 {
+        if sim.emitted_days() == 0 {
             return Err(Error::FailedPrecondition(format!(
                 "simulation {id:?} has no generated days yet"
             )));
@@ -447,7 +451,7 @@ impl App {
             .and(bad)
             .map_err(|e| Error::Corrupt(format!("user states: {e}")))?;
         }
-        for day in 0..=last {
+        for day in sim.first_day..=last {
             let blobs = days::day_chunk_blobs(&conn, &handle, day)?;
             for r in decode_chunks(&engine, day, &blobs)? {
                 b.add_user_day(&r);

@@ -24,7 +24,7 @@ impl App {
             parse_date("from_date", &q.from_date)?
         };
         let to = if q.to_date.is_empty() {
-            if sim.days_generated == 0 {
+            if sim.emitted_days() == 0 {
                 return Err(Error::FailedPrecondition(format!(
                     "simulation {:?} has no generated days yet",
                     sim.id
@@ -103,12 +103,12 @@ impl App {
             if !q.generate_missing {
                 return Err(Error::FailedPrecondition(format!(
                     "simulation {id:?} has {} generated days (through {}); {} is not generated yet. Generate more days or set generate_missing",
-                    sim.days_generated,
-                    if sim.days_generated == 0 { "none".to_string() } else { engine.date_of(sim.days_generated - 1).to_string() },
+                    sim.emitted_days(),
+                    if sim.emitted_days() == 0 { "none".to_string() } else { engine.date_of(sim.days_generated - 1).to_string() },
                     engine.date_of(to_day)
                 )));
             }
-            let missing = to_day + 1 - sim.days_generated;
+            let missing = to_day + 1 - sim.days_generated.max(engine.first_day());
             if missing > MAX_DAYS_PER_CALL {
                 return Err(Error::invalid(
                     "to_date",

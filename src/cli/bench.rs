@@ -129,7 +129,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
     store.checkpoint()?;
     let bytes = file_bytes(db);
     println!("scale          {}", a.scale);
-    println!("days           {}", row.days_generated);
+    println!("days           {}", row.emitted_days());
     println!("users          {}", row.users);
     println!("sessions       {sessions}");
     println!("events         {events}");
@@ -170,7 +170,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
     }
 
     // The days every StreamEvents figure reads: the first `--stream-days`.
-    let stream_days = a.stream_days.min(row.days_generated).max(1);
+    let stream_days = a.stream_days.min(row.emitted_days()).max(1);
     let to = (row.start_date + chrono::Days::new(u64::from(stream_days - 1)))
         .format("%Y-%m-%d")
         .to_string();

@@ -102,7 +102,8 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
         );
     }
     if args.report {
-        let mut b = ReportBuilder::new(&sim.engine, args.days.saturating_sub(1));
+        let last = sim.next_day().saturating_sub(1).max(sim.engine.first_day());
+        let mut b = ReportBuilder::new(&sim.engine, last);
         for st in sim.states() {
             b.add_state(&st);
         }

@@ -8,10 +8,10 @@ use ampsim_engine::report::Report;
 
 /// A stored simulation as a message.
 pub fn simulation(r: &SimRow, generating: bool) -> pb::Simulation {
-    let last = if r.days_generated == 0 {
+    let last = if r.emitted_days() == 0 {
         String::new()
     } else {
-        (r.start_date + chrono::Days::new(u64::from(r.days_generated - 1)))
+        (r.start_date + chrono::Days::new(u64::from(r.emitted_days() - 1)))
             .format("%Y-%m-%d")
             .to_string()
     };
@@ -23,7 +23,7 @@ pub fn simulation(r: &SimRow, generating: bool) -> pb::Simulation {
         scenario_toml: r.scenario_toml.clone(),
         scenario_name: r.scenario_name.clone(),
         engine_version: r.engine_version,
-        days_generated: r.days_generated,
+        days_generated: r.emitted_days(),
         last_generated_date: last,
         sessions: r.sessions,
         events: r.events,
@@ -145,14 +145,14 @@ pub fn cohort_summary(
     sim: &SimRow,
     a: &crate::query::CohortAgg,
 ) -> pb::CohortSummary {
-    let last_week = sim.days_generated.saturating_sub(1) / 7;
+    let last_week = sim.emitted_days().saturating_sub(1) / 7;
     let retention = a
         .retention
         .iter()
         .map(|(&week, (users, active))| {
             let weeks = (last_week.saturating_sub(week) + 1) as usize;
             pb::RetentionRow {
-                week_start: date(engine, week * 7),
+                week_start: date(engine, a.origin + week * 7),
                 users: *users,
                 active_share: (0..weeks)
                     .map(|k| ratio(active.get(k).copied().unwrap_or(0), *users))

@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_simulation_uid.sql",
         include_str!("../../migrations/0002_simulation_uid.sql"),
     ),
+    (
+        3,
+        "0003_first_day.sql",
+        include_str!("../../migrations/0003_first_day.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -24,8 +24,10 @@ pub struct SimRow {
     pub scenario_name: String,
     /// Engine version that generates it.
     pub engine_version: u32,
-    /// Committed days.
+    /// Committed days, the warm start's included: the next day to generate.
     pub days_generated: u32,
+    /// The start date's day number (days before it are the warm start, never emitted).
+    pub first_day: u32,
     /// Sessions in committed days.
     pub sessions: u64,
     /// Events in committed days.
@@ -39,6 +41,11 @@ pub struct SimRow {
 }
 
 impl SimRow {
+    /// Emitted days generated (from the start date on).
+    pub fn emitted_days(&self) -> u32 {
+        self.days_generated.saturating_sub(self.first_day)
+    }
+
     /// The handle that reads and commits of this simulation go through.
     pub fn handle(&self) -> SimRef {
         SimRef {
@@ -101,10 +108,13 @@ pub struct NewSim<'a> {
     pub scenario_name: &'a str,
     /// Engine version.
     pub engine_version: u32,
+    /// The start date's day number.
+    pub first_day: u32,
 }
 
 const COLUMNS: &str = "sim, simulation_id, seed, start_date, population_scale, scenario_toml, \
-     scenario_name, engine_version, days_generated, sessions, events, users, created_at, uid";
+     scenario_name, engine_version, days_generated, sessions, events, users, created_at, uid, \
+     first_day";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
     let date: String = r.get(3)?;
@@ -125,6 +135,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
         users: r.get::<_, i64>(11)? as u64,
         created_at: r.get(12)?,
         uid: r.get(13)?,
+        first_day: r.get(14)?,
     })
 }
 
@@ -135,8 +146,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
 pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
     let res = conn.raw().execute(
         "INSERT INTO simulations (simulation_id, seed, start_date, population_scale, scenario_toml,
-             scenario_name, engine_version, created_at, uid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, lower(hex(randomblob(16))))",
+             scenario_name, engine_version, created_at, uid, first_day)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, lower(hex(randomblob(16))), ?9)",
         params![
             s.id,
             s.seed as i64,
@@ -146,6 +157,7 @@ pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
             s.scenario_name,
             s.engine_version,
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            s.first_day,
         ],
     );
     match res {

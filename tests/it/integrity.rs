@@ -24,20 +24,29 @@ fn date(day: u32) -> String {
     (d + chrono::Days::new(u64::from(day))).to_string()
 }
 
-/// Rewrites one `event_chunks` blob of `day` (the server must be stopped): its records decode,
+/// The stored day number of emitted day 0 (the default scenario's warm start comes first).
+fn first_day() -> u32 {
+    ampsim_engine::Scenario::default_scenario()
+        .traffic
+        .warm_start_days
+}
+
+/// Rewrites one `event_chunks` blob of emitted day `day` (the server must be stopped): its records decode,
 /// but one page view points past the scenario's page catalogue, as a flipped bit would make
 /// it. Returns a device id whose records are in that blob.
 fn corrupt_a_day_chunk(db: &Path, day: u32) -> u64 {
     let conn = rusqlite::Connection::open(db).unwrap();
+    let stored = first_day() + day;
     let (rowid, blob): (i64, Vec<u8>) = conn
         .query_row(
             "SELECT rowid, data FROM event_chunks WHERE day = ?1 ORDER BY chunk LIMIT 1",
-            [day],
+            [stored],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     let raw = zstd::decode_all(blob.as_slice()).unwrap();
-    let mut records = ampsim_engine::codec::decode_user_days(&raw, day, day_start_ms(day)).unwrap();
+    let mut records =
+        ampsim_engine::codec::decode_user_days(&raw, stored, day_start_ms(day)).unwrap();
     let r = records
         .iter_mut()
         .find(|r| r.events.iter().any(|e| e.kind == EventKind::Page))

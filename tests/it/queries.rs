@@ -160,9 +160,25 @@ struct Derived {
     outcome: String,
 }
 
+/// Whether a device was first seen in the emitted days of the fixture's simulation (cohorts
+/// leave out the warm start's users, first seen before the start date).
+fn first_seen_in_range(device_id: &str) -> bool {
+    static ENGINE: std::sync::OnceLock<ampsim_engine::Engine> = std::sync::OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        ampsim_engine::Engine::new(ampsim_engine::SimConfig {
+            scenario: ampsim_engine::Scenario::default_scenario(),
+            seed: 17,
+            start_date: chrono::NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
+            population_scale: 0.01,
+        })
+    });
+    let device = engine.ids().parse_device_id(device_id).unwrap();
+    ampsim_engine::ids::first_day_of(device) >= engine.first_day()
+}
+
 fn derive(events: &[pb::Event]) -> BTreeMap<String, Derived> {
     let mut m: BTreeMap<String, Derived> = BTreeMap::new();
-    for e in events {
+    for e in events.iter().filter(|e| first_seen_in_range(&e.device_id)) {
         let d = m.entry(e.device_id.clone()).or_insert_with(|| Derived {
             first_day: e.time / DAY_MS,
             outcome: "none".into(),

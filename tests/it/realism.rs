@@ -21,6 +21,8 @@ struct Session {
 struct Year {
     scenario: Scenario,
     sessions: Vec<Session>,
+    /// `trial_converted` and `trial_expired` events of the first week.
+    trials_ending_in_week_one: u32,
 }
 
 const START: (i32, u32, u32) = (2025, 1, 1);
@@ -39,9 +41,13 @@ fn year() -> &'static Year {
         let mut seen: std::collections::BTreeSet<(String, i64)> = Default::default();
         let mut devices: std::collections::BTreeSet<String> = Default::default();
         let mut sessions = Vec::new();
-        for _ in 0..365 {
+        let mut trials_ending_in_week_one = 0;
+        for day in 0..365 {
             let out = sim.step();
             for e in sim.engine.render_day(&out) {
+                if day < 7 && matches!(e.event_type, "trial_converted" | "trial_expired") {
+                    trials_ending_in_week_one += 1;
+                }
                 if e.session_id < 0 || !seen.insert((e.device_id.clone(), e.session_id)) {
                     continue;
                 }
@@ -56,6 +62,7 @@ fn year() -> &'static Year {
         Year {
             scenario: cfg.scenario,
             sessions,
+            trials_ending_in_week_one,
         }
     })
 }
@@ -236,6 +243,33 @@ fn holidays_and_the_year_end_dip_where_they_apply() {
     assert!(
         lull / december < 0.65,
         "year-end {lull:.0}/day vs early December {december:.0}/day"
+    );
+}
+
+/// The site existed before the start date (the warm start): the first two weeks already have
+/// the steady volume of sessions, returning visitors included (a site launch would show a
+/// climb over weeks), and trials started before day 1 end in week one.
+#[test]
+fn the_first_weeks_are_already_in_steady_state() {
+    let y = year();
+    let per_day = |from: NaiveDate, to: NaiveDate| {
+        y.sessions
+            .iter()
+            .filter(|s| (from..to).contains(&utc_date(s.start)))
+            .count() as f64
+            / (to - from).num_days() as f64
+    };
+    // Two whole weeks each (Monday to Sunday), past the new year's holiday and lull.
+    let first = per_day(d(1, 6), d(1, 20));
+    let later = per_day(d(2, 3), d(2, 17));
+    let ratio = first / later;
+    assert!(
+        (0.92..1.04).contains(&ratio),
+        "sessions a day: January 6-19 {first:.0}, February 3-16 {later:.0} ({ratio:.3})"
+    );
+    assert!(
+        y.trials_ending_in_week_one > 0,
+        "trials in flight at the start end in the first week"
     );
 }
 

@@ -537,8 +537,17 @@ async fn days_over_the_memory_budget_are_refused_before_they_allocate() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("memory budget"), "{e:?}");
-    // Day 0 fits (about 5,300 new users); returning users make later days outgrow 100 MiB.
-    create(&mut c, "grows", 3, 0.12).await;
+    // A site launch (no warm start): day 0 fits (about 7,000 candidate new users); returning
+    // users make later days outgrow 100 MiB.
+    c.create_simulation(pb::CreateSimulationRequest {
+        simulation_id: "grows".into(),
+        seed: 3,
+        population_scale: 0.1,
+        start_date: "2025-03-03".into(),
+        scenario_toml: "[traffic]\nwarm_start_days = 0\n".into(),
+    })
+    .await
+    .unwrap();
     let mut st = c
         .generate_days(pb::GenerateDaysRequest {
             simulation_id: "grows".into(),

@@ -81,6 +81,8 @@ pub struct Engine {
     tag: u64,
     ids: Ids,
     day0_ms: i64,
+    /// The first emitted day: days before it are the warm start (`traffic.warm_start_days`).
+    first_day: u32,
     /// Time zones, holidays and the hour curves.
     pub(crate) calendar: crate::calendar::Calendar,
     lengths: Weighted,
@@ -145,6 +147,7 @@ impl Engine {
                 .expect("midnight exists")
                 .and_utc()
                 .timestamp_millis(),
+            first_day: s.traffic.warm_start_days,
             calendar: crate::calendar::Calendar::new(s),
             lengths: Weighted::new(s.pages.session_length_weights.iter().copied()),
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
@@ -205,20 +208,35 @@ impl Engine {
         &self.ids
     }
 
+    /// The first emitted day: the start date's day number. Days are numbered from the start
+    /// of the warm start (`traffic.warm_start_days` before the start date), which is simulated
+    /// but never emitted, so day numbers (in states, records and the store) are the same for
+    /// every output and the first emitted day is `first_day()`, not 0.
+    pub fn first_day(&self) -> u32 {
+        self.first_day
+    }
+
+    /// Days since the start date (negative in the warm start).
+    fn offset(&self, day: u32) -> i64 {
+        i64::from(day) - i64::from(self.first_day)
+    }
+
     /// Midnight UTC of a simulation day, in ms since the epoch.
     pub fn day_start_ms(&self, day: u32) -> i64 {
-        self.day0_ms + i64::from(day) * DAY_MS
+        self.day0_ms + self.offset(day) * DAY_MS
     }
 
     /// The calendar date of a simulation day.
     pub fn date_of(&self, day: u32) -> NaiveDate {
-        self.cfg.start_date + chrono::Days::new(u64::from(day))
+        self.cfg.start_date + chrono::Duration::days(self.offset(day))
     }
 
-    /// The simulation day of a date, if it is on or after the start date.
+    /// The simulation day of a date, if it is on or after the start date (an emitted day).
     pub fn day_of(&self, date: NaiveDate) -> Option<u32> {
         let d = (date - self.cfg.start_date).num_days();
-        u32::try_from(d).ok()
+        u32::try_from(d + i64::from(self.first_day))
+            .ok()
+            .filter(|_| d >= 0)
     }
 
     /// How many candidate new users `day` has: the day's expected arrivals at the calendar's
@@ -228,7 +246,7 @@ impl Engine {
     /// holidays and hours; device numbers of candidates that do not arrive are never used.
     pub fn new_users_on(&self, day: u32) -> u32 {
         let t = &self.cfg.scenario.traffic;
-        let growth = (1.0 + t.annual_growth).powf(f64::from(day) / 365.0);
+        let growth = (1.0 + t.annual_growth).powf(self.offset(day) as f64 / 365.0);
         let mut mean =
             t.new_users_per_day * self.cfg.population_scale * growth * self.calendar.bound();
         let mut rng = KeyedRng::new(self.cfg.seed, day, u64::MAX, Purpose::Arrivals);

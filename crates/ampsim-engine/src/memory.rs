@@ -18,25 +18,35 @@ pub struct MemorySim {
 }
 
 impl MemorySim {
-    /// A simulation that has generated no day yet.
+    /// A simulation ready for its first emitted day: the warm start is run here.
     pub fn new(engine: Engine) -> Self {
         Self::new_shard(engine, Shard::WHOLE)
     }
 
-    /// One shard of a simulation that has generated no day yet.
+    /// One shard of a simulation, ready for its first emitted day: the warm start's days
+    /// (before [`Engine::first_day`]) are run here and their outputs dropped.
     pub fn new_shard(engine: Engine, shard: Shard) -> Self {
-        MemorySim {
+        let mut sim = MemorySim {
             engine,
             shard,
             next_day: 0,
             due: BTreeMap::new(),
             done: Vec::new(),
+        };
+        while sim.next_day < sim.engine.first_day() {
+            sim.step();
         }
+        sim
     }
 
-    /// The next day to generate.
+    /// The next day to generate (a day number: see [`Engine::first_day`]).
     pub fn next_day(&self) -> u32 {
         self.next_day
+    }
+
+    /// Emitted days generated so far (the next day's offset from the start date).
+    pub fn days_done(&self) -> u32 {
+        self.next_day - self.engine.first_day()
     }
 
     /// Generates the next day.
@@ -78,7 +88,7 @@ impl MemorySim {
         codec::encode_states(&self.states())
     }
 
-    /// Restores a simulation saved by [`MemorySim::save`] after `next_day` days.
+    /// Restores a simulation saved by [`MemorySim::save`] before day `next_day`.
     ///
     /// # Errors
     /// [`codec::CodecError`] if the blob does not decode.
@@ -86,7 +96,8 @@ impl MemorySim {
         Self::restore_shard(engine, Shard::WHOLE, next_day, blob)
     }
 
-    /// Restores one shard saved by [`MemorySim::save`] after `next_day` days.
+    /// Restores one shard saved by [`MemorySim::save`] before day `next_day` (a day number,
+    /// so at least [`Engine::first_day`]).
     ///
     /// # Errors
     /// [`codec::CodecError`] if the blob does not decode.
@@ -96,8 +107,13 @@ impl MemorySim {
         next_day: u32,
         blob: &[u8],
     ) -> Result<Self, codec::CodecError> {
-        let mut sim = MemorySim::new_shard(engine, shard);
-        sim.next_day = next_day;
+        let mut sim = MemorySim {
+            engine,
+            shard,
+            next_day,
+            due: BTreeMap::new(),
+            done: Vec::new(),
+        };
         codec::for_each_state(blob, |st| match st.next_due() {
             Some(d) => sim.due.entry(d).or_default().push(st),
             None => sim.done.push(st),

@@ -6,7 +6,10 @@
 //! known by the last generated day (a session's or a new user's return window, a trial's
 //! conversion window).
 //! Volume targets are the seed's year figures times the population scale, pro rata for the
-//! number of days generated.
+//! number of days generated. Only emitted days count: users first seen in the warm start (before
+//! [`Engine::first_day`]) are not new users of the range, and their journeys' order is not
+//! checked (their beginning was not emitted), but their sessions in the range are returning
+//! sessions like any other.
 
 use super::engine::Engine;
 use super::scenario::{Targeting, TrialPath, MAX_DELAY_DAYS};
@@ -105,6 +108,8 @@ struct Progress {
 /// Accumulates the report.
 pub struct ReportBuilder<'e> {
     engine: &'e Engine,
+    /// The first emitted day.
+    first_day: u32,
     last_day: u32,
     /// Per engagement tier, the longest return delay (days) the scenario allows.
     max_delays: [u32; 5],
@@ -138,11 +143,13 @@ pub struct ReportBuilder<'e> {
 }
 
 impl<'e> ReportBuilder<'e> {
-    /// A builder for a simulation whose last generated day is `last_day`.
+    /// A builder for a simulation whose last generated day is `last_day` (a day number, at
+    /// least [`Engine::first_day`]).
     pub fn new(engine: &'e Engine, last_day: u32) -> Self {
         let max_delays: [u32; 5] = std::array::from_fn(|t| Self::max_delay(engine, t));
         ReportBuilder {
             engine,
+            first_day: engine.first_day(),
             last_day,
             max_delays,
             settle_window: max_delays.iter().copied().max().unwrap_or(0),
@@ -188,29 +195,35 @@ impl<'e> ReportBuilder<'e> {
     /// Adds a user's latest state.
     pub fn add_state(&mut self, st: &UserState) {
         let s = self.engine.scenario();
-        self.users += 1;
+        let first = self.first_day;
+        let new_here = st.first_day() >= first;
         let n = st.sessions.len() as u64;
-        self.sessions_from_states += n;
-        self.returning_sessions += n.saturating_sub(1);
-        if super::ids::first_day_of(st.device) + self.settle_window <= self.last_day {
-            self.settled_users += 1;
-            if n >= 2 {
-                self.multi_session_users += 1;
+        let in_range = st.sessions.iter().filter(|x| x.day >= first).count() as u64;
+        self.sessions_from_states += in_range;
+        // Every session in the range but a user's very first is a returning one.
+        self.returning_sessions += in_range - u64::from(new_here && n > 0);
+        if new_here {
+            self.users += 1;
+            if st.first_day() + self.settle_window <= self.last_day {
+                self.settled_users += 1;
+                if n >= 2 {
+                    self.multi_session_users += 1;
+                }
             }
         }
         for (i, sess) in st.sessions.iter().enumerate() {
             let tier = sess.tier as usize;
-            if sess.day + self.max_delays[tier] <= self.last_day {
+            if sess.day >= first && sess.day + self.max_delays[tier] <= self.last_day {
                 self.tier_sessions[tier] += 1;
                 if i + 1 < st.sessions.len() {
                     self.tier_returned[tier] += 1;
                 }
             }
         }
-        if st.is_identified() {
+        if st.identified_day.is_some_and(|d| d >= first) {
             self.identified += 1;
         }
-        if let Some(t) = st.trial {
+        if let Some(t) = st.trial.filter(|t| t.start_day >= first) {
             let window = s.trials.conversion_window[1].max(s.trials.expiry_day) as u32;
             if t.start_day + window <= self.last_day {
                 self.trials_closed[t.path as usize] += 1;
@@ -240,8 +253,12 @@ impl<'e> ReportBuilder<'e> {
             }
         }
         let trial_form = s.trial_form_index() as u8;
+        // A user first seen in the warm start: the order of its journey cannot be checked
+        // from the emitted days, whose records it begins in the middle of.
+        let checked = super::ids::first_day_of(ud.device) >= self.first_day;
         let mut p = self.progress.get(&ud.device).copied().unwrap_or_default();
         let tracked = p.identified || usize::from(ud.user_id_from) < ud.events.len();
+        let out_of_order_before = self.out_of_order;
         for (i, e) in ud.events.iter().enumerate() {
             let has_user_id = i >= usize::from(ud.user_id_from);
             // Identity never goes backwards, and only a form identifies.
@@ -313,7 +330,9 @@ impl<'e> ReportBuilder<'e> {
                 _ => {}
             }
         }
-        if tracked {
+        if !checked {
+            self.out_of_order = out_of_order_before;
+        } else if tracked {
             self.progress.insert(ud.device, p);
         }
     }
@@ -322,7 +341,7 @@ impl<'e> ReportBuilder<'e> {
     pub fn finish(self) -> Report {
         let s = self.engine.scenario();
         let scale = self.engine.config().population_scale;
-        let days = self.last_day + 1;
+        let days = (self.last_day + 1).saturating_sub(self.first_day);
         let pro_rata = scale * f64::from(days) / 365.0;
         let mut rows = Vec::new();
 

@@ -89,6 +89,11 @@ pub struct Traffic {
     /// Relative standard deviation of a swing that every day of a calendar week shares.
     #[serde(default)]
     pub weekly_noise: f64,
+    /// Days simulated before the start date and not emitted, so that the first emitted day
+    /// already has the returning visitors and open trials of a site that existed before it
+    /// (0: the site opens on the start date).
+    #[serde(default)]
+    pub warm_start_days: u32,
 }
 
 /// Seasonal factors on every geography's traffic.
@@ -809,6 +814,15 @@ impl Validator {
         {
             self.err("traffic.daily_noise", "must be in [0, 0.5]");
         }
+        if t.warm_start_days > MAX_WARM_START_DAYS {
+            self.err(
+                "traffic.warm_start_days",
+                format!(
+                    "must be at most {MAX_WARM_START_DAYS}, got {}",
+                    t.warm_start_days
+                ),
+            );
+        }
         if self.finite("traffic.weekly_noise", t.weekly_noise)
             && !(0.0..=0.5).contains(&t.weekly_noise)
         {
@@ -1207,6 +1221,9 @@ impl Validator {
 /// Upper bound on any scheduled delay (returns, trial windows), in days. It bounds how far
 /// ahead the due queue reaches and keeps stored day offsets small.
 pub const MAX_DELAY_DAYS: u32 = 365;
+
+/// The longest warm start: two years before the start date.
+pub const MAX_WARM_START_DAYS: u32 = 730;
 
 #[cfg(test)]
 mod tests {

@@ -259,10 +259,10 @@ impl EventReader {
                 self.next_batch += n;
                 continue;
             }
-            if self.sim.next_day() >= self.end_day {
+            if self.sim.days_done() >= self.end_day {
                 return None;
             }
-            let day = self.sim.next_day();
+            let day = self.sim.days_done();
             let sim = &mut self.sim;
             let out = self.pool.install(|| {
                 let out = sim.step();

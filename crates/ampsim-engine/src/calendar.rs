@@ -223,6 +223,11 @@ pub struct Calendar {
     zones: Vec<Tz>,
     /// Per geography, the rules of its country's holidays.
     rules: Vec<Vec<Rule>>,
+    /// Per geography, its holidays' dates in [`Calendar::years`], sorted: a lookup instead of
+    /// evaluating every rule for each planned return.
+    dates: Vec<Vec<NaiveDate>>,
+    /// The years `dates` covers; other years evaluate the rules.
+    years: std::ops::RangeInclusive<i32>,
     /// Working-day and weekend hour curves (local hours), each summing to 1.
     hours: [[f64; 24]; 2],
     /// Monday..Sunday factors, mean 1.
@@ -246,11 +251,11 @@ pub struct DayShape {
 }
 
 impl Calendar {
-    /// The calendar of a validated scenario.
+    /// The calendar of a validated scenario, for a simulation starting in `start_year`.
     ///
     /// # Panics
     /// On a scenario that did not pass validation (an unknown time zone or a bad rule).
-    pub fn new(s: &Scenario) -> Calendar {
+    pub fn new(s: &Scenario, start_year: i32) -> Calendar {
         let t = &s.traffic;
         let mean_week = t.weekly_curve.iter().sum::<f64>() / 7.0;
         let mut weekly = [1.0; 7];
@@ -279,22 +284,39 @@ impl Calendar {
         let max_lull = lulls.iter().map(|l| l.factor).fold(1.0, f64::max);
         let max_week = weekly.iter().copied().fold(0.0, f64::max);
         let peak_hours: f64 = (0..24).map(|h| hours[0][h].max(hours[1][h])).sum();
+        let rules: Vec<Vec<Rule>> = s
+            .geography
+            .iter()
+            .map(|g| {
+                s.holidays
+                    .get(&g.country_code)
+                    .map(|hs| hs.iter().map(|h| rule_of(h).expect("validated")).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        // Two years back (the longest warm start) to a dozen ahead of the start date.
+        let years = start_year - 3..=start_year + 12;
+        let dates = rules
+            .iter()
+            .map(|rs| {
+                let mut v: Vec<NaiveDate> = years
+                    .clone()
+                    .flat_map(|y| rs.iter().filter_map(move |r| r.date_in(y)))
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
         Calendar {
             zones: s
                 .geography
                 .iter()
                 .map(|g| g.time_zone.parse::<Tz>().expect("validated time zone"))
                 .collect(),
-            rules: s
-                .geography
-                .iter()
-                .map(|g| {
-                    s.holidays
-                        .get(&g.country_code)
-                        .map(|hs| hs.iter().map(|h| rule_of(h).expect("validated")).collect())
-                        .unwrap_or_default()
-                })
-                .collect(),
+            rules,
+            dates,
+            years,
             hours,
             weekly,
             holiday_factor: s.seasons.holiday_factor,
@@ -307,7 +329,11 @@ impl Calendar {
     /// Whether a date is a public holiday of a geography's country.
     pub fn is_holiday(&self, geo: usize, date: NaiveDate) -> bool {
         let y = date.year();
-        self.rules[geo].iter().any(|r| r.date_in(y) == Some(date))
+        if self.years.contains(&y) {
+            self.dates[geo].binary_search(&date).is_ok()
+        } else {
+            self.rules[geo].iter().any(|r| r.date_in(y) == Some(date))
+        }
     }
 
     /// A geography's traffic factor on a local date, and whether the date has the weekend
@@ -422,7 +448,15 @@ mod tests {
     #[test]
     fn the_default_calendar_follows_local_time_and_holidays() {
         let s = Scenario::default_scenario();
-        let cal = Calendar::new(&s);
+        let cal = Calendar::new(&s, 2025);
+        // The precomputed years and the rules agree.
+        let far = Calendar::new(&s, 1990);
+        for day in 0..400 {
+            let date = d(2025, 1, 1) + Duration::days(day);
+            for g in 0..s.geography.len() {
+                assert_eq!(cal.is_holiday(g, date), far.is_holiday(g, date), "{date}");
+            }
+        }
         let geo = |city: &str| s.geography.iter().position(|g| g.city == city).unwrap();
         let (sf, sydney) = (geo("San Francisco"), geo("Sydney"));
         // Memorial Day is a holiday in San Francisco, not in Sydney.

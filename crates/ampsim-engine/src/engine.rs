@@ -148,7 +148,7 @@ impl Engine {
                 .and_utc()
                 .timestamp_millis(),
             first_day: s.traffic.warm_start_days,
-            calendar: crate::calendar::Calendar::new(s),
+            calendar: crate::calendar::Calendar::new(s, cfg.start_date.year()),
             lengths: Weighted::new(s.pages.session_length_weights.iter().copied()),
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
             returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),

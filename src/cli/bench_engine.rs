@@ -112,7 +112,9 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
                 b.add_user_day(r);
             }
         }
-        print!("{}", b.finish().to_table());
+        let report = b.finish();
+        print!("{}", report.to_table());
+        println!("{}", report.verdict());
     }
     Ok(())
 }

@@ -445,6 +445,13 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
                 measured: x.measured,
                 unit: x.unit,
                 pass: x.pass,
+                status: ampsim_engine::report::RowStatus::from_label(&x.status).unwrap_or(
+                    if x.pass {
+                        ampsim_engine::report::RowStatus::Pass
+                    } else {
+                        ampsim_engine::report::RowStatus::Fail
+                    },
+                ),
                 sample: x.sample,
             })
             .collect(),
@@ -453,14 +460,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_table());
-        outln!(
-            "{}",
-            if report.all_pass() {
-                "all rows pass"
-            } else {
-                "SOME ROWS FAIL"
-            }
-        );
+        outln!("{}", report.verdict());
     }
     Ok(())
 }

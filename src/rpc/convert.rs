@@ -65,6 +65,7 @@ pub fn report(r: &Report) -> pb::Report {
                 unit: x.unit.clone(),
                 pass: x.pass,
                 sample: x.sample,
+                status: x.status.label().to_string(),
             })
             .collect(),
     }

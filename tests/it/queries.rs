@@ -440,13 +440,20 @@ async fn the_report_passes_at_small_scale() {
             .find(|x| x.key == k)
             .unwrap_or_else(|| panic!("row {k}"))
     };
+    // Rates pass, or hold within their band when the sample is too small to judge.
     for r in r.rows.iter().filter(|r| r.unit != "count") {
+        let holds = match r.status.as_str() {
+            "pass" => r.pass,
+            "insufficient data" => (r.measured - r.target).abs() <= r.tolerance,
+            _ => false,
+        };
         assert!(
-            r.pass,
-            "{} measured {} target {} ± {}",
-            r.key, r.measured, r.target, r.tolerance
+            holds,
+            "{} ({}) measured {} target {} ± {}",
+            r.key, r.status, r.measured, r.target, r.tolerance
         );
     }
+    assert!(r.all_pass);
     for k in [
         "reengagement_on_new_users",
         "purchases_without_sku",

@@ -273,6 +273,26 @@ impl Engine {
         n.clamp(0.0, f64::from(u32::MAX >> 1)) as u32
     }
 
+    /// The expected number of new users on `day` (noise has mean 1): every geography's share of
+    /// visitors times its weight on the day, growth and the scale. The report's target.
+    pub fn expected_new_users(&self, day: u32) -> f64 {
+        let t = &self.cfg.scenario.traffic;
+        let shape = self.calendar.day_shape(self.day_start_ms(day));
+        let total: f64 = self.cfg.scenario.geography.iter().map(|g| g.weight).sum();
+        let mix: f64 = self
+            .cfg
+            .scenario
+            .geography
+            .iter()
+            .zip(&shape.total)
+            .map(|(g, t)| g.weight / total * t)
+            .sum();
+        t.new_users_per_day
+            * self.cfg.population_scale
+            * (1.0 + t.annual_growth).powf(self.offset(day) as f64 / 365.0)
+            * mix
+    }
+
     /// A device's geography and browser/device (indexes into the scenario's tables): drawn
     /// once from the device number, the same in the day step and in rendering.
     pub fn profile(&self, device: u64) -> (usize, usize) {

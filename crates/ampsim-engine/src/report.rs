@@ -5,8 +5,29 @@
 //! order); it never needs all events in memory. Rates use only observations whose outcome is
 //! known by the last generated day (a session's or a new user's return window, a trial's
 //! conversion window).
-//! Volume targets are the seed's year figures times the population scale, pro rata for the
-//! number of days generated. Only emitted days count: users first seen in the warm start (before
+//! Targets and tolerances (each row's `status` is pass, fail, info or insufficient data):
+//!
+//! - **Unique users** are derived from the scenario and the span: the expected arrivals of
+//!   each emitted day (the calendar's weight of every geography, growth, the scale; noise has
+//!   mean 1), summed. The tolerance is 4 standard deviations of that sum (Poisson arrivals plus
+//!   the day and week noise the scenario sets), and at least 1%.
+//! - **The source plan's volumes** (sessions, returning sessions, forms, identified users,
+//!   trials, paid subscriptions) are outcomes of the whole model, not parameters: they are
+//!   checked on a whole year or more of the default scenario (its name aside), pro rata by the
+//!   span's share of a year's expected arrivals, within the plan's relative tolerance or 4
+//!   standard deviations of the count (3x overdispersed for sessions, which come in bunches per
+//!   user), whichever is wider. On a shorter span (where seasons and the lag of returns move
+//!   them off a year's average) or another scenario they are shown as information. The plan's
+//!   41% of users with 2+ sessions is checked on any span of the default scenario (it is a
+//!   rate over settled users) and shown as information for another scenario.
+//! - **Rates** whose target is a scenario parameter (return probabilities, the form mix, the
+//!   trial path split and conversion rates) are checked within a fixed slack or 4 standard
+//!   errors of a proportion, whichever is wider.
+//! - A row whose 4-sigma band is wider than it can judge (more than a quarter of a count's
+//!   target, or three times a rate's slack), or that has no settled observation, shows
+//!   "insufficient data" and does not fail the report.
+//!
+//! Only emitted days count: users first seen in the warm start (before
 //! [`Engine::first_day`]) are not new users of the range, and their journeys' order is not
 //! checked (their beginning was not emitted), but their sessions in the range are returning
 //! sessions like any other.
@@ -18,6 +39,44 @@ use serde::Serialize;
 // Looked up by device and counted, never iterated: its order cannot reach the report.
 #[allow(clippy::disallowed_types)]
 use std::collections::HashMap;
+
+/// How a row came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    /// Within the tolerance.
+    Pass,
+    /// Outside it.
+    Fail,
+    /// Measured, with no target for this scenario.
+    Info,
+    /// Too few (settled) observations to judge.
+    Insufficient,
+}
+
+impl RowStatus {
+    /// The word the table and the protobuf message use.
+    pub fn label(self) -> &'static str {
+        match self {
+            RowStatus::Pass => "pass",
+            RowStatus::Fail => "fail",
+            RowStatus::Info => "info",
+            RowStatus::Insufficient => "insufficient data",
+        }
+    }
+
+    /// The status of a protobuf message's label.
+    pub fn from_label(s: &str) -> Option<RowStatus> {
+        [
+            RowStatus::Pass,
+            RowStatus::Fail,
+            RowStatus::Info,
+            RowStatus::Insufficient,
+        ]
+        .into_iter()
+        .find(|x| x.label() == s)
+    }
+}
 
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,8 +93,10 @@ pub struct ReportRow {
     pub measured: f64,
     /// How the value is expressed: `count`, `ratio` or `violations`.
     pub unit: String,
-    /// Whether |measured − target| ≤ tolerance.
+    /// Whether the row passed (`status == Pass`).
     pub pass: bool,
+    /// How the row came out.
+    pub status: RowStatus,
     /// How many observations the measurement rests on.
     pub sample: u64,
 }
@@ -52,9 +113,35 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether every row passes.
+    /// Whether no row fails (rows shown as information or with insufficient data do not).
     pub fn all_pass(&self) -> bool {
-        self.rows.iter().all(|r| r.pass)
+        self.rows.iter().all(|r| r.status != RowStatus::Fail)
+    }
+
+    /// One line under the table: whether rows fail, and how many could not be judged.
+    pub fn verdict(&self) -> String {
+        let n = |st: RowStatus| self.rows.iter().filter(|r| r.status == st).count();
+        let (fail, short, info) = (
+            n(RowStatus::Fail),
+            n(RowStatus::Insufficient),
+            n(RowStatus::Info),
+        );
+        let mut s = if fail > 0 {
+            format!("SOME ROWS FAIL ({fail})")
+        } else if short + info == 0 {
+            "all rows pass".to_string()
+        } else {
+            "no row fails".to_string()
+        };
+        if short > 0 {
+            s.push_str(&format!("; {short} with too few observations to judge"));
+        }
+        if info > 0 {
+            s.push_str(&format!(
+                "; {info} shown as information (the source plan's year figures are checked on a whole year of the default scenario)"
+            ));
+        }
+        s
     }
 
     /// A row by key.
@@ -77,7 +164,10 @@ impl Report {
                 "ratio" => format!("{:.2}%", v * 100.0),
                 _ => format!("{v:.0}"),
             };
+            let info = r.status == RowStatus::Info;
+            let target = if info { "—".to_string() } else { f(r.target) };
             let tol = match r.unit.as_str() {
+                _ if info || r.sample == 0 => "—".to_string(),
                 "ratio" => format!("±{:.2}pp", r.tolerance * 100.0),
                 "violations" => "exact".to_string(),
                 _ => format!("±{:.0}", r.tolerance),
@@ -85,11 +175,16 @@ impl Report {
             s.push_str(&format!(
                 "{:<46} {:>14} {:>14} {:>14} {:>10}  {}\n",
                 r.name,
-                f(r.target),
+                target,
                 tol,
                 f(r.measured),
                 r.sample,
-                if r.pass { "PASS" } else { "FAIL" }
+                match r.status {
+                    RowStatus::Pass => "PASS",
+                    RowStatus::Fail => "FAIL",
+                    RowStatus::Info => "info",
+                    RowStatus::Insufficient => "insufficient data",
+                }
             ));
         }
         s
@@ -341,93 +436,178 @@ impl<'e> ReportBuilder<'e> {
     pub fn finish(self) -> Report {
         let s = self.engine.scenario();
         let scale = self.engine.config().population_scale;
-        let days = (self.last_day + 1).saturating_sub(self.first_day);
-        let pro_rata = scale * f64::from(days) / 365.0;
+        let engine = self.engine;
+        let (first, last) = (self.first_day, self.last_day.max(self.first_day));
+        let days = (self.last_day + 1).saturating_sub(first);
+        // Expected arrivals per emitted day, and of a year from the start date: the span's
+        // share of a year apportions the plan's year figures.
+        let expected: Vec<f64> = (first..=last)
+            .map(|d| engine.expected_new_users(d))
+            .collect();
+        let span: f64 = expected.iter().sum();
+        let year: f64 = span
+            + (last + 1..first + 365)
+                .map(|d| engine.expected_new_users(d))
+                .sum::<f64>();
+        let share = if year > 0.0 { span / year } else { 0.0 };
+        let default_model = {
+            let mut mine = s.clone();
+            mine.name = super::scenario::Scenario::default_scenario().name;
+            mine == super::scenario::Scenario::default_scenario()
+        };
         let mut rows = Vec::new();
 
-        let mut count = |key: &str, name: &str, target_year: f64, rel_tol: f64, measured: u64| {
-            let target = target_year * pro_rata;
-            // Sampling error of a count is about sqrt(target); allow 4 sigma at small scales.
-            let tolerance = (target * rel_tol).max(4.0 * target.sqrt());
-            rows.push(ReportRow {
-                key: key.into(),
-                name: name.into(),
-                target,
-                tolerance,
-                measured: measured as f64,
-                unit: "count".into(),
-                pass: (measured as f64 - target).abs() <= tolerance,
-                sample: measured,
-            });
+        // Counts: Pass/Fail within the tolerance, insufficient when 4 sigma is over a quarter
+        // of the target.
+        let judge_count = |target: f64, tolerance: f64, measured: u64| {
+            if tolerance > 0.25 * target {
+                RowStatus::Insufficient
+            } else if (measured as f64 - target).abs() <= tolerance {
+                RowStatus::Pass
+            } else {
+                RowStatus::Fail
+            }
         };
-        count("sessions", "sessions", 27_400_000.0, 0.05, self.sessions);
-        count(
-            "unique_users",
-            "unique users (device ids)",
-            16_200_000.0,
-            0.07,
-            self.users,
+        let row =
+            |key: &str, name: &str, target, tolerance, measured, unit: &str, status, sample| {
+                ReportRow {
+                    key: key.into(),
+                    name: name.into(),
+                    target,
+                    tolerance,
+                    measured,
+                    unit: unit.into(),
+                    pass: status == RowStatus::Pass,
+                    status,
+                    sample,
+                }
+            };
+
+        // Unique users: derived from the scenario and the span.
+        {
+            let t = &s.traffic;
+            let poisson: f64 = span;
+            let day_var: f64 = expected.iter().map(|m| (m * t.daily_noise).powi(2)).sum();
+            let week_var: f64 = expected
+                .chunks(7)
+                .map(|w| (w.iter().sum::<f64>() * t.weekly_noise).powi(2))
+                .sum();
+            let sigma = (poisson + day_var + week_var).sqrt();
+            let tolerance = (0.01 * span).max(4.0 * sigma);
+            rows.push(row(
+                "unique_users",
+                "unique users (device ids)",
+                span,
+                tolerance,
+                self.users as f64,
+                "count",
+                judge_count(span, tolerance, self.users),
+                self.users,
+            ));
+        }
+
+        // The source plan's volumes: outcomes of the whole model, checked for the default one.
+        let mut plan =
+            |key: &str, name: &str, target_year: f64, rel_tol: f64, k: f64, measured: u64| {
+                let target = target_year * scale * share;
+                let tolerance = (target * rel_tol).max(4.0 * (k * target).sqrt());
+                let status = if default_model && days >= 365 {
+                    judge_count(target, tolerance, measured)
+                } else {
+                    RowStatus::Info
+                };
+                rows.push(row(
+                    key,
+                    name,
+                    target,
+                    tolerance,
+                    measured as f64,
+                    "count",
+                    status,
+                    measured,
+                ));
+            };
+        plan(
+            "sessions",
+            "sessions",
+            27_400_000.0,
+            0.05,
+            3.0,
+            self.sessions,
         );
-        count(
+        plan(
             "returning_sessions",
             "sessions of returning users",
             11_200_000.0,
             0.07,
+            3.0,
             self.returning_sessions,
         );
         let forms: u64 = self.forms.iter().sum();
-        count(
+        plan(
             "form_submissions",
             "form submissions",
             82_000.0,
             0.10,
+            1.0,
             forms,
         );
-        count(
+        plan(
             "identified_users",
             "identified users",
             82_000.0,
             0.10,
+            1.0,
             self.identified,
         );
-        count(
+        plan(
             "trial_signups",
             "trial signups",
             29_000.0,
             0.07,
+            1.0,
             self.trial_signups,
         );
-        count(
+        plan(
             "paid_subscriptions",
             "paid subscriptions",
             10_000.0,
             0.10,
+            1.0,
             self.purchases,
         );
+        // Move the unique users row after sessions, where the plan's table has it.
+        let users_row = rows.remove(0);
+        rows.insert(1, users_row);
 
-        let mut rate = |key: &str, name: &str, target: f64, tol: f64, num: u64, den: u64| {
-            let measured = if den == 0 {
-                0.0
-            } else {
-                num as f64 / den as f64
+        // Rates: within the slack or 4 standard errors; insufficient with no observation or a
+        // band over three times the slack.
+        let mut rate =
+            |key: &str, name: &str, target: f64, tol: f64, num: u64, den: u64, checked: bool| {
+                let measured = if den == 0 {
+                    0.0
+                } else {
+                    num as f64 / den as f64
+                };
+                let sigma = if den == 0 {
+                    1.0
+                } else {
+                    (target * (1.0 - target) / den as f64).sqrt()
+                };
+                let tolerance = tol.max(4.0 * sigma);
+                let status = if den == 0 || 4.0 * sigma > 3.0 * tol {
+                    RowStatus::Insufficient
+                } else if !checked {
+                    RowStatus::Info
+                } else if (measured - target).abs() <= tolerance {
+                    RowStatus::Pass
+                } else {
+                    RowStatus::Fail
+                };
+                rows.push(row(
+                    key, name, target, tolerance, measured, "ratio", status, den,
+                ));
             };
-            let sigma = if den == 0 {
-                1.0
-            } else {
-                (target * (1.0 - target) / den as f64).sqrt()
-            };
-            let tolerance = tol.max(4.0 * sigma);
-            rows.push(ReportRow {
-                key: key.into(),
-                name: name.into(),
-                target,
-                tolerance,
-                measured,
-                unit: "ratio".into(),
-                pass: den > 0 && (measured - target).abs() <= tolerance,
-                sample: den,
-            });
-        };
         rate(
             "multi_session_users",
             "users with 2+ sessions",
@@ -435,6 +615,7 @@ impl<'e> ReportBuilder<'e> {
             0.02,
             self.multi_session_users,
             self.settled_users,
+            default_model,
         );
         let tiers = s.engagement.tiers.all();
         rate(
@@ -444,6 +625,7 @@ impl<'e> ReportBuilder<'e> {
             0.01,
             self.tier_returned[0],
             self.tier_sessions[0],
+            true,
         );
         rate(
             "return_rate_high",
@@ -452,6 +634,7 @@ impl<'e> ReportBuilder<'e> {
             0.02,
             self.tier_returned[3],
             self.tier_sessions[3],
+            true,
         );
         rate(
             "trial_share_of_forms",
@@ -460,6 +643,7 @@ impl<'e> ReportBuilder<'e> {
             0.02,
             self.trial_signups,
             forms,
+            true,
         );
         for (i, f) in s.forms.types.iter().enumerate() {
             rate(
@@ -469,6 +653,7 @@ impl<'e> ReportBuilder<'e> {
                 0.015,
                 self.forms[i],
                 forms,
+                true,
             );
         }
         rate(
@@ -478,6 +663,7 @@ impl<'e> ReportBuilder<'e> {
             0.02,
             self.trials_by_path[0],
             self.trials_by_path[0] + self.trials_by_path[1],
+            true,
         );
         rate(
             "conversion_self_service",
@@ -486,6 +672,7 @@ impl<'e> ReportBuilder<'e> {
             0.02,
             self.converted_closed[0],
             self.trials_closed[0],
+            true,
         );
         rate(
             "conversion_sales_assisted",
@@ -494,19 +681,25 @@ impl<'e> ReportBuilder<'e> {
             0.02,
             self.converted_closed[1],
             self.trials_closed[1],
+            true,
         );
 
         let mut exact = |key: &str, name: &str, measured: u64, sample: u64| {
-            rows.push(ReportRow {
-                key: key.into(),
-                name: name.into(),
-                target: 0.0,
-                tolerance: 0.0,
-                measured: measured as f64,
-                unit: "violations".into(),
-                pass: measured == 0,
+            let status = if measured == 0 {
+                RowStatus::Pass
+            } else {
+                RowStatus::Fail
+            };
+            rows.push(row(
+                key,
+                name,
+                0.0,
+                0.0,
+                measured as f64,
+                "violations",
+                status,
                 sample,
-            });
+            ));
         };
         exact(
             "reengagement_on_new_users",

@@ -861,7 +861,13 @@ async fn an_interrupted_export_leaves_only_complete_files() {
         .iter()
         .cloned()
         .partition(|e| day_of(e.time) == day1);
-    let half = rest[..rest.len() / 2].to_vec();
+    // Half of day 2: the stream breaks inside day 2.
+    let day2: Vec<pb::Event> = rest
+        .iter()
+        .filter(|e| day_of(e.time) == day_of(rest[0].time))
+        .cloned()
+        .collect();
+    let half = day2[..day2.len() / 2].to_vec();
     for format in [Format::Jsonl, Format::Parquet, Format::AmplitudeExport] {
         let dir = tempfile::tempdir().unwrap();
         let opts = ExportOptions {

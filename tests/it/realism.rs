@@ -16,6 +16,18 @@ struct Session {
     city: String,
     /// The device had a session before.
     returning: bool,
+    /// The device (index in first-seen order).
+    device: u32,
+    /// Page-level events (page views, searches, button clicks).
+    events: u32,
+}
+
+/// Page-level events: what a session is made of.
+fn page_level(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "page_view" | "pricing_page_view" | "features_page_view" | "search" | "button_click"
+    )
 }
 
 struct Year {
@@ -23,6 +35,8 @@ struct Year {
     sessions: Vec<Session>,
     /// `trial_converted` and `trial_expired` events of the first week.
     trials_ending_in_week_one: u32,
+    /// Milliseconds between consecutive page-level events of a session.
+    gaps_ms: Vec<i64>,
 }
 
 const START: (i32, u32, u32) = (2025, 1, 1);
@@ -37,32 +51,55 @@ fn year() -> &'static Year {
             population_scale: 0.01,
         };
         let mut sim = MemorySim::new(Engine::new(cfg.clone()));
-        // (device id, session id) seen, and devices with a session.
-        let mut seen: std::collections::BTreeSet<(String, i64)> = Default::default();
-        let mut devices: std::collections::BTreeSet<String> = Default::default();
-        let mut sessions = Vec::new();
+        // (device id, session id) seen -> index of the session, and devices with a session.
+        let mut seen: std::collections::HashMap<(String, i64), usize> = Default::default();
+        let mut devices: std::collections::HashMap<String, u32> = Default::default();
+        let mut sessions: Vec<Session> = Vec::new();
         let mut trials_ending_in_week_one = 0;
+        let mut gaps_ms = Vec::new();
+        // The time of each session's last page-level event so far.
+        let mut last: std::collections::HashMap<usize, i64> = Default::default();
         for day in 0..365 {
             let out = sim.step();
             for e in sim.engine.render_day(&out) {
                 if day < 7 && matches!(e.event_type, "trial_converted" | "trial_expired") {
                     trials_ending_in_week_one += 1;
                 }
-                if e.session_id < 0 || !seen.insert((e.device_id.clone(), e.session_id)) {
+                if e.session_id < 0 {
                     continue;
                 }
-                let returning = !devices.insert(e.device_id.clone());
-                sessions.push(Session {
-                    start: e.session_id,
-                    city: e.city.to_string(),
-                    returning,
-                });
+                let key = (e.device_id.clone(), e.session_id);
+                let index = match seen.get(&key) {
+                    Some(&i) => i,
+                    None => {
+                        let n = devices.len() as u32;
+                        let returning = devices.contains_key(&e.device_id);
+                        let device = *devices.entry(e.device_id.clone()).or_insert(n);
+                        sessions.push(Session {
+                            start: e.session_id,
+                            city: e.city.to_string(),
+                            returning,
+                            device,
+                            events: 0,
+                        });
+                        seen.insert(key, sessions.len() - 1);
+                        sessions.len() - 1
+                    }
+                };
+                if page_level(e.event_type) {
+                    sessions[index].events += 1;
+                    // The stream interleaves devices: the previous event of this session.
+                    if let Some(t) = last.insert(index, e.time) {
+                        gaps_ms.push(e.time - t);
+                    }
+                }
             }
         }
         Year {
             scenario: cfg.scenario,
             sessions,
             trials_ending_in_week_one,
+            gaps_ms,
         }
     })
 }
@@ -288,5 +325,113 @@ fn the_site_grows_over_the_year() {
     assert!(
         (1.07..1.25).contains(&ratio),
         "first visits Oct-Nov / Feb-Mar: {ratio:.3}"
+    );
+}
+
+/// The `q` quantile of sorted values.
+fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn sessions_have_a_heavy_tail_of_events() {
+    let y = year();
+    let mut n: Vec<u32> = y.sessions.iter().map(|s| s.events).collect();
+    n.sort_unstable();
+    let share =
+        |f: &dyn Fn(u32) -> bool| n.iter().filter(|&&x| f(x)).count() as f64 / n.len() as f64;
+    let one = share(&|x| x == 1);
+    let over_15 = share(&|x| x > 15);
+    let over_50 = share(&|x| x > 50);
+    let mean = n.iter().map(|&x| f64::from(x)).sum::<f64>() / n.len() as f64;
+    // Mode at one event, a median of 2-3, and a long smooth tail (lognormal, median 2, sigma
+    // 1.3: 30% single-event, 6% over 15, 0.7% over 50), no cap at 15.
+    assert!((0.26..0.34).contains(&one), "single-event sessions {one}");
+    assert!(
+        (2..=3).contains(&quantile(&n, 0.5)),
+        "median {}",
+        quantile(&n, 0.5)
+    );
+    assert!((0.04..0.09).contains(&over_15), "over 15 events {over_15}");
+    assert!(
+        (0.003..0.012).contains(&over_50),
+        "over 50 events {over_50}"
+    );
+    assert!((4.0..6.5).contains(&mean), "mean events {mean}");
+    // Smooth: counts fall off from each length to the next, without plateaus.
+    let count = |k: u32| n.iter().filter(|&&x| x == k).count();
+    for k in 1..15 {
+        assert!(
+            count(k) > count(k + 1),
+            "{k} events: {} vs {} at {}",
+            count(k),
+            count(k + 1),
+            k + 1
+        );
+    }
+}
+
+#[test]
+fn gaps_between_events_are_weibull_like() {
+    let mut g = year().gaps_ms.clone();
+    g.sort_unstable();
+    assert!(g.len() > 100_000, "{} gaps", g.len());
+    let secs = |ms: i64| ms as f64 / 1000.0;
+    let median = secs(quantile(&g, 0.5));
+    let mean = g.iter().map(|&x| secs(x)).sum::<f64>() / g.len() as f64;
+    // Weibull(scale 45 s, shape 0.7): median 27 s, mean 57 s; short gaps are common and a few
+    // last over 10 minutes (no floor at 4 s, no ceiling at 240 s).
+    assert!((22.0..33.0).contains(&median), "median gap {median} s");
+    assert!((48.0..66.0).contains(&mean), "mean gap {mean} s");
+    let short = g.iter().filter(|&&x| x < 4_000).count() as f64 / g.len() as f64;
+    let long = g.iter().filter(|&&x| x > 600_000).count() as f64 / g.len() as f64;
+    assert!((0.08..0.2).contains(&short), "gaps under 4 s: {short}");
+    assert!((0.0005..0.005).contains(&long), "gaps over 10 min: {long}");
+    assert!(
+        secs(*g.last().unwrap()) <= 1800.0,
+        "a gap beyond the session timeout"
+    );
+}
+
+#[test]
+fn returns_have_a_long_tail_of_months() {
+    let y = year();
+    // Each device's session days, in order.
+    let mut by_device: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    for s in &y.sessions {
+        by_device
+            .entry(s.device)
+            .or_default()
+            .push(s.start / 86_400_000);
+    }
+    let mut delays: Vec<i64> = by_device
+        .values()
+        .flat_map(|d| d.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    delays.sort_unstable();
+    let share = |f: &dyn Fn(i64) -> bool| {
+        delays.iter().filter(|&&x| f(x)).count() as f64 / delays.len() as f64
+    };
+    let within_3 = share(&|x| x <= 3);
+    let over_30 = share(&|x| x > 30);
+    let over_90 = share(&|x| x > 90);
+    // Mixed over the tiers and trials (trialists return within days): about a third of returns
+    // within 3 days, several percent after a month and some after three months.
+    assert!(
+        (0.3..0.55).contains(&within_3),
+        "returns within 3 days {within_3}"
+    );
+    assert!(
+        (0.03..0.09).contains(&over_30),
+        "returns after 30 days {over_30}"
+    );
+    assert!(
+        (0.002..0.015).contains(&over_90),
+        "returns after 90 days {over_90}"
+    );
+    assert!(
+        *delays.last().unwrap() > 150,
+        "longest return {} days",
+        delays.last().unwrap()
     );
 }

@@ -6,9 +6,10 @@
 //! (seed, day, device, purpose). So users are processed in parallel (rayon) and the output is
 //! collected in device order, independent of the thread count.
 
+use super::dist::{Delay, Draw, Lengths};
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
-use super::scenario::{DelayBucket, Scenario, Targeting, TrialPath};
+use super::scenario::{Scenario, Targeting, TrialPath};
 use super::state::{
     EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
 };
@@ -17,10 +18,14 @@ use rayon::prelude::*;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 2;
+pub const ENGINE_VERSION: u32 = 3;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
+
+/// The longest session: one that has lasted this long ends at its next event (a long draw of
+/// events and gaps would otherwise not fit in a day).
+pub const MAX_SESSION_MS: i64 = 6 * 3_600_000;
 
 /// The definition of a simulation: the same definition always gives the same events.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,29 +57,6 @@ impl SimConfig {
     }
 }
 
-/// A weighted choice of a delay in days.
-struct Delay {
-    buckets: Weighted,
-    ranges: Vec<(u32, u32)>,
-}
-
-impl Delay {
-    fn new(buckets: &[DelayBucket]) -> Self {
-        Delay {
-            buckets: Weighted::new(buckets.iter().map(|b| b.weight)),
-            ranges: buckets
-                .iter()
-                .map(|b| (b.days[0] as u32, b.days[1] as u32))
-                .collect(),
-        }
-    }
-
-    fn pick(&self, rng: &mut KeyedRng) -> u32 {
-        let (lo, hi) = self.ranges[self.buckets.pick(rng)];
-        rng.range(lo, hi)
-    }
-}
-
 /// A compiled simulation: the definition plus precomputed tables.
 pub struct Engine {
     cfg: SimConfig,
@@ -85,7 +67,8 @@ pub struct Engine {
     first_day: u32,
     /// Time zones, holidays and the hour curves.
     pub(crate) calendar: crate::calendar::Calendar,
-    lengths: Weighted,
+    lengths: Lengths,
+    gaps: Draw,
     new_sources: Weighted,
     returning_sources: Weighted,
     /// Per source: (campaigns eligible on a first session, all campaigns), as campaign indexes.
@@ -149,7 +132,8 @@ impl Engine {
                 .timestamp_millis(),
             first_day: s.traffic.warm_start_days,
             calendar: crate::calendar::Calendar::new(s, cfg.start_date.year()),
-            lengths: Weighted::new(s.pages.session_length_weights.iter().copied()),
+            lengths: Lengths::new(&s.pages.session_length),
+            gaps: Draw::new(&s.pages.event_gap_seconds, 1.0),
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
             returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),
             campaigns,
@@ -291,6 +275,16 @@ impl Engine {
             * self.cfg.population_scale
             * (1.0 + t.annual_growth).powf(self.offset(day) as f64 / 365.0)
             * mix
+    }
+
+    /// The return delay after a session of `tier` (0 = bounce .. 4 = very high).
+    pub fn return_delay(&self, tier: usize) -> &Delay {
+        &self.tier_delay[tier]
+    }
+
+    /// The return delay after a session during an active trial.
+    pub fn trial_return_delay(&self) -> &Delay {
+        &self.trial_delay
     }
 
     /// A device's geography and browser/device (indexes into the scenario's tables): drawn
@@ -466,17 +460,19 @@ impl Engine {
         };
 
         // Shape: length, then gaps, then the start time, so the session fits in the day.
-        let n = self.lengths.pick(&mut rng) + 1;
-        let gap = s.pages.event_gap_seconds;
-        let (lmin, lmax) = (gap.min.ln(), gap.max.ln());
+        let mut n = self.lengths.pick(&mut rng);
         // n - 1 gaps between page events plus one reserve gap for a form or signal at the end.
+        // A session ends early once it has lasted MAX_SESSION_MS.
         let mut offsets = Vec::with_capacity(n + 1);
         let mut t = 0i64;
         offsets.push(0);
-        for _ in 0..n {
-            let secs = (lmin + (lmax - lmin) * rng.f64()).exp();
-            t += (secs * 1000.0) as i64 + 1;
+        for i in 0..n {
+            t += (self.gaps.sample(&mut rng) * 1000.0) as i64 + 1;
             offsets.push(t);
+            if t > MAX_SESSION_MS {
+                n = i + 1;
+                break;
+            }
         }
         let duration = offsets[n - 1];
         let span = offsets[n];

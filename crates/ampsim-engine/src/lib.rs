@@ -21,6 +21,7 @@ pub mod calendar;
 pub mod check;
 pub mod codec;
 pub mod columns;
+pub mod dist;
 pub mod engine;
 pub mod ids;
 pub mod json;

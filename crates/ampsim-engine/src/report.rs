@@ -33,7 +33,7 @@
 //! sessions like any other.
 
 use super::engine::Engine;
-use super::scenario::{Targeting, TrialPath, MAX_DELAY_DAYS};
+use super::scenario::{Targeting, TrialPath};
 use super::state::{EventKind, UserDay, UserState};
 use serde::Serialize;
 // Looked up by device and counted, never iterated: its order cannot reach the report.
@@ -155,8 +155,15 @@ impl Report {
             "acceptance report: {} days at population scale {}\n",
             self.days, self.population_scale
         );
+        let w = self
+            .rows
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(46);
         s.push_str(&format!(
-            "{:<46} {:>14} {:>14} {:>14} {:>10}  {}\n",
+            "{:<w$} {:>14} {:>14} {:>14} {:>10}  {}\n",
             "figure", "target", "tolerance", "measured", "sample", "result"
         ));
         for r in &self.rows {
@@ -173,7 +180,7 @@ impl Report {
                 _ => format!("±{:.0}", r.tolerance),
             };
             s.push_str(&format!(
-                "{:<46} {:>14} {:>14} {:>14} {:>10}  {}\n",
+                "{:<w$} {:>14} {:>14} {:>14} {:>10}  {}\n",
                 r.name,
                 target,
                 tol,
@@ -237,6 +244,10 @@ pub struct ReportBuilder<'e> {
     progress: HashMap<u64, Progress>,
 }
 
+/// The longest window in which the report counts a return (days after the session): delays
+/// with a longer tail are judged on the share that falls within it.
+pub const RETURN_WINDOW_DAYS: u32 = 60;
+
 impl<'e> ReportBuilder<'e> {
     /// A builder for a simulation whose last generated day is `last_day` (a day number, at
     /// least [`Engine::first_day`]).
@@ -273,18 +284,14 @@ impl<'e> ReportBuilder<'e> {
         }
     }
 
+    /// The window in which a return after a session of `tier` is counted: the longest delay
+    /// (of the tier or of an active trial), at most [`RETURN_WINDOW_DAYS`].
     fn max_delay(engine: &Engine, tier: usize) -> u32 {
-        let s = engine.scenario();
-        let t = s.engagement.tiers.all()[tier];
-        let tier_max = t.return_delay.iter().map(|b| b.days[1]).max().unwrap_or(0);
-        let trial_max = s
-            .trials
-            .active_return_delay
-            .iter()
-            .map(|b| b.days[1])
-            .max()
-            .unwrap_or(0);
-        tier_max.max(trial_max).clamp(0, i64::from(MAX_DELAY_DAYS)) as u32
+        let longest = engine
+            .return_delay(tier)
+            .max_days()
+            .max(engine.trial_return_delay().max_days());
+        longest.min(RETURN_WINDOW_DAYS)
     }
 
     /// Adds a user's latest state.
@@ -301,7 +308,7 @@ impl<'e> ReportBuilder<'e> {
             self.users += 1;
             if st.first_day() + self.settle_window <= self.last_day {
                 self.settled_users += 1;
-                if n >= 2 {
+                if n >= 2 && st.sessions[1].day <= st.sessions[0].day + self.settle_window {
                     self.multi_session_users += 1;
                 }
             }
@@ -310,7 +317,11 @@ impl<'e> ReportBuilder<'e> {
             let tier = sess.tier as usize;
             if sess.day >= first && sess.day + self.max_delays[tier] <= self.last_day {
                 self.tier_sessions[tier] += 1;
-                if i + 1 < st.sessions.len() {
+                if st
+                    .sessions
+                    .get(i + 1)
+                    .is_some_and(|next| next.day <= sess.day + self.max_delays[tier])
+                {
                     self.tier_returned[tier] += 1;
                 }
             }
@@ -618,10 +629,25 @@ impl<'e> ReportBuilder<'e> {
             default_model,
         );
         let tiers = s.engagement.tiers.all();
+        // A return counts within the tier's window; the target is the return probability
+        // times the chance that the delay falls within the window (1 for delays that never
+        // exceed it).
+        let within = |tier: usize, what: &str| {
+            let w = self.max_delays[tier];
+            let delay = self.engine.return_delay(tier);
+            let target = tiers[tier].return_probability * delay.cdf(w);
+            if delay.max_days() > w {
+                (target, format!("{what} (within {w} days)"))
+            } else {
+                (target, what.to_string())
+            }
+        };
+        let (bounce_target, bounce_name) = within(0, "return rate after a bounce session");
+        let (high_target, high_name) = within(3, "return rate after a high-engagement session");
         rate(
             "return_rate_bounce",
-            "return rate after a bounce session",
-            tiers[0].return_probability,
+            &bounce_name,
+            bounce_target,
             0.01,
             self.tier_returned[0],
             self.tier_sessions[0],
@@ -629,8 +655,8 @@ impl<'e> ReportBuilder<'e> {
         );
         rate(
             "return_rate_high",
-            "return rate after a high-engagement session",
-            tiers[3].return_probability,
+            &high_name,
+            high_target,
             0.02,
             self.tier_returned[3],
             self.tier_sessions[3],

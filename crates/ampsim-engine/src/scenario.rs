@@ -197,10 +197,12 @@ pub struct Campaign {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Pages {
-    /// Weight of sessions with 1, 2, ..., N page-level events (N ≤ 15).
-    pub session_length_weights: Vec<f64>,
-    /// Seconds between consecutive events (log-uniform).
-    pub event_gap_seconds: Range,
+    /// Page-level events per session: weights of 1, 2, ..., N events (N ≤ 15), or a
+    /// distribution (rounded up to a whole number of events, at least 1).
+    pub session_length: Choice<f64>,
+    /// Seconds between consecutive events of a session: a distribution (`log_uniform` when
+    /// `distribution` is not given, between `min` and `max`).
+    pub event_gap_seconds: Dist,
     /// Chance that a non-landing event slot is a search.
     pub search_probability: f64,
     /// Chance that a non-landing event slot is a button click.
@@ -211,16 +213,6 @@ pub struct Pages {
     pub buttons: Vec<String>,
     /// The page catalogue.
     pub catalogue: Vec<Page>,
-}
-
-/// An inclusive numeric range.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Range {
-    /// Lower bound.
-    pub min: f64,
-    /// Upper bound.
-    pub max: f64,
 }
 
 /// One page of the website.
@@ -301,8 +293,9 @@ pub struct Tier {
     pub min_score: f64,
     /// Chance the user comes back after a session in this tier.
     pub return_probability: f64,
-    /// When the user comes back, in days after the session.
-    pub return_delay: Vec<DelayBucket>,
+    /// When the user comes back, in days after the session: weighted day ranges or a
+    /// distribution (rounded up to whole days, at least 1).
+    pub return_delay: Choice<DelayBucket>,
 }
 
 /// A weighted range of days.
@@ -313,6 +306,83 @@ pub struct DelayBucket {
     pub days: [i64; 2],
     /// Relative weight.
     pub weight: f64,
+}
+
+/// Either weighted choices (a list) or a distribution (a table with `distribution`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Choice<T> {
+    /// Weighted choices, as a TOML array.
+    Weighted(Vec<T>),
+    /// A distribution, as a TOML table.
+    Dist(Dist),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Choice<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of weighted choices or a distribution table")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(a)).map(Choice::Weighted)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                Dist::deserialize(MapAccessDeserializer::new(a)).map(Choice::Dist)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The family of a [`Dist`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DistKind {
+    /// Uniform in the logarithm between `min` and `max`.
+    #[default]
+    LogUniform,
+    /// Log-normal with `median` and `sigma` (the standard deviation of the logarithm).
+    Lognormal,
+    /// Weibull with `scale` and `shape`.
+    Weibull,
+}
+
+/// A distribution of a positive quantity, cut at `max` (draws above it are drawn again) and
+/// raised to `min`. A TOML table holding a `distribution` key is replaced whole when a user's
+/// scenario sets it, never merged key by key with the default.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dist {
+    /// `log_uniform` (the default), `lognormal` or `weibull`.
+    #[serde(default)]
+    pub distribution: DistKind,
+    /// Lognormal: the median.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
+    /// Lognormal: the standard deviation of the natural logarithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    /// Weibull: the scale (the 63rd percentile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// Weibull: the shape (below 1: a heavy tail, many short values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<f64>,
+    /// The smallest value (required for `log_uniform`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest value.
+    pub max: f64,
 }
 
 /// Per-tier probabilities.
@@ -444,8 +514,8 @@ pub struct Trials {
     pub expiry_day: i64,
     /// Return probability after a session during an active trial.
     pub active_return_probability: f64,
-    /// Return delay during an active trial.
-    pub active_return_delay: Vec<DelayBucket>,
+    /// Return delay during an active trial (weighted day ranges or a distribution).
+    pub active_return_delay: Choice<DelayBucket>,
 }
 
 /// Signal probabilities per session of a user in an active trial.
@@ -641,7 +711,12 @@ fn check_nesting(text: &str) -> Result<(), ScenarioError> {
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            // A distribution is one value: the user's replaces the default's whole.
+            (Some(toml::Value::Table(b)), toml::Value::Table(o))
+                if !b.contains_key("distribution") && !o.contains_key("distribution") =>
+            {
+                merge(b, o)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -723,7 +798,88 @@ impl Validator {
         }
     }
 
-    fn delays(&mut self, path: &str, buckets: &[DelayBucket]) {
+    /// A distribution whose values must lie in `[lo, hi]`: its parameters are those of its
+    /// family, finite and positive, and `min <= max` within the bounds.
+    fn dist(&mut self, path: &str, d: &Dist, lo: f64, hi: f64) {
+        type Params<'a> = &'a [(&'a str, Option<f64>)];
+        let (need, other): (Params<'_>, Params<'_>) = match d.distribution {
+            DistKind::LogUniform => (
+                &[("min", d.min)],
+                &[
+                    ("median", d.median),
+                    ("sigma", d.sigma),
+                    ("scale", d.scale),
+                    ("shape", d.shape),
+                ],
+            ),
+            DistKind::Lognormal => (
+                &[("median", d.median), ("sigma", d.sigma)],
+                &[("scale", d.scale), ("shape", d.shape)],
+            ),
+            DistKind::Weibull => (
+                &[("scale", d.scale), ("shape", d.shape)],
+                &[("median", d.median), ("sigma", d.sigma)],
+            ),
+        };
+        let kind = match d.distribution {
+            DistKind::LogUniform => "log_uniform",
+            DistKind::Lognormal => "lognormal",
+            DistKind::Weibull => "weibull",
+        };
+        for (k, v) in need {
+            match v {
+                None => self.err(format!("{path}.{k}"), format!("{kind} needs {k}")),
+                Some(x) => {
+                    if self.finite(&format!("{path}.{k}"), *x) && *x <= 0.0 {
+                        self.err(format!("{path}.{k}"), format!("must be positive, got {x}"));
+                    }
+                }
+            }
+        }
+        for (k, v) in other {
+            if v.is_some() {
+                self.err(
+                    format!("{path}.{k}"),
+                    format!("is not a parameter of {kind}"),
+                );
+            }
+        }
+        let min = d.min.unwrap_or(lo);
+        if self.finite(&format!("{path}.min"), min) && self.finite(&format!("{path}.max"), d.max) {
+            if min < lo {
+                self.err(
+                    format!("{path}.min"),
+                    format!("must be at least {lo}, got {min}"),
+                );
+            } else if d.max < min {
+                self.err(format!("{path}.max"), "must not be less than min");
+            } else if d.max > hi {
+                self.err(
+                    format!("{path}.max"),
+                    format!("must be at most {hi}, got {}", d.max),
+                );
+            }
+        }
+        // Most of the mass must lie below max, or cutting the tail would reshape it.
+        if let (DistKind::Lognormal, Some(m)) = (d.distribution, d.median) {
+            if m.is_finite() && d.max.is_finite() && m >= d.max {
+                self.err(format!("{path}.median"), "must be below max");
+            }
+        }
+        if let (DistKind::Weibull, Some(sc)) = (d.distribution, d.scale) {
+            if sc.is_finite() && d.max.is_finite() && sc >= d.max {
+                self.err(format!("{path}.scale"), "must be below max");
+            }
+        }
+    }
+
+    fn delays(&mut self, path: &str, delays: &Choice<DelayBucket>) {
+        let buckets = match delays {
+            Choice::Weighted(b) => b,
+            Choice::Dist(d) => {
+                return self.dist(path, d, 1.0, f64::from(MAX_DELAY_DAYS));
+            }
+        };
         self.weights(
             path,
             buckets
@@ -940,37 +1096,32 @@ impl Validator {
 
         // pages
         let pg = &s.pages;
-        if pg.session_length_weights.is_empty() || pg.session_length_weights.len() > 15 {
-            self.err(
-                "pages.session_length_weights",
-                format!(
-                    "needs 1 to 15 weights (sessions of 1..15 events), got {}",
-                    pg.session_length_weights.len()
-                ),
-            );
-        }
-        self.weights(
-            "pages.session_length_weights",
-            pg.session_length_weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("pages.session_length_weights[{i}]"), *w)),
-        );
-        let g = pg.event_gap_seconds;
-        if self.finite("pages.event_gap_seconds.min", g.min)
-            && self.finite("pages.event_gap_seconds.max", g.max)
-        {
-            if g.min < 1.0 {
-                self.err("pages.event_gap_seconds.min", "must be at least 1 second");
-            } else if g.max < g.min {
-                self.err("pages.event_gap_seconds.max", "must not be less than min");
-            } else if g.max > 3600.0 {
-                self.err(
-                    "pages.event_gap_seconds.max",
-                    "must be at most 3600 seconds",
+        match &pg.session_length {
+            Choice::Weighted(w) => {
+                if w.is_empty() || w.len() > 15 {
+                    self.err(
+                        "pages.session_length",
+                        format!(
+                            "needs 1 to 15 weights (sessions of 1..15 events), got {}",
+                            w.len()
+                        ),
+                    );
+                }
+                self.weights(
+                    "pages.session_length",
+                    w.iter()
+                        .enumerate()
+                        .map(|(i, w)| (format!("pages.session_length[{i}]"), *w)),
                 );
             }
+            Choice::Dist(d) => self.dist("pages.session_length", d, 1.0, MAX_SESSION_EVENTS),
         }
+        self.dist(
+            "pages.event_gap_seconds",
+            &pg.event_gap_seconds,
+            1.0,
+            3600.0,
+        );
         self.prob("pages.search_probability", pg.search_probability);
         self.prob(
             "pages.button_click_probability",
@@ -1221,6 +1372,9 @@ impl Validator {
 /// Upper bound on any scheduled delay (returns, trial windows), in days. It bounds how far
 /// ahead the due queue reaches and keeps stored day offsets small.
 pub const MAX_DELAY_DAYS: u32 = 365;
+
+/// The most page-level events a session may have (a distribution's `max`).
+pub const MAX_SESSION_EVENTS: f64 = 500.0;
 
 /// The longest warm start: two years before the start date.
 pub const MAX_WARM_START_DAYS: u32 = 730;

@@ -150,8 +150,8 @@ fn same_inputs_give_the_same_digest_and_other_inputs_another() {
 /// rendering, ids, the default scenario) changes it. When a change is intended, bump
 /// `ENGINE_VERSION` if stored simulations are affected, update the constants below, and say so
 /// in the commit message.
-const GOLDEN_DIGEST: &str = "461138e46a314bc47b2c7aeb5eaaf27ef39d9c4f798d211344746c074c91165c";
-const GOLDEN_EVENTS: u64 = 10648;
+const GOLDEN_DIGEST: &str = "5c51fa5a2f7cd30ac68f8dc3fdab498b2add8993f47716d127e24e6d969cdce0";
+const GOLDEN_EVENTS: u64 = 10150;
 
 #[test]
 fn golden_digest() {
@@ -1108,6 +1108,32 @@ fn validation_errors_name_the_key_path() {
             "[pages]\nsession_length_weights = [1, 2]\n",
             "pages.session_length_weights",
             "session_length_weights",
+        ),
+        // catalogues
+        (
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome\"\nos_version = \"1\"\ndevice_family = \"Mac\"\ndevice_type = \"Mac\"\nweight = 1\nversion_cycle = { version = 131, released = \"Nov 12\", every_days = 28 }\n",
+            "devices[0].version_cycle.released",
+            "not a date",
+        ),
+        (
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Safari\"\nos_version = \"1\"\ndevice_family = \"Mac\"\ndevice_type = \"Mac\"\nweight = 1\nreleases = [{ date = \"2025-05-01\", version = \"2\" }, { date = \"2025-01-01\", version = \"3\" }]\n",
+            "devices[0].releases[1].date",
+            "date order",
+        ),
+        (
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome Mobile\"\nos_version = \"1\"\ndevice_family = \"Android\"\ndevice_type = \"Android\"\nweight = 1\nmodels = [{ device_type = \"\", weight = 1 }]\n",
+            "devices[0].models[0].device_type",
+            "",
+        ),
+        (
+            "[[sources]]\nsource = \"direct\"\nmedium = \"none\"\nnew_share = 1\nreturning_share = 1\nlanding_pages = [{ path = \"/nowhere\", weight = 1 }]\n",
+            "sources[0].landing_pages[0].path",
+            "not a path of pages.catalogue",
+        ),
+        (
+            "[[sources]]\nsource = \"google\"\nmedium = \"cpc\"\nnew_share = 1\nreturning_share = 1\ncampaigns = [{ name = \"x\", targeting = \"all_users\", weight = 1, landing_page = \"/nowhere\" }]\n",
+            "sources[0].campaigns[0].landing_page",
+            "not a path of pages.catalogue",
         ),
         // wrong type
         (

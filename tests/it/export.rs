@@ -727,7 +727,15 @@ async fn parquet_files_have_typed_columns_and_the_streamed_events() {
             };
             assert_eq!(json("event_properties"), e.event_properties);
             assert_eq!(json("user_properties"), e.user_properties);
-            assert_eq!(fields["price"], &Field::Null, "no revenue on {id}");
+            // Revenue columns are set on purchases only.
+            if s("event_type").as_deref() == Some("purchase") {
+                assert!(
+                    matches!(fields["price"], Field::Double(p) if *p > 0.0),
+                    "a price on purchase {id}"
+                );
+            } else {
+                assert_eq!(fields["price"], &Field::Null, "no revenue on {id}");
+            }
             let key = Key {
                 event_type: s("event_type").unwrap(),
                 device_id: s("device_id").unwrap(),

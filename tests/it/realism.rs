@@ -20,6 +20,27 @@ struct Session {
     device: u32,
     /// Page-level events (page views, searches, button clicks).
     events: u32,
+    /// The landing page's path.
+    landing: String,
+    /// `utm_source/utm_medium` and `utm_campaign` (empty for none).
+    source: String,
+    campaign: String,
+    /// Browser, its version and the device model.
+    browser: String,
+    version: String,
+    model: String,
+}
+
+/// A string event property.
+fn prop<'a>(e: &'a ampsim_engine::render::Event<'_>, key: &str) -> &'a str {
+    e.event_properties
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| match v {
+            ampsim_engine::render::Prop::Str(s) => Some(s.as_ref()),
+            _ => None,
+        })
+        .unwrap_or("")
 }
 
 /// Page-level events: what a session is made of.
@@ -81,6 +102,16 @@ fn year() -> &'static Year {
                             returning,
                             device,
                             events: 0,
+                            landing: prop(&e, "page_path").to_string(),
+                            source: format!(
+                                "{}/{}",
+                                prop(&e, "utm_source"),
+                                prop(&e, "utm_medium")
+                            ),
+                            campaign: prop(&e, "utm_campaign").to_string(),
+                            browser: e.os_name.to_string(),
+                            version: e.os_version.to_string(),
+                            model: e.device_type.to_string(),
                         });
                         seen.insert(key, sessions.len() - 1);
                         sessions.len() - 1
@@ -434,4 +465,119 @@ fn returns_have_a_long_tail_of_months() {
         "longest return {} days",
         delays.last().unwrap()
     );
+}
+
+/// Shares of the values of `key` among `sessions`, largest first.
+fn shares<'a>(
+    sessions: impl Iterator<Item = &'a Session>,
+    key: impl Fn(&Session) -> &str,
+) -> Vec<(String, f64)> {
+    let mut n: BTreeMap<String, u32> = BTreeMap::new();
+    let mut total = 0;
+    for s in sessions {
+        *n.entry(key(s).to_string()).or_default() += 1;
+        total += 1;
+    }
+    let mut v: Vec<(String, f64)> = n
+        .into_iter()
+        .map(|(k, c)| (k, f64::from(c) / f64::from(total)))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
+fn share_of(v: &[(String, f64)], key: &str) -> f64 {
+    v.iter().find(|(k, _)| k == key).map_or(0.0, |(_, x)| *x)
+}
+
+#[test]
+fn browser_versions_advance_during_the_year() {
+    let y = year();
+    let chrome_in = |from: NaiveDate, to: NaiveDate| {
+        shares(
+            y.sessions.iter().filter(|s| {
+                let d = utc_date(s.start);
+                s.browser == "Chrome" && d >= from && d <= to
+            }),
+            |s| &s.version,
+        )
+    };
+    // Chrome ships every 4 weeks (131 on 2024-11-12); devices update within 3 weeks, so in a
+    // week the versions seen are those released from 3 weeks before it to its end, and two
+    // overlap.
+    let chrome_131 = NaiveDate::from_ymd_opt(2024, 11, 12).unwrap();
+    let released = |date: NaiveDate| 131 + (date - chrome_131).num_days().div_euclid(28);
+    assert_eq!(released(d(1, 6)), 132);
+    assert_eq!(released(d(1, 7)), 133);
+    for (from, to) in [
+        (d(1, 13), d(1, 19)),
+        (d(6, 2), d(6, 8)),
+        (d(12, 15), d(12, 21)),
+    ] {
+        let seen = chrome_in(from, to);
+        let allowed = released(from - chrono::Duration::days(21))..=released(to);
+        assert!(seen.len() >= 2, "{from}: {seen:?}");
+        for (v, _) in &seen {
+            let v: i64 = v.parse().unwrap();
+            assert!(
+                allowed.contains(&v),
+                "{from}: version {v} outside {allowed:?}"
+            );
+        }
+    }
+    let top = |from, to| chrome_in(from, to)[0].0.parse::<i64>().unwrap();
+    assert!(top(d(12, 15), d(12, 21)) - top(d(1, 13), d(1, 19)) >= 11);
+    // Safari follows Apple's releases: 18.x in spring, 26.x at the end of the year.
+    let safari = |from, to| {
+        shares(
+            y.sessions.iter().filter(|s| {
+                let dt = utc_date(s.start);
+                s.browser == "Safari" && dt >= from && dt <= to
+            }),
+            |s| &s.version,
+        )
+    };
+    assert!(safari(d(5, 1), d(5, 31))[0].0.starts_with("18."));
+    assert!(safari(d(12, 1), d(12, 31))[0].0.starts_with("26."));
+}
+
+#[test]
+fn android_devices_are_many_models() {
+    let y = year();
+    let models = shares(
+        y.sessions.iter().filter(|s| s.browser == "Chrome Mobile"),
+        |s| &s.model,
+    );
+    assert!(models.len() >= 10, "{models:?}");
+    assert!(models[0].1 < 0.25, "{models:?}");
+    assert!(models.iter().any(|(m, _)| m.starts_with("Google Pixel")));
+}
+
+#[test]
+fn landing_pages_follow_the_source_and_campaign() {
+    let y = year();
+    let landing =
+        |f: &dyn Fn(&Session) -> bool| shares(y.sessions.iter().filter(|s| f(s)), |s| &s.landing);
+    let direct = landing(&|s| s.source == "direct/none");
+    assert_eq!(direct[0].0, "/", "{direct:?}");
+    assert!(direct[0].1 > 0.6, "{direct:?}");
+    let organic = landing(&|s| s.source == "google/organic");
+    let blog: f64 = organic
+        .iter()
+        .filter(|(p, _)| p.starts_with("/blog/"))
+        .map(|(_, x)| x)
+        .sum();
+    assert!(blog > 0.45, "{organic:?}");
+    // A campaign's ads link to one page.
+    assert_eq!(
+        landing(&|s| s.campaign == "brand_search"),
+        [("/".to_string(), 1.0)]
+    );
+    assert_eq!(
+        landing(&|s| s.campaign == "abm_enterprise"),
+        [("/pricing/enterprise".to_string(), 1.0)]
+    );
+    // Paid traffic lands on pricing far more often than organic search does.
+    let retargeting = landing(&|s| s.campaign == "retargeting_pricing");
+    assert!(share_of(&retargeting, "/pricing") > 10.0 * share_of(&organic, "/pricing"));
 }

@@ -23,6 +23,15 @@ pub const ENGINE_VERSION: u32 = 3;
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// The index of a catalogue page by path (validated to exist).
+fn page_index(s: &Scenario, path: &str) -> usize {
+    s.pages
+        .catalogue
+        .iter()
+        .position(|p| p.path == path)
+        .expect("validated: landing pages are catalogue paths")
+}
+
 /// The longest session: one that has lasted this long ends at its next event (a long draw of
 /// events and gaps would otherwise not fit in a day).
 pub const MAX_SESSION_MS: i64 = 6 * 3_600_000;
@@ -73,6 +82,10 @@ pub struct Engine {
     returning_sources: Weighted,
     /// Per source: (campaigns eligible on a first session, all campaigns), as campaign indexes.
     campaigns: Vec<Option<(Weighted, Vec<u8>, Weighted)>>,
+    /// Per source: its landing pages (indexes of the catalogue) when it sets them.
+    source_landing: Vec<Option<(Weighted, Vec<usize>)>>,
+    /// Per source, per campaign: the campaign's landing page (index of the catalogue).
+    campaign_landing: Vec<Vec<Option<usize>>>,
     landing: Weighted,
     pages: Weighted,
     high_intent: Vec<bool>,
@@ -89,6 +102,8 @@ pub struct Engine {
     trial_form: usize,
     trial_delay: Delay,
     products: [Weighted; 2],
+    /// The device catalogue: models and browser versions by date.
+    pub(crate) clients: crate::clients::Clients,
     /// Geography and device tables, used when rendering events.
     pub(crate) geo: Weighted,
     pub(crate) devices: Weighted,
@@ -137,6 +152,31 @@ impl Engine {
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
             returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),
             campaigns,
+            source_landing: s
+                .sources
+                .iter()
+                .map(|src| {
+                    (!src.landing_pages.is_empty()).then(|| {
+                        (
+                            Weighted::new(src.landing_pages.iter().map(|l| l.weight)),
+                            src.landing_pages
+                                .iter()
+                                .map(|l| page_index(s, &l.path))
+                                .collect(),
+                        )
+                    })
+                })
+                .collect(),
+            campaign_landing: s
+                .sources
+                .iter()
+                .map(|src| {
+                    src.campaigns
+                        .iter()
+                        .map(|c| c.landing_page.as_deref().map(|p| page_index(s, p)))
+                        .collect()
+                })
+                .collect(),
             landing: Weighted::new(s.pages.catalogue.iter().map(|p| p.landing_weight)),
             pages: Weighted::new(s.pages.catalogue.iter().map(|p| p.weight)),
             high_intent: s.pages.catalogue.iter().map(|p| p.high_intent).collect(),
@@ -168,6 +208,12 @@ impl Engine {
             ],
             geo: Weighted::new(s.geography.iter().map(|g| g.weight)),
             devices: Weighted::new(s.devices.iter().map(|d| d.weight)),
+            // Every day a simulation may emit: the warm start, then up to 30 years.
+            clients: crate::clients::Clients::new(
+                s,
+                cfg.start_date - chrono::Duration::days(i64::from(s.traffic.warm_start_days) + 366),
+                cfg.start_date + chrono::Duration::days(366 * 30),
+            ),
             cfg,
         }
     }
@@ -488,7 +534,7 @@ impl Engine {
         let mut events = Vec::with_capacity(n + 2);
         for (i, &off) in offsets[..n].iter().enumerate() {
             let (kind, aux) = if i == 0 {
-                (EventKind::Page, self.landing.pick(&mut rng))
+                (EventKind::Page, self.landing_page(touch, &mut rng))
             } else {
                 let u = rng.f64();
                 if u < s.pages.search_probability {
@@ -620,6 +666,21 @@ impl Engine {
         });
         rec.events.extend(events);
         identify_time
+    }
+
+    /// The landing page of a session with attribution `touch`: the campaign's page, else one
+    /// of the source's landing pages, else the catalogue's landing weights.
+    fn landing_page(&self, touch: Touch, rng: &mut KeyedRng) -> usize {
+        let src = usize::from(touch.source);
+        if touch.campaign > 0 {
+            if let Some(page) = self.campaign_landing[src][usize::from(touch.campaign) - 1] {
+                return page;
+            }
+        }
+        match &self.source_landing[src] {
+            Some((w, pages)) => pages[w.pick(rng)],
+            None => self.landing.pick(rng),
+        }
     }
 
     /// Starts a trial: its path and outcome are drawn once, here.

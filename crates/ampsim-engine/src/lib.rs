@@ -19,6 +19,7 @@
 
 pub mod calendar;
 pub mod check;
+pub mod clients;
 pub mod codec;
 pub mod columns;
 pub mod dist;

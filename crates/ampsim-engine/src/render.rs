@@ -126,6 +126,9 @@ impl Default for Event<'_> {
 pub struct UserDayContext<'a> {
     geo: &'a super::scenario::Geo,
     dev: &'a super::scenario::Device,
+    /// The browser version on the day and the device's model.
+    os_version: &'a str,
+    device_type: &'a str,
     device_id: String,
     /// The user id, when the user is identified by the end of the day.
     user_id: Option<String>,
@@ -142,9 +145,9 @@ impl<'a> UserDayContext<'a> {
         ev.device_id.push_str(&self.device_id);
         ev.platform = &self.dev.platform;
         ev.os_name = &self.dev.os_name;
-        ev.os_version = &self.dev.os_version;
+        ev.os_version = self.os_version;
         ev.device_family = &self.dev.device_family;
-        ev.device_type = &self.dev.device_type;
+        ev.device_type = self.device_type;
         ev.country = &self.geo.country;
         ev.region = &self.geo.region;
         ev.city = &self.geo.city;
@@ -233,13 +236,16 @@ impl Engine {
     /// resolved once: [`Engine::fill_event`] then renders any of the day's events on its own.
     pub fn user_day_context(&self, ud: &UserDay) -> UserDayContext<'_> {
         let s = self.scenario();
-        let (geo, dev) = self.profile(ud.device);
-        let (geo, dev) = (&s.geography[geo], &s.devices[dev]);
+        let (geo, kind) = self.profile(ud.device);
+        let (geo, dev) = (&s.geography[geo], &s.devices[kind]);
+        let client = self.clients.client(self.config().seed, ud.device, kind);
         let ids = self.ids();
         let first_src = &s.sources[ud.first_touch.source as usize];
         UserDayContext {
             geo,
             dev,
+            os_version: self.clients.version(s, kind, client, self.date_of(ud.day)),
+            device_type: crate::clients::Clients::device_type(s, kind, client),
             device_id: ids.device_id(ud.device),
             user_id: (usize::from(ud.user_id_from) < ud.events.len())
                 .then(|| ids.user_id(ud.device)),

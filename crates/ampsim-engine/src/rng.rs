@@ -25,6 +25,8 @@ pub enum Purpose {
     TrialEnd = 4,
     /// A trial's path, outcome and product, drawn once when it starts.
     TrialStart = 5,
+    /// A device's model and browser update lag.
+    Client = 6,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.

@@ -167,6 +167,20 @@ pub struct Source {
     /// Paid campaigns; only allowed (and required) when `medium = "cpc"`.
     #[serde(default)]
     pub campaigns: Vec<Campaign>,
+    /// Landing pages of sessions from this source (paths of the catalogue with weights);
+    /// empty: the catalogue's `landing_weight`. A campaign's `landing_page` wins over both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landing_pages: Vec<LandingPage>,
+}
+
+/// A landing page of a source and its weight.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LandingPage {
+    /// A `path` of the page catalogue.
+    pub path: String,
+    /// Relative weight.
+    pub weight: f64,
 }
 
 /// Who a campaign may be shown to.
@@ -191,6 +205,10 @@ pub struct Campaign {
     pub targeting: Targeting,
     /// Relative selection weight among the eligible campaigns of the source.
     pub weight: f64,
+    /// The page the campaign's ads link to (a `path` of the page catalogue); none: the
+    /// source's landing pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
 }
 
 /// Pages and in-session behaviour.
@@ -578,10 +596,63 @@ pub struct Device {
     pub os_version: String,
     /// Device family, e.g. `Mac`.
     pub device_family: String,
-    /// Device type/model.
+    /// Device type/model (when `models` is empty).
     pub device_type: String,
     /// Share of visitors.
     pub weight: f64,
+    /// Models of this kind of device, each a `device_type` with a weight; a device keeps its
+    /// model. Empty: every device is `device_type`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<Model>,
+    /// Browser versions on a release cycle (`os_version` before the first release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_cycle: Option<VersionCycle>,
+    /// Browser versions by release date, oldest first, when they follow no cycle
+    /// (`os_version` before the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<Release>,
+    /// A device updates its browser up to this many days after a release (each device its own
+    /// fixed lag, uniform in `0..=update_lag_days`), so versions overlap for a while.
+    #[serde(default)]
+    pub update_lag_days: u32,
+}
+
+/// A device model and its share among devices of its kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Amplitude's `device_type`, e.g. `Samsung Galaxy S24`.
+    pub device_type: String,
+    /// Relative weight.
+    pub weight: f64,
+}
+
+/// Major versions released on a fixed cycle: `version` on `released`, then one more every
+/// `every_days` days (and one less every `every_days` days before).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VersionCycle {
+    /// A major version number.
+    pub version: u32,
+    /// Its release date, `YYYY-MM-DD`.
+    pub released: String,
+    /// Days between major versions.
+    pub every_days: u32,
+}
+
+/// A browser release: the version from this date on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The release date, `YYYY-MM-DD`.
+    pub date: String,
+    /// The version string.
+    pub version: String,
+}
+
+/// Parses a scenario date (`YYYY-MM-DD`).
+pub fn parse_date(s: &str) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 impl Scenario {
@@ -1094,6 +1165,39 @@ impl Validator {
             }
         }
 
+        // landing pages: paths of the catalogue
+        let paths: BTreeSet<&str> = s.pages.catalogue.iter().map(|p| p.path.as_str()).collect();
+        for (i, src) in s.sources.iter().enumerate() {
+            let p = format!("sources[{i}]");
+            if !src.landing_pages.is_empty() {
+                self.weights(
+                    &format!("{p}.landing_pages"),
+                    src.landing_pages
+                        .iter()
+                        .enumerate()
+                        .map(|(j, l)| (format!("{p}.landing_pages[{j}].weight"), l.weight)),
+                );
+            }
+            for (j, l) in src.landing_pages.iter().enumerate() {
+                if !paths.contains(l.path.as_str()) {
+                    self.err(
+                        format!("{p}.landing_pages[{j}].path"),
+                        format!("{:?} is not a path of pages.catalogue", l.path),
+                    );
+                }
+            }
+            for (j, c) in src.campaigns.iter().enumerate() {
+                if let Some(path) = &c.landing_page {
+                    if !paths.contains(path.as_str()) {
+                        self.err(
+                            format!("{p}.campaigns[{j}].landing_page"),
+                            format!("{path:?} is not a path of pages.catalogue"),
+                        );
+                    }
+                }
+            }
+        }
+
         // pages
         let pg = &s.pages;
         match &pg.session_length {
@@ -1358,6 +1462,72 @@ impl Validator {
         );
         if s.devices.len() > 250 {
             self.err("devices", "at most 250 devices");
+        }
+        for (i, d) in s.devices.iter().enumerate() {
+            let p = format!("devices[{i}]");
+            if !d.models.is_empty() {
+                if d.models.len() > 250 {
+                    self.err(format!("{p}.models"), "at most 250 models");
+                }
+                self.weights(
+                    &format!("{p}.models"),
+                    d.models
+                        .iter()
+                        .enumerate()
+                        .map(|(j, m)| (format!("{p}.models[{j}].weight"), m.weight)),
+                );
+                for (j, m) in d.models.iter().enumerate() {
+                    self.non_empty_str(&format!("{p}.models[{j}].device_type"), &m.device_type);
+                }
+            }
+            if let Some(c) = &d.version_cycle {
+                if parse_date(&c.released).is_none() {
+                    self.err(
+                        format!("{p}.version_cycle.released"),
+                        format!("{:?} is not a date (YYYY-MM-DD)", c.released),
+                    );
+                }
+                if !(1..=3650).contains(&c.every_days) {
+                    self.err(
+                        format!("{p}.version_cycle.every_days"),
+                        format!("must be in [1, 3650], got {}", c.every_days),
+                    );
+                }
+                if !d.releases.is_empty() {
+                    self.err(
+                        format!("{p}.releases"),
+                        "give either version_cycle or releases, not both",
+                    );
+                }
+            }
+            if d.releases.len() > 1000 {
+                self.err(format!("{p}.releases"), "at most 1000 releases");
+            }
+            let mut prev = None;
+            for (j, r) in d.releases.iter().enumerate() {
+                match parse_date(&r.date) {
+                    None => self.err(
+                        format!("{p}.releases[{j}].date"),
+                        format!("{:?} is not a date (YYYY-MM-DD)", r.date),
+                    ),
+                    Some(date) => {
+                        if prev.is_some_and(|p| date <= p) {
+                            self.err(
+                                format!("{p}.releases[{j}].date"),
+                                "releases must be in date order",
+                            );
+                        }
+                        prev = Some(date);
+                    }
+                }
+                self.non_empty_str(&format!("{p}.releases[{j}].version"), &r.version);
+            }
+            if d.update_lag_days > 365 {
+                self.err(
+                    format!("{p}.update_lag_days"),
+                    format!("must be at most 365, got {}", d.update_lag_days),
+                );
+            }
         }
         self.weights(
             "devices",

@@ -481,7 +481,7 @@ fn parse_ids(
     let user = if user_id.is_empty() {
         None
     } else {
-        let u = engine.ids().parse_user_id(user_id);
+        let u = engine.parse_user_id(user_id);
         Some(u.ok_or_else(|| unknown("user_id", user_id))?)
     };
     if let (Some(d), Some(u)) = (device, user) {

@@ -83,7 +83,7 @@ pub fn journey_summary(
     pb::JourneySummary {
         device_id: engine.ids().device_id(j.device),
         user_id: if j.is_identified {
-            engine.ids().user_id(j.device)
+            engine.user_id(j.device)
         } else {
             String::new()
         },
@@ -110,7 +110,7 @@ pub fn member(engine: &ampsim_engine::Engine, m: &crate::query::Member) -> pb::C
     pb::CohortMember {
         device_id: engine.ids().device_id(m.device),
         user_id: if m.identified {
-            engine.ids().user_id(m.device)
+            engine.user_id(m.device)
         } else {
             String::new()
         },

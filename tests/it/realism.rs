@@ -58,6 +58,8 @@ struct Year {
     trials_ending_in_week_one: u32,
     /// Milliseconds between consecutive page-level events of a session.
     gaps_ms: Vec<i64>,
+    /// Every user id with its country.
+    users: BTreeMap<String, String>,
 }
 
 const START: (i32, u32, u32) = (2025, 1, 1);
@@ -78,6 +80,7 @@ fn year() -> &'static Year {
         let mut sessions: Vec<Session> = Vec::new();
         let mut trials_ending_in_week_one = 0;
         let mut gaps_ms = Vec::new();
+        let mut users = BTreeMap::new();
         // The time of each session's last page-level event so far.
         let mut last: std::collections::HashMap<usize, i64> = Default::default();
         for day in 0..365 {
@@ -85,6 +88,11 @@ fn year() -> &'static Year {
             for e in sim.engine.render_day(&out) {
                 if day < 7 && matches!(e.event_type, "trial_converted" | "trial_expired") {
                     trials_ending_in_week_one += 1;
+                }
+                if let Some(u) = &e.user_id {
+                    users
+                        .entry(u.clone())
+                        .or_insert_with(|| e.country.to_string());
                 }
                 if e.session_id < 0 {
                     continue;
@@ -131,6 +139,7 @@ fn year() -> &'static Year {
             sessions,
             trials_ending_in_week_one,
             gaps_ms,
+            users,
         }
     })
 }
@@ -580,4 +589,44 @@ fn landing_pages_follow_the_source_and_campaign() {
     // Paid traffic lands on pricing far more often than organic search does.
     let retargeting = landing(&|s| s.campaign == "retargeting_pricing");
     assert!(share_of(&retargeting, "/pricing") > 10.0 * share_of(&organic, "/pricing"));
+}
+
+#[test]
+fn names_and_email_domains_fit_the_country() {
+    let y = year();
+    assert!(y.users.len() > 300, "{} users", y.users.len());
+    let tld = |u: &str| {
+        let domain = u.split('@').nth(1).unwrap();
+        domain.split_once('.').unwrap().1.to_string()
+    };
+    let in_country = |c: &'static str| y.users.iter().filter(move |(_, k)| k.as_str() == c);
+    let german: Vec<&String> = in_country("Germany").map(|(u, _)| u).collect();
+    assert!(german.len() > 20, "{} German users", german.len());
+    let de = german.iter().filter(|u| tld(u) == "de").count() as f64 / german.len() as f64;
+    assert!(de > 0.55, ".de share of German users {de}");
+    // A national domain belongs to its country: no .de, .co.uk or .co.jp address elsewhere.
+    for (u, c) in &y.users {
+        match tld(u).as_str() {
+            "de" => assert!(c == "Germany", "{u} in {c}"),
+            "co.uk" => assert_eq!(c, "United Kingdom", "{u}"),
+            "co.jp" => assert_eq!(c, "Japan", "{u}"),
+            _ => {}
+        }
+    }
+    // Names are the country's: a German user is not called olivia.nguyen.
+    let first = |u: &str| u.split('.').next().unwrap().to_string();
+    let german_first: std::collections::BTreeSet<String> =
+        german.iter().map(|u| first(u)).collect();
+    let us_first: std::collections::BTreeSet<String> =
+        in_country("United States").map(|(u, _)| first(u)).collect();
+    assert!(
+        german_first.contains("lukas")
+            || german_first.contains("anna")
+            || german_first.contains("felix"),
+        "{german_first:?}"
+    );
+    assert!(
+        german_first.intersection(&us_first).count() <= 3,
+        "{german_first:?} vs {us_first:?}"
+    );
 }

@@ -323,6 +323,24 @@ impl Engine {
             * mix
     }
 
+    /// The user id (a work e-mail address) of `device`: a name and a company domain of the
+    /// country of its geography.
+    pub fn user_id(&self, device: u64) -> String {
+        let mut s = String::with_capacity(48);
+        let (geo, _) = self.profile(device);
+        let cc = &self.cfg.scenario.geography[geo].country_code;
+        self.ids
+            .write_user_id(device, crate::names::locale(cc), &mut s);
+        s
+    }
+
+    /// The device number of a user id, or `None` if it is not one of this simulation's ids.
+    pub fn parse_user_id(&self, s: &str) -> Option<u64> {
+        let device = self.ids.user_code_device(s)?;
+        // The whole address must round-trip, so a guessed tag with another name fails.
+        (self.user_id(device) == s).then_some(device)
+    }
+
     /// The return delay after a session of `tier` (0 = bounce .. 4 = very high).
     pub fn return_delay(&self, tier: usize) -> &Delay {
         &self.tier_delay[tier]

@@ -112,19 +112,6 @@ pub struct Ids {
     tag: u64,
 }
 
-const FIRST: [&str; 40] = [
-    "olivia", "liam", "emma", "noah", "ava", "james", "sophia", "lucas", "mia", "mateo", "amelia",
-    "ethan", "harper", "aiden", "ella", "leo", "chloe", "arjun", "priya", "wei", "yuki", "hana",
-    "lena", "jonas", "marie", "louis", "sofia", "diego", "fatima", "omar", "grace", "samuel",
-    "nora", "felix", "ines", "tomas", "zara", "ravi", "anna", "max",
-];
-const LAST: [&str; 40] = [
-    "smith", "johnson", "garcia", "chen", "patel", "kim", "nguyen", "mueller", "schmidt", "dubois",
-    "martin", "rossi", "silva", "santos", "kowalski", "novak", "jansen", "devries", "brown",
-    "jones", "miller", "davis", "lopez", "wilson", "anderson", "taylor", "thomas", "moore",
-    "jackson", "white", "harris", "clark", "lewis", "walker", "hall", "young", "king", "wright",
-    "scott", "green",
-];
 const COMPANIES: [&str; 32] = [
     "northwind",
     "contoso",
@@ -159,7 +146,6 @@ const COMPANIES: [&str; 32] = [
     "octan",
     "rekall",
 ];
-const TLDS: [&str; 6] = ["com", "io", "co", "de", "co.uk", "ai"];
 
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -196,13 +182,15 @@ impl Ids {
         (mix64(p ^ k2) & CHECK_BITS == check).then(|| feistel_inv(p, k1))
     }
 
-    /// Appends the user id (an e-mail address) of a device number.
-    pub fn write_user_id(&self, device: u64, out: &mut String) {
+    /// Appends the user id (a work e-mail address) of a device number whose user lives in a
+    /// country of `locale`: a name of that country, then a reversible code, at a company
+    /// domain under one of the country's top-level domains.
+    pub fn write_user_id(&self, device: u64, locale: &crate::names::Locale, out: &mut String) {
         let code = feistel(device, hash_words(&[self.tag, 0xe1]));
         let h = mix64(code ^ self.tag);
-        out.push_str(FIRST[(h % 40) as usize]);
+        out.push_str(locale.first[(h % locale.first.len() as u64) as usize]);
         out.push('.');
-        out.push_str(LAST[((h >> 8) % 40) as usize]);
+        out.push_str(locale.last[((h >> 8) % locale.last.len() as u64) as usize]);
         out.push('.');
         let mut digits = [0u8; 13];
         let mut n = code;
@@ -219,18 +207,12 @@ impl Ids {
         out.push('@');
         out.push_str(COMPANIES[((h >> 16) % 32) as usize]);
         out.push('.');
-        out.push_str(TLDS[((h >> 24) % 6) as usize]);
+        out.push_str(locale.tld(((h >> 24) % 100) as u32));
     }
 
-    /// The user id of a device number.
-    pub fn user_id(&self, device: u64) -> String {
-        let mut s = String::with_capacity(48);
-        self.write_user_id(device, &mut s);
-        s
-    }
-
-    /// The device number of a user id, or `None` if it is not one of this simulation's ids.
-    pub fn parse_user_id(&self, s: &str) -> Option<u64> {
+    /// The device number a user id's code names, or `None` if it has no code. The caller
+    /// checks the whole address ([`crate::Engine::parse_user_id`]).
+    pub fn user_code_device(&self, s: &str) -> Option<u64> {
         let local = s.split('@').next()?;
         let code_str = local.rsplit('.').next()?;
         if code_str.is_empty() || code_str.len() > 13 {
@@ -241,9 +223,7 @@ impl Ids {
             let d = BASE36.iter().position(|&b| b == c)? as u64;
             code = code.checked_mul(36)?.checked_add(d)?;
         }
-        let device = feistel_inv(code, hash_words(&[self.tag, 0xe1]));
-        // The whole address must round-trip, so a guessed tag with another name fails.
-        (self.user_id(device) == s).then_some(device)
+        Some(feistel_inv(code, hash_words(&[self.tag, 0xe1])))
     }
 
     /// Appends the insert id of an event: a version-4 UUID hashed from (simulation, device,
@@ -288,9 +268,10 @@ mod tests {
             let d = ids.device_id(dev);
             assert_eq!(d.len(), 36);
             assert_eq!(ids.parse_device_id(&d), Some(dev), "{d}");
-            let u = ids.user_id(dev);
+            let mut u = String::new();
+            ids.write_user_id(dev, crate::names::locale("DE"), &mut u);
             assert!(u.contains('@'), "{u}");
-            assert_eq!(ids.parse_user_id(&u), Some(dev), "{u}");
+            assert_eq!(ids.user_code_device(&u), Some(dev), "{u}");
         }
         // Version 4, variant 10 (RFC 9562), device and insert ids alike.
         for dev in [0, 5, device_num(200, 9), u64::MAX] {
@@ -316,7 +297,7 @@ mod tests {
         let d = ids.device_id(5);
         assert_eq!(other.parse_device_id(&d), None);
         assert_eq!(ids.parse_device_id("not-a-device"), None);
-        assert_eq!(ids.parse_user_id("someone@example.com"), None);
+        assert_eq!(ids.user_code_device("someone@example.com"), None);
         assert_ne!(ids.device_id(1), ids.device_id(2));
     }
 }

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod ids;
 pub mod json;
 pub mod memory;
+pub mod names;
 pub mod render;
 pub mod report;
 pub mod rng;

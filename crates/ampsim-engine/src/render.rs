@@ -248,7 +248,7 @@ impl Engine {
             device_type: crate::clients::Clients::device_type(s, kind, client),
             device_id: ids.device_id(ud.device),
             user_id: (usize::from(ud.user_id_from) < ud.events.len())
-                .then(|| ids.user_id(ud.device)),
+                .then(|| self.user_id(ud.device)),
             first_src,
             first_campaign: campaign_name(s, ud.first_touch),
             first_in_session: ud.events.iter().position(|e| e.kind.in_session()),

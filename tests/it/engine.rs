@@ -1418,3 +1418,22 @@ fn a_distribution_in_a_users_scenario_replaces_the_default_whole() {
     }
     assert!(sessions > 20, "{sessions} sessions");
 }
+
+#[test]
+fn user_ids_round_trip_and_foreign_ones_are_refused() {
+    let engine = Engine::new(config("", 8, start(), 0.01));
+    let other = Engine::new(config("", 9, start(), 0.01));
+    for dev in [
+        ampsim_engine::ids::device_num(0, 7),
+        ampsim_engine::ids::device_num(300, 12),
+    ] {
+        let u = engine.user_id(dev);
+        assert_eq!(engine.parse_user_id(&u), Some(dev), "{u}");
+        assert_eq!(other.parse_user_id(&u), None, "{u}");
+    }
+    assert_eq!(engine.parse_user_id("someone@example.com"), None);
+    // Another name or domain with the same code is not this user.
+    let u = engine.user_id(ampsim_engine::ids::device_num(0, 7));
+    let (local, _) = u.split_once('@').unwrap();
+    assert_eq!(engine.parse_user_id(&format!("{local}@example.com")), None);
+}

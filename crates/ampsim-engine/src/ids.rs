@@ -297,7 +297,8 @@ mod tests {
         let d = ids.device_id(5);
         assert_eq!(other.parse_device_id(&d), None);
         assert_eq!(ids.parse_device_id("not-a-device"), None);
-        assert_eq!(ids.user_code_device("someone@example.com"), None);
+        assert_eq!(ids.user_code_device("someone.@example.com"), None);
+        assert_eq!(ids.user_code_device("a.b.not_base36@example.com"), None);
         assert_ne!(ids.device_id(1), ids.device_id(2));
     }
 }

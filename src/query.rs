@@ -98,7 +98,9 @@ pub fn summarize_journey(engine: &Engine, device: u64, records: &[UserDay]) -> J
             }
         }
     }
-    if anonymous_events || !j.is_identified {
+    // Everyone arrives anonymous: a user first seen in the warm start (before the emitted days)
+    // was anonymous there even when every emitted event already has the user id.
+    if anonymous_events || !j.is_identified || j.first_day < engine.first_day() {
         j.stages.push("anonymous".into());
     }
     if j.is_identified {

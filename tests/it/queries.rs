@@ -133,6 +133,36 @@ async fn journeys_match_the_event_stream_event_for_event() {
     }
 }
 
+/// A user who arrived in the warm start and was identified there: the journey holds only the
+/// emitted events (all with the user id), the summary still starts anonymous and says when the
+/// user was first seen, before the start date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_start_users_journey_starts_anonymous() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    let device = f
+        .events
+        .iter()
+        .find(|e| {
+            !first_seen_in_range(&e.device_id)
+                && f.events
+                    .iter()
+                    .filter(|x| x.device_id == e.device_id)
+                    .all(|x| !x.user_id.is_empty())
+        })
+        .map(|e| e.device_id.clone())
+        .expect("a user identified in the warm start");
+    let (got, summary) = journey(&mut c, "", &device).await.unwrap();
+    assert!(got.iter().all(|e| !e.user_id.is_empty()));
+    assert!(summary.is_identified);
+    assert_eq!(summary.stages[..2], ["anonymous", "identified"]);
+    assert!(
+        summary.first_seen_date.as_str() < "2025-03-03",
+        "{}",
+        summary.first_seen_date
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journey_errors() {
     let f = fixture().await;

@@ -64,11 +64,17 @@ pub fn summarize_journey(engine: &Engine, device: u64, records: &[UserDay]) -> J
         );
     }
     let mut anonymous_events = false;
+    let mut last_session = i64::MIN;
     for r in records {
         j.event_count += r.events.len() as u64;
-        if let Some(sess) = r.session {
-            j.session_count += 1;
-            j.total_engagement += f64::from(sess.score10) / 10.0;
+        // A session that crossed midnight is in two records; count it once (also when it
+        // began before the first emitted day).
+        for sess in &r.sessions {
+            if sess.start_ms != last_session {
+                last_session = sess.start_ms;
+                j.session_count += 1;
+                j.total_engagement += f64::from(sess.score10) / 10.0;
+            }
         }
         if usize::from(r.user_id_from) > 0 {
             anonymous_events = true;

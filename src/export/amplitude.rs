@@ -22,11 +22,12 @@
 //!   top-level revenue fields is not documented).
 //! - `user_properties` is the user's property state at the event as far as the session shows
 //!   it: the simulator sends attribution (`initial_*`, `utm_*`, `referrer`) on a session's first
-//!   event only, and a device has at most one session per day, inside that UTC day; so the
-//!   properties sent earlier in the same session (device_id + session_id) are carried onto its
-//!   later events. State is kept for the sessions of the day being written only. Properties set
-//!   on earlier days (e.g. `plan` from a conversion) are not carried: that would need every
-//!   user's state for the whole range.
+//!   event only, and a device's sessions never overlap; so the properties sent earlier in the
+//!   same session (device_id + session_id) are carried onto its later events, past midnight
+//!   too. State is kept for the sessions of the day being written and the day before (a session
+//!   lasts at most a few hours); a session that began before the exported range carries
+//!   nothing. Properties set on earlier days (e.g. `plan` from a conversion) are not carried:
+//!   that would need every user's state for the whole range.
 
 use super::files::{io_err, FileInfo, Staged};
 use super::{day_of, ExportOptions, FormatWriter, Result, DAY_MS};
@@ -86,12 +87,13 @@ struct HourFile {
     events: u64,
 }
 
-/// User properties of the day's sessions, by device (a device has at most one session a day).
+/// User properties of each device's latest session (a device's sessions never overlap).
 #[derive(Default)]
 struct SessionProps {
-    /// The day (since the epoch) the map is for.
+    /// The day (since the epoch) of the events being written.
     day: i64,
-    /// device_id → (session_id, properties sent so far in that session).
+    /// device_id → (session_id, properties sent so far in that session), for sessions that
+    /// started on this day or the day before.
     sessions: HashMap<String, (i64, BTreeMap<String, String>)>,
 }
 
@@ -101,7 +103,9 @@ impl SessionProps {
     fn write(&mut self, e: &EventView<'_>, out: &mut Vec<u8>) {
         let day = e.time().div_euclid(DAY_MS);
         if day != self.day {
-            self.sessions.clear();
+            // Sessions that began yesterday may still run; older ones have ended.
+            let keep_from = (day - 1) * DAY_MS;
+            self.sessions.retain(|_, (sid, _)| *sid >= keep_from);
             self.day = day;
         }
         let own = e.user_properties();

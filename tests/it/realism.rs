@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 
 /// One session, as the stream shows it.
 struct Session {
-    /// Its start (the session_id), ms.
+    /// Its start (the session_id) and its last event, ms.
     start: i64,
+    end: i64,
     city: String,
     /// The device had a session before.
     returning: bool,
@@ -106,6 +107,7 @@ fn year() -> &'static Year {
                         let device = *devices.entry(e.device_id.clone()).or_insert(n);
                         sessions.push(Session {
                             start: e.session_id,
+                            end: e.time,
                             city: e.city.to_string(),
                             returning,
                             device,
@@ -125,6 +127,7 @@ fn year() -> &'static Year {
                         sessions.len() - 1
                     }
                 };
+                sessions[index].end = e.time;
                 if page_level(e.event_type) {
                     sessions[index].events += 1;
                     // The stream interleaves devices: the previous event of this session.
@@ -474,6 +477,58 @@ fn returns_have_a_long_tail_of_months() {
         "longest return {} days",
         delays.last().unwrap()
     );
+}
+
+/// A device may come back later the same day (a second session at least Amplitude's 30-minute
+/// timeout after the first ended, two hours later in the median), and a session that runs past
+/// midnight keeps its session_id: its events after midnight are the next day's events.
+#[test]
+fn several_sessions_a_day_and_sessions_across_midnight() {
+    let y = year();
+    let mut by_device: BTreeMap<u32, Vec<&Session>> = BTreeMap::new();
+    for s in &y.sessions {
+        by_device.entry(s.device).or_default().push(s);
+    }
+    let day = |ms: i64| ms.div_euclid(86_400_000);
+    let mut later_same_day = 0usize;
+    let mut gaps_min: Vec<f64> = Vec::new();
+    for list in by_device.values_mut() {
+        list.sort_by_key(|s| s.start);
+        for w in list.windows(2) {
+            // Never overlapping, never closer than the session timeout.
+            let gap = w[1].start - w[0].end;
+            assert!(gap >= 30 * 60_000, "sessions {} ms apart", gap);
+            if day(w[1].start) == day(w[0].start) {
+                later_same_day += 1;
+                gaps_min.push(gap as f64 / 60_000.0);
+            }
+        }
+    }
+    let share = later_same_day as f64 / y.sessions.len() as f64;
+    // About 41% of sessions are returns and 15% of returns are meant for the same day (fewer
+    // fit before midnight): about 5% of sessions are a device's second or later of its day.
+    assert!(
+        (0.03..0.08).contains(&share),
+        "later same-day sessions {share}"
+    );
+    gaps_min.sort_by(f64::total_cmp);
+    let median = quantile(&gaps_min, 0.5);
+    assert!(
+        (75.0..180.0).contains(&median),
+        "median same-day gap {median} min"
+    );
+    // Sessions across midnight: the stream shows their events on both days under one id.
+    let crossing: Vec<&Session> = y
+        .sessions
+        .iter()
+        .filter(|s| day(s.end) != day(s.start))
+        .collect();
+    let share = crossing.len() as f64 / y.sessions.len() as f64;
+    assert!(
+        (0.0005..0.02).contains(&share),
+        "sessions across midnight {share}"
+    );
+    assert!(crossing.iter().all(|s| day(s.end) == day(s.start) + 1));
 }
 
 /// Shares of the values of `key` among `sessions`, largest first.

@@ -5,7 +5,7 @@
 
 use crate::codec::CodecError;
 use crate::engine::Engine;
-use crate::state::{EventKind, Touch, UserDay, UserState};
+use crate::state::{EventKind, EventRec, SessionRec, Touch, UserDay, UserState};
 
 /// Engagement tiers (bounce .. very_high).
 const TIERS: u8 = 5;
@@ -29,13 +29,19 @@ impl Engine {
     /// # Errors
     /// [`CodecError`] naming the first thing out of range.
     pub fn check_user_day(&self, ud: &UserDay) -> Result<(), CodecError> {
-        let s = self.scenario();
         self.check_touch(ud.first_touch)?;
-        if let Some(sess) = &ud.session {
-            self.check_touch(sess.touch)?;
-            if sess.tier >= TIERS {
-                return Err(CodecError("session tier out of range"));
+        let day_start = self.day_start_ms(ud.day);
+        let mut prev = i64::MIN;
+        for (i, sess) in ud.sessions.iter().enumerate() {
+            self.check_session(sess)?;
+            // Only the first may be the rest of yesterday's; the others start today, in order.
+            let starts_today =
+                (day_start..day_start + crate::engine::DAY_MS).contains(&sess.start_ms);
+            if sess.continued == starts_today || (sess.continued && i > 0) || sess.start_ms <= prev
+            {
+                return Err(CodecError("session start outside its day or out of order"));
             }
+            prev = sess.start_ms;
         }
         if let Some((_, start)) = ud.trial {
             if start > ud.day {
@@ -46,25 +52,43 @@ impl Engine {
             .ok()
             .and_then(|n| ud.event_id_base.checked_add(n))
             .ok_or(CodecError("event id overflow"))?;
-        let day_start = self.day_start_ms(ud.day);
         for e in &ud.events {
             if !(day_start..day_start + crate::engine::DAY_MS).contains(&e.time_ms) {
                 return Err(CodecError("event time outside its day"));
             }
-            let aux = usize::from(e.aux);
-            let n = match e.kind {
-                EventKind::Page => s.pages.catalogue.len(),
-                EventKind::Search => s.pages.search_terms.len(),
-                EventKind::ButtonClick => s.pages.buttons.len(),
-                EventKind::Form => s.forms.types.len(),
-                EventKind::TrialConverted | EventKind::Purchase => s.products.len(),
-                EventKind::UpgradeClicked
-                | EventKind::ContactSalesClicked
-                | EventKind::TrialExpired => usize::MAX,
-            };
-            if aux >= n {
-                return Err(CodecError("event index out of range"));
+            self.check_event(e)?;
+            if e.kind.in_session() && ud.session_at(e.time_ms).is_none() {
+                return Err(CodecError(
+                    "in-session event before the day's first session",
+                ));
             }
+        }
+        Ok(())
+    }
+
+    fn check_event(&self, e: &EventRec) -> Result<(), CodecError> {
+        let s = self.scenario();
+        let aux = usize::from(e.aux);
+        let n = match e.kind {
+            EventKind::Page => s.pages.catalogue.len(),
+            EventKind::Search => s.pages.search_terms.len(),
+            EventKind::ButtonClick => s.pages.buttons.len(),
+            EventKind::Form => s.forms.types.len(),
+            EventKind::TrialConverted | EventKind::Purchase => s.products.len(),
+            EventKind::UpgradeClicked
+            | EventKind::ContactSalesClicked
+            | EventKind::TrialExpired => usize::MAX,
+        };
+        if aux >= n {
+            return Err(CodecError("event index out of range"));
+        }
+        Ok(())
+    }
+
+    fn check_session(&self, s: &SessionRec) -> Result<(), CodecError> {
+        self.check_touch(s.touch)?;
+        if s.tier >= TIERS {
+            return Err(CodecError("session tier out of range"));
         }
         Ok(())
     }
@@ -79,6 +103,22 @@ impl Engine {
         self.check_touch(st.last_touch)?;
         if st.sessions.iter().any(|x| x.tier >= TIERS) {
             return Err(CodecError("session tier out of range"));
+        }
+        if let Some(c) = &st.carry {
+            self.check_session(&c.session)?;
+            let day_start = self.day_start_ms(c.day);
+            if !c.session.continued
+                || c.session.start_ms >= day_start
+                || c.events.iter().any(|e| {
+                    !(day_start..day_start + crate::engine::DAY_MS).contains(&e.time_ms)
+                        || !e.kind.in_session()
+                })
+            {
+                return Err(CodecError("carried session out of range"));
+            }
+            for e in &c.events {
+                self.check_event(e)?;
+            }
         }
         if st
             .form_type

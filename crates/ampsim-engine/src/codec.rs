@@ -6,11 +6,12 @@
 
 use super::scenario::TrialPath;
 use super::state::{
-    EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
+    Carry, EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
 };
+use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 1;
-const DAYS_FORMAT: u8 = 1;
+const STATES_FORMAT: u8 = 2;
+const DAYS_FORMAT: u8 = 2;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +98,64 @@ fn get_touch(r: &mut Reader<'_>) -> Result<Touch, CodecError> {
     })
 }
 
+/// Appends a session; its start relative to `base_ms` (before it for a continued one).
+fn put_session(out: &mut Vec<u8>, base_ms: i64, s: &SessionRec) {
+    out.push(u8::from(s.first) | u8::from(s.continued) << 1);
+    put_varint(out, zigzag(s.start_ms - base_ms));
+    put_touch(out, s.touch);
+    put_varint(out, u64::from(s.score10));
+    out.push(s.tier);
+}
+
+fn get_session(r: &mut Reader<'_>, base_ms: i64) -> Result<SessionRec, CodecError> {
+    let flags = r.u8()?;
+    let start_ms = base_ms
+        .checked_add(unzigzag(r.varint()?))
+        .ok_or(CodecError("session start"))?;
+    Ok(SessionRec {
+        first: flags & 1 != 0,
+        continued: flags & 2 != 0,
+        start_ms,
+        touch: get_touch(r)?,
+        score10: u16::try_from(r.varint()?).map_err(|_| CodecError("score"))?,
+        tier: r.u8()?,
+    })
+}
+
+/// Appends events in time order, times as deltas from `base_ms`.
+fn put_events(out: &mut Vec<u8>, base_ms: i64, events: &[EventRec]) {
+    put_varint(out, events.len() as u64);
+    let mut t = base_ms;
+    for e in events {
+        out.push(e.kind as u8);
+        out.push(e.aux);
+        put_varint(out, zigzag(e.time_ms - t));
+        t = e.time_ms;
+    }
+}
+
+fn get_events(r: &mut Reader<'_>, base_ms: i64, limit: usize) -> Result<Vec<EventRec>, CodecError> {
+    let ne = r.varint()? as usize;
+    if ne > limit {
+        return Err(CodecError("event count"));
+    }
+    let mut events = Vec::with_capacity(ne);
+    let mut t = base_ms;
+    for _ in 0..ne {
+        let kind = EventKind::from_u8(r.u8()?).ok_or(CodecError("event kind"))?;
+        let aux = r.u8()?;
+        t = t
+            .checked_add(unzigzag(r.varint()?))
+            .ok_or(CodecError("event time"))?;
+        events.push(EventRec {
+            time_ms: t,
+            kind,
+            aux,
+        });
+    }
+    Ok(events)
+}
+
 /// Encodes user states (sorted by device) into one blob.
 pub fn encode_states<'a, I>(states: I) -> Vec<u8>
 where
@@ -117,7 +176,9 @@ where
             | u8::from(st.trial.is_some()) << 2
             | u8::from(st.converted_to_paid) << 3
             | u8::from(st.product_sku.is_some()) << 4
-            | u8::from(st.next_session_day.is_some()) << 5;
+            | u8::from(st.next_session_day.is_some()) << 5
+            | u8::from(st.carry.is_some()) << 6
+            | u8::from(st.quiet_until.is_some()) << 7;
         out.push(flags);
         put_touch(&mut out, st.first_touch);
         put_touch(&mut out, st.last_touch);
@@ -149,6 +210,15 @@ where
             put_varint(&mut out, u64::from(d));
         }
         put_varint(&mut out, u64::from(st.event_count));
+        if let Some(c) = &st.carry {
+            put_varint(&mut out, u64::from(c.day));
+            put_varint(&mut out, zigzag(c.session.start_ms));
+            put_session(&mut out, c.session.start_ms, &c.session);
+            put_events(&mut out, c.session.start_ms, &c.events);
+        }
+        if let Some(t) = st.quiet_until {
+            put_varint(&mut out, zigzag(t));
+        }
     }
     out
 }
@@ -213,6 +283,24 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             None
         };
         let event_count = r.u32()?;
+        let carry = if flags & 64 != 0 {
+            let day = r.u32()?;
+            let base = unzigzag(r.varint()?);
+            let session = get_session(&mut r, base)?;
+            let events = get_events(&mut r, base, blob.len())?;
+            Some(Box::new(Carry {
+                day,
+                session,
+                events,
+            }))
+        } else {
+            None
+        };
+        let quiet_until = if flags & 128 != 0 {
+            Some(unzigzag(r.varint()?))
+        } else {
+            None
+        };
         f(UserState {
             device,
             first_touch,
@@ -227,6 +315,8 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             product_sku,
             next_session_day,
             event_count,
+            carry,
+            quiet_until,
         });
     }
     Ok(())
@@ -253,9 +343,7 @@ pub fn encode_user_days(day_start_ms: i64, records: &[UserDay]) -> Vec<u8> {
         debug_assert!(r.device >= prev, "records must be sorted by device");
         put_varint(&mut out, r.device - prev);
         prev = r.device;
-        let flags = u8::from(r.session.is_some())
-            | u8::from(r.session.is_some_and(|s| s.first)) << 1
-            | u8::from(r.trial.is_some()) << 2
+        let flags = u8::from(r.trial.is_some()) << 2
             | u8::from(matches!(r.trial, Some((TrialPath::SalesAssisted, _)))) << 3;
         out.push(flags);
         put_varint(&mut out, u64::from(r.event_id_base));
@@ -264,20 +352,11 @@ pub fn encode_user_days(day_start_ms: i64, records: &[UserDay]) -> Vec<u8> {
         if let Some((_, start)) = r.trial {
             put_varint(&mut out, u64::from(r.day - start));
         }
-        if let Some(s) = r.session {
-            put_varint(&mut out, (s.start_ms - day_start_ms) as u64);
-            put_touch(&mut out, s.touch);
-            put_varint(&mut out, u64::from(s.score10));
-            out.push(s.tier);
+        put_varint(&mut out, r.sessions.len() as u64);
+        for s in &r.sessions {
+            put_session(&mut out, day_start_ms, s);
         }
-        put_varint(&mut out, r.events.len() as u64);
-        let mut t = day_start_ms;
-        for e in &r.events {
-            out.push(e.kind as u8);
-            out.push(e.aux);
-            put_varint(&mut out, zigzag(e.time_ms - t));
-            t = e.time_ms;
-        }
+        put_events(&mut out, day_start_ms, &r.events);
     }
     out
 }
@@ -322,39 +401,15 @@ pub fn for_each_user_day(
         } else {
             None
         };
-        let session = if flags & 1 != 0 {
-            let off = i64::try_from(r.varint()?).map_err(|_| CodecError("session start"))?;
-            let start_ms = day_start_ms
-                .checked_add(off)
-                .ok_or(CodecError("session start"))?;
-            Some(SessionRec {
-                start_ms,
-                touch: get_touch(&mut r)?,
-                score10: u16::try_from(r.varint()?).map_err(|_| CodecError("score"))?,
-                tier: r.u8()?,
-                first: flags & 2 != 0,
-            })
-        } else {
-            None
-        };
-        let ne = r.varint()? as usize;
-        if ne > blob.len() {
-            return Err(CodecError("event count"));
+        let ns = r.varint()? as usize;
+        if ns > blob.len() {
+            return Err(CodecError("session count"));
         }
-        let mut events = Vec::with_capacity(ne);
-        let mut t = day_start_ms;
-        for _ in 0..ne {
-            let kind = EventKind::from_u8(r.u8()?).ok_or(CodecError("event kind"))?;
-            let aux = r.u8()?;
-            t = t
-                .checked_add(unzigzag(r.varint()?))
-                .ok_or(CodecError("event time"))?;
-            events.push(EventRec {
-                time_ms: t,
-                kind,
-                aux,
-            });
+        let mut sessions = SmallVec::with_capacity(ns);
+        for _ in 0..ns {
+            sessions.push(get_session(&mut r, day_start_ms)?);
         }
+        let events = get_events(&mut r, day_start_ms, blob.len())?;
         f(UserDay {
             device,
             day,
@@ -362,7 +417,7 @@ pub fn for_each_user_day(
             first_touch,
             user_id_from,
             trial,
-            session,
+            sessions,
             events,
         });
     }

@@ -9,16 +9,18 @@
 use super::dist::{Delay, Draw, Lengths};
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
+use super::scenario::SESSION_TIMEOUT_MINUTES;
 use super::scenario::{Scenario, Targeting, TrialPath};
 use super::state::{
-    EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
+    Carry, EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
 };
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 3;
+pub const ENGINE_VERSION: u32 = 4;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -35,6 +37,9 @@ fn page_index(s: &Scenario, path: &str) -> usize {
 /// The longest session: one that has lasted this long ends at its next event (a long draw of
 /// events and gaps would otherwise not fit in a day).
 pub const MAX_SESSION_MS: i64 = 6 * 3_600_000;
+
+/// Amplitude's session timeout in ms: two sessions of a device are at least this far apart.
+pub const SESSION_TIMEOUT_MS: i64 = SESSION_TIMEOUT_MINUTES as i64 * 60_000;
 
 /// The definition of a simulation: the same definition always gives the same events.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +83,8 @@ pub struct Engine {
     pub(crate) calendar: crate::calendar::Calendar,
     lengths: Lengths,
     gaps: Draw,
+    /// Minutes from the end of a session to a same-day return.
+    same_day_gap: Draw,
     new_sources: Weighted,
     returning_sources: Weighted,
     /// Per source: (campaigns eligible on a first session, all campaigns), as campaign indexes.
@@ -149,6 +156,7 @@ impl Engine {
             calendar: crate::calendar::Calendar::new(s, cfg.start_date.year()),
             lengths: Lengths::new(&s.pages.session_length),
             gaps: Draw::new(&s.pages.event_gap_seconds, 1.0),
+            same_day_gap: Draw::new(&s.engagement.same_day_gap_minutes, SESSION_TIMEOUT_MINUTES),
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
             returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),
             campaigns,
@@ -346,6 +354,14 @@ impl Engine {
         &self.tier_delay[tier]
     }
 
+    /// The chance that a return after a session of `tier` comes within `days` days: the
+    /// same-day share, then the delay's CDF for the rest. (A same-day return whose gap would
+    /// end after midnight comes a day or more later, so the true value is a little lower.)
+    pub fn return_within(&self, tier: usize, days: u32) -> f64 {
+        let z = self.cfg.scenario.engagement.same_day_return_share;
+        z + (1.0 - z) * self.tier_delay[tier].cdf(days)
+    }
+
     /// The return delay after a session during an active trial.
     pub fn trial_return_delay(&self) -> &Delay {
         &self.trial_delay
@@ -431,7 +447,7 @@ impl Engine {
         };
         for (st, rec) in processed {
             if let Some(rec) = rec {
-                out.sessions += u32::from(rec.session.is_some());
+                out.sessions += rec.new_sessions().count() as u32;
                 out.events += rec.events.len() as u64;
                 out.records.push(rec);
             }
@@ -453,15 +469,29 @@ impl Engine {
             first_touch: st.first_touch,
             user_id_from: 0,
             trial: None,
-            session: None,
+            sessions: SmallVec::new(),
             events: Vec::new(),
         };
-        let identified_before = st.is_identified();
-        let mut identify_time: Option<i64> = None;
+        let identified_before = st.identified_day.is_some_and(|d| d < day);
 
         let (geo, _) = self.profile(st.device);
+        // No session starts before this: the end of the last one plus the session timeout.
+        let mut not_before = st.quiet_until.take().unwrap_or(i64::MIN);
+        if let Some(c) = st.carry.take() {
+            debug_assert_eq!(c.day, day);
+            rec.sessions.push(c.session);
+            rec.events.extend(c.events);
+        }
         if st.next_session_day == Some(day) {
-            identify_time = self.session(day, &mut st, &mut rec, geo, shape);
+            // One generator for the day's sessions, drawn from in order.
+            let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
+            let mut at = None;
+            while st.next_session_day == Some(day) {
+                let (end, next_at) =
+                    self.session(day, &mut st, &mut rec, geo, shape, &mut rng, at, not_before);
+                not_before = end + SESSION_TIMEOUT_MS;
+                at = next_at;
+            }
         }
         if let Some(t) = st.trial.filter(|t| !t.ended && t.end_day == day) {
             self.trial_end(day, &mut st, t, &mut rec, geo, shape);
@@ -472,13 +502,18 @@ impl Engine {
         // Session and out-of-session events interleave by time; ties keep kind order.
         rec.events.sort_by_key(|e| (e.time_ms, e.kind));
         rec.first_touch = st.first_touch;
-        rec.trial = st.trial.map(|t| (t.path, t.start_day));
+        // A trial whose form falls after midnight starts tomorrow.
+        rec.trial = st
+            .trial
+            .filter(|t| t.start_day <= day)
+            .map(|t| (t.path, t.start_day));
         rec.user_id_from = if identified_before {
             0
-        } else if let Some(t) = identify_time {
+        } else if st.identified_day == Some(day) {
+            // The identifying form is the user's first form, so today's first.
             rec.events
                 .iter()
-                .position(|e| e.kind == EventKind::Form && e.time_ms == t)
+                .position(|e| e.kind == EventKind::Form)
                 .expect("identifying form is among the events") as u16
         } else {
             rec.events.len() as u16
@@ -487,8 +522,11 @@ impl Engine {
         (st, Some(rec))
     }
 
-    /// Generates the user's session on `day`. Returns the time of the identifying form if the
-    /// user became identified in it.
+    /// Generates one session of the user on `day`, starting at `at` (a same-day return) or at
+    /// a time drawn from the geography's hour curve, never before `not_before`. Events after
+    /// midnight go to [`UserState::carry`]. Returns the time of the session's last event and
+    /// the start of a same-day return, if the user comes back later today.
+    #[allow(clippy::too_many_arguments)]
     fn session(
         &self,
         day: u32,
@@ -496,25 +534,27 @@ impl Engine {
         rec: &mut UserDay,
         geo: usize,
         shape: &crate::calendar::DayShape,
-    ) -> Option<i64> {
+        rng: &mut KeyedRng,
+        at: Option<i64>,
+        not_before: i64,
+    ) -> (i64, Option<i64>) {
         let s = &self.cfg.scenario;
-        let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
         let first = st.sessions.is_empty();
 
         // Attribution: only cpc traffic has a campaign; first sessions never see campaigns
         // aimed at returning users.
         let source = if first {
-            self.new_sources.pick(&mut rng)
+            self.new_sources.pick(rng)
         } else {
-            self.returning_sources.pick(&mut rng)
+            self.returning_sources.pick(rng)
         };
         let campaign = match &self.campaigns[source] {
             None => 0,
             Some((new_w, new_idx, all_w)) => {
                 if first {
-                    new_idx[new_w.pick(&mut rng)] + 1
+                    new_idx[new_w.pick(rng)] + 1
                 } else {
-                    all_w.pick(&mut rng) as u8 + 1
+                    all_w.pick(rng) as u8 + 1
                 }
             }
         };
@@ -523,15 +563,16 @@ impl Engine {
             campaign,
         };
 
-        // Shape: length, then gaps, then the start time, so the session fits in the day.
-        let mut n = self.lengths.pick(&mut rng);
+        // Shape: length, then gaps, then the start time. A session that starts late runs on
+        // past midnight with the same session id.
+        let mut n = self.lengths.pick(rng);
         // n - 1 gaps between page events plus one reserve gap for a form or signal at the end.
         // A session ends early once it has lasted MAX_SESSION_MS.
         let mut offsets = Vec::with_capacity(n + 1);
         let mut t = 0i64;
         offsets.push(0);
         for i in 0..n {
-            t += (self.gaps.sample(&mut rng) * 1000.0) as i64 + 1;
+            t += (self.gaps.sample(rng) * 1000.0) as i64 + 1;
             offsets.push(t);
             if t > MAX_SESSION_MS {
                 n = i + 1;
@@ -539,20 +580,24 @@ impl Engine {
             }
         }
         let duration = offsets[n - 1];
-        let span = offsets[n];
-        let hour = shape.hours[geo].pick(&mut rng) as i64;
         let day_start = self.day_start_ms(day);
-        let mut start = day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999));
-        if start + span >= day_start + DAY_MS {
-            start = day_start + DAY_MS - 1 - span;
+        let day_end = day_start + DAY_MS;
+        let start = match at {
+            Some(at) => at,
+            None => {
+                let hour = shape.hours[geo].pick(rng) as i64;
+                day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999))
+            }
         }
+        .max(not_before)
+        .min(day_end - 1);
 
         let mut hi_pages = 0u32;
         let mut searches = 0u32;
         let mut events = Vec::with_capacity(n + 2);
         for (i, &off) in offsets[..n].iter().enumerate() {
             let (kind, aux) = if i == 0 {
-                (EventKind::Page, self.landing_page(touch, &mut rng))
+                (EventKind::Page, self.landing_page(touch, rng))
             } else {
                 let u = rng.f64();
                 if u < s.pages.search_probability {
@@ -564,7 +609,7 @@ impl Engine {
                         rng.range(0, self.buttons - 1) as usize,
                     )
                 } else {
-                    (EventKind::Page, self.pages.pick(&mut rng))
+                    (EventKind::Page, self.pages.pick(rng))
                 }
             };
             if kind == EventKind::Page && self.high_intent[aux] {
@@ -591,7 +636,8 @@ impl Engine {
             a + 1 + i64::from(rng.range(0, (b - a - 2).max(0) as u32))
         };
 
-        let mut identify_time = None;
+        // The day an event at `t` falls on: today, or tomorrow after midnight.
+        let day_at = |t: i64| if t >= day_end { day + 1 } else { day };
         let mut trial_started_at = None;
         if rng.chance(s.forms.reach_probability) {
             let identified = st.is_identified();
@@ -605,12 +651,12 @@ impl Engine {
             let submits = submits && (st.trial.is_none() || self.has_non_trial_form);
             if submits {
                 let form = if st.trial.is_some() {
-                    self.forms_no_trial.pick(&mut rng)
+                    self.forms_no_trial.pick(rng)
                 } else {
-                    self.forms.pick(&mut rng)
+                    self.forms.pick(rng)
                 };
                 let k = rng.range(0, n as u32 - 1) as usize;
-                let at = moment(k, &mut rng);
+                let at = moment(k, rng);
                 events.push(EventRec {
                     time_ms: at,
                     kind: EventKind::Form,
@@ -618,12 +664,11 @@ impl Engine {
                 });
                 st.forms_submitted = st.forms_submitted.saturating_add(1);
                 if !identified {
-                    st.identified_day = Some(day);
+                    st.identified_day = Some(day_at(at));
                     st.form_type = Some(form as u8);
-                    identify_time = Some(at);
                 }
                 if form == self.trial_form {
-                    st.trial = Some(self.start_trial(day, st.device));
+                    st.trial = Some(self.start_trial(day_at(at), st.device));
                     trial_started_at = Some((k, at));
                 }
             }
@@ -643,7 +688,7 @@ impl Engine {
             if rng.chance(p) {
                 let (k0, after) = trial_started_at.unwrap_or((0, start));
                 let k = rng.range(k0 as u32, n as u32 - 1) as usize;
-                let at = moment(k, &mut rng).max(after + 1);
+                let at = moment(k, rng).max(after + 1);
                 events.push(EventRec {
                     time_ms: at,
                     kind,
@@ -659,8 +704,19 @@ impl Engine {
         } else {
             (self.tier_return[tier], &self.tier_delay[tier])
         };
+        let end = events.iter().map(|e| e.time_ms).max().unwrap_or(start);
+        let mut same_day = None;
         st.next_session_day = if rng.chance(p_return) {
-            Some(self.return_day(day, geo, delay, &mut rng))
+            // Later today, if the gap ends before midnight; else on a later day.
+            if rng.chance(e.same_day_return_share) {
+                let gap = (self.same_day_gap.sample(rng) * 60_000.0) as i64;
+                same_day = Some(end + gap).filter(|&t| t < day_end);
+            }
+            if same_day.is_some() {
+                Some(day)
+            } else {
+                Some(self.return_day(day, geo, delay, rng))
+            }
         } else {
             None
         };
@@ -675,15 +731,38 @@ impl Engine {
             day,
             tier: tier as u8,
         });
-        rec.session = Some(SessionRec {
+        let session = SessionRec {
+            continued: false,
             start_ms: start,
             touch,
             score10,
             tier: tier as u8,
             first,
-        });
+        };
+        rec.sessions.push(session);
+        st.quiet_until = Some(end + SESSION_TIMEOUT_MS).filter(|&t| t >= day_end);
+        // Events after midnight are the next day's: they wait in the state.
+        if end >= day_end {
+            let mut tail: Vec<EventRec> = Vec::new();
+            events.retain(|e| {
+                let keep = e.time_ms < day_end;
+                if !keep {
+                    tail.push(*e);
+                }
+                keep
+            });
+            tail.sort_by_key(|e| (e.time_ms, e.kind));
+            st.carry = Some(Box::new(Carry {
+                day: day + 1,
+                session: SessionRec {
+                    continued: true,
+                    ..session
+                },
+                events: tail,
+            }));
+        }
         rec.events.extend(events);
-        identify_time
+        (end, same_day)
     }
 
     /// The landing page of a session with attribution `touch`: the campaign's page, else one

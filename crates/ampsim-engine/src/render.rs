@@ -134,8 +134,6 @@ pub struct UserDayContext<'a> {
     user_id: Option<String>,
     first_src: &'a super::scenario::Source,
     first_campaign: Option<&'a str>,
-    /// The index of the day's first in-session event: it carries the attribution.
-    first_in_session: Option<usize>,
 }
 
 impl<'a> UserDayContext<'a> {
@@ -251,7 +249,6 @@ impl Engine {
                 .then(|| self.user_id(ud.device)),
             first_src,
             first_campaign: campaign_name(s, ud.first_touch),
-            first_in_session: ud.events.iter().position(|e| e.kind.in_session()),
         }
     }
 
@@ -269,8 +266,7 @@ impl Engine {
         let s = self.scenario();
         let ids = self.ids();
         let e = &ud.events[i];
-        let (first_src, first_campaign, first_in_session) =
-            (ctx.first_src, ctx.first_campaign, ctx.first_in_session);
+        let (first_src, first_campaign) = (ctx.first_src, ctx.first_campaign);
         // Identification only goes one way: the user id is on every event from the
         // identifying one on.
         match ctx.user_id.as_deref() {
@@ -289,7 +285,11 @@ impl Engine {
         props.clear();
         uprops.clear();
         let mut revenue = None;
-        let session = ud.session.filter(|_| e.kind.in_session());
+        let session = if e.kind.in_session() {
+            ud.session_at(e.time_ms)
+        } else {
+            None
+        };
         let aux = e.aux as usize;
         match e.kind {
             EventKind::Page => {
@@ -363,8 +363,9 @@ impl Engine {
             if !src.referrer.is_empty() {
                 props.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
             }
-            // Web attribution: the session's first event sets the user's attribution.
-            if first_in_session == Some(i) {
+            // Web attribution: the session's first event (its landing page, at its start)
+            // sets the user's attribution.
+            if !sess.continued && e.time_ms == sess.start_ms {
                 uprops.push((
                     "initial_utm_source",
                     Prop::Str(Cow::Borrowed(&first_src.source)),

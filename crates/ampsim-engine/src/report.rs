@@ -231,6 +231,8 @@ pub struct ReportBuilder<'e> {
     converted_closed: [u64; 2],
     // from records
     sessions: u64,
+    /// Sessions that began before the first day and ran past its midnight.
+    carried_in: u64,
     events: u64,
     forms: Vec<u64>,
     trial_signups: u64,
@@ -270,6 +272,7 @@ impl<'e> ReportBuilder<'e> {
             trials_closed: [0; 2],
             converted_closed: [0; 2],
             sessions: 0,
+            carried_in: 0,
             events: 0,
             forms: vec![0; engine.scenario().forms.types.len()],
             trial_signups: 0,
@@ -344,7 +347,16 @@ impl<'e> ReportBuilder<'e> {
     pub fn add_user_day(&mut self, ud: &UserDay) {
         let s = self.engine.scenario();
         self.events += ud.events.len() as u64;
-        if let Some(sess) = ud.session {
+        for sess in &ud.sessions {
+            if sess.continued {
+                // Counted on its first day; one that began before the range is counted here,
+                // as a session with events in the range (the warm start's last night).
+                if ud.day == self.first_day {
+                    self.sessions += 1;
+                    self.carried_in += 1;
+                }
+                continue;
+            }
             self.sessions += 1;
             let src = &s.sources[sess.touch.source as usize];
             if sess.touch.campaign > 0 {
@@ -630,12 +642,12 @@ impl<'e> ReportBuilder<'e> {
         );
         let tiers = s.engagement.tiers.all();
         // A return counts within the tier's window; the target is the return probability
-        // times the chance that the delay falls within the window (1 for delays that never
-        // exceed it).
+        // times the chance that the return falls within the window (same-day returns do; 1
+        // for delays that never exceed it).
         let within = |tier: usize, what: &str| {
             let w = self.max_delays[tier];
             let delay = self.engine.return_delay(tier);
-            let target = tiers[tier].return_probability * delay.cdf(w);
+            let target = tiers[tier].return_probability * self.engine.return_within(tier, w);
             if delay.max_days() > w {
                 (target, format!("{what} (within {w} days)"))
             } else {
@@ -754,7 +766,7 @@ impl<'e> ReportBuilder<'e> {
         exact(
             "session_count_mismatch",
             "sessions in events ≠ sessions in user state",
-            self.sessions.abs_diff(self.sessions_from_states),
+            (self.sessions - self.carried_in).abs_diff(self.sessions_from_states),
             self.sessions,
         );
         Report {

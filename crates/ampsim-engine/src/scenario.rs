@@ -267,6 +267,13 @@ pub struct Engagement {
     pub per_search: f64,
     /// Points per minute of session duration.
     pub per_minute: f64,
+    /// The share of returns that come later on the same day, as another session of the same
+    /// device; the others come `return_delay` days later. A same-day return that would start
+    /// after midnight comes on a later day instead.
+    pub same_day_return_share: f64,
+    /// Minutes from the end of a session to a same-day return (at least 30: Amplitude's
+    /// session timeout, closer events would be the same session).
+    pub same_day_gap_minutes: Dist,
     /// The five tiers.
     pub tiers: Tiers,
 }
@@ -1282,6 +1289,13 @@ impl Validator {
         self.non_negative("engagement.per_high_intent_page", e.per_high_intent_page);
         self.non_negative("engagement.per_search", e.per_search);
         self.non_negative("engagement.per_minute", e.per_minute);
+        self.prob("engagement.same_day_return_share", e.same_day_return_share);
+        self.dist(
+            "engagement.same_day_gap_minutes",
+            &e.same_day_gap_minutes,
+            SESSION_TIMEOUT_MINUTES,
+            24.0 * 60.0,
+        );
         let mut prev = f64::NEG_INFINITY;
         for (name, tier) in TIER_NAMES.iter().zip(e.tiers.all()) {
             let p = format!("engagement.tiers.{name}");
@@ -1545,6 +1559,10 @@ pub const MAX_DELAY_DAYS: u32 = 365;
 
 /// The most page-level events a session may have (a distribution's `max`).
 pub const MAX_SESSION_EVENTS: f64 = 500.0;
+
+/// Amplitude's session timeout (the Browser SDK's default `sessionTimeout`, 30 minutes): two
+/// sessions of one device are at least this far apart, or they would be one session.
+pub const SESSION_TIMEOUT_MINUTES: f64 = 30.0;
 
 /// The longest warm start: two years before the start date.
 pub const MAX_WARM_START_DAYS: u32 = 730;

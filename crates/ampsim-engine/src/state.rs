@@ -7,6 +7,7 @@
 //! the form the store persists.
 
 use super::scenario::TrialPath;
+use smallvec::SmallVec;
 
 /// Attribution of a session: a source (index into `scenario.sources`) and, for cpc traffic, a
 /// campaign (1 + index into that source's campaigns; 0 = none).
@@ -80,6 +81,25 @@ pub struct UserState {
     pub next_session_day: Option<u32>,
     /// How many events this device has sent (Amplitude's per-device `event_id` counter).
     pub event_count: u32,
+    /// The rest of a session that crossed midnight: its events after midnight, emitted on
+    /// the next day with the session's id.
+    pub carry: Option<Box<Carry>>,
+    /// No session starts before this: the end of the last session plus Amplitude's session
+    /// timeout, kept only when that is past the session's day (closer sessions would be one).
+    pub quiet_until: Option<i64>,
+}
+
+/// The part of a session after midnight, kept in the user's state until its day is
+/// generated, so that every day's record holds exactly the events of that (UTC) day and a
+/// session that crosses midnight keeps one `session_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carry {
+    /// The day the events fall on (the session's start day + 1).
+    pub day: u32,
+    /// The session (`continued` set).
+    pub session: SessionRec,
+    /// The events after midnight, in time order.
+    pub events: Vec<EventRec>,
 }
 
 impl UserState {
@@ -99,17 +119,21 @@ impl UserState {
             product_sku: None,
             next_session_day: Some(day),
             event_count: 0,
+            carry: None,
+            quiet_until: None,
         }
     }
 
-    /// The next day the engine must process this user: its scheduled return or its trial's
-    /// terminal event, whichever is first. `None` once nothing more is scheduled.
+    /// The next day the engine must process this user: its scheduled return, its trial's
+    /// terminal event or the rest of a session that crossed midnight, whichever is first.
+    /// `None` once nothing more is scheduled.
     pub fn next_due(&self) -> Option<u32> {
         let trial_end = self.trial.filter(|t| !t.ended).map(|t| t.end_day);
-        match (self.next_session_day, trial_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let carry = self.carry.as_ref().map(|c| c.day);
+        [self.next_session_day, trial_end, carry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The day the user first arrived (from its device number).
@@ -195,6 +219,9 @@ pub struct EventRec {
 /// A session on one day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionRec {
+    /// The session started the day before and crossed midnight: the day's first events are
+    /// its rest. It was counted on its first day (reports and journeys count it once).
+    pub continued: bool,
     /// Session start in ms since the epoch; Amplitude's `session_id`.
     pub start_ms: i64,
     /// The session's attribution (last touch).
@@ -224,8 +251,24 @@ pub struct UserDay {
     pub user_id_from: u16,
     /// The user's trial, if any (for `trial_path` and `conversion_day` properties).
     pub trial: Option<(TrialPath, u32)>,
-    /// The session today, if any.
-    pub session: Option<SessionRec>,
+    /// Today's sessions in time order: the rest of yesterday's session if it crossed
+    /// midnight (`continued`), then the sessions that start today. They never overlap; an
+    /// in-session event belongs to the last session that started at or before it.
+    pub sessions: SmallVec<[SessionRec; 1]>,
     /// Today's events in time order.
     pub events: Vec<EventRec>,
+}
+
+impl UserDay {
+    /// The session an event at `time_ms` belongs to if it is an in-session event: the last
+    /// one that started at or before it.
+    #[inline]
+    pub fn session_at(&self, time_ms: i64) -> Option<&SessionRec> {
+        self.sessions.iter().rev().find(|s| s.start_ms <= time_ms)
+    }
+
+    /// The sessions that start today (not the rest of yesterday's).
+    pub fn new_sessions(&self) -> impl Iterator<Item = &SessionRec> {
+        self.sessions.iter().filter(|s| !s.continued)
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod causes;
 mod engine;
 mod export;
 mod fuzz;

@@ -45,10 +45,22 @@ impl Draw {
         }
     }
 
+    /// The largest value a draw can take.
+    pub fn max(&self) -> f64 {
+        self.max
+    }
+
     /// One draw in `[min, max]`.
     pub fn sample(&self, rng: &mut KeyedRng) -> f64 {
+        self.sample_scaled(rng, 1.0)
+    }
+
+    /// One draw of the distribution scaled by `factor` (a positive number), cut at `max` and
+    /// raised to `min` after scaling: the scaled distribution keeps the floor's point mass
+    /// (a lognormal's median moves by `factor`, its share below `min` shrinks or grows).
+    pub fn sample_scaled(&self, rng: &mut KeyedRng, factor: f64) -> f64 {
         for _ in 0..32 {
-            let x = self.raw(rng);
+            let x = self.raw(rng) * factor;
             if x <= self.max {
                 return x.max(self.min);
             }
@@ -102,9 +114,34 @@ impl Lengths {
 
     /// A session length, at least 1.
     pub fn pick(&self, rng: &mut KeyedRng) -> usize {
+        self.pick_scaled(rng, 1.0)
+    }
+
+    /// A session length whose draw is multiplied by `factor` before it is rounded up to whole
+    /// events (at least 1, at most the scenario's longest). A weighted length `k` is read as a
+    /// point spread evenly over `(k - 1, k]` so that scaling moves it smoothly; with `factor`
+    /// 1 both kinds give exactly [`Lengths::pick`]'s lengths.
+    pub fn pick_scaled(&self, rng: &mut KeyedRng, factor: f64) -> usize {
+        let raw = match self {
+            Lengths::Weighted(w) => {
+                let k = (w.pick(rng) + 1) as f64;
+                if factor == 1.0 {
+                    k
+                } else {
+                    (k - rng.f64()) * factor
+                }
+            }
+            // Scaled before the floor at 1: single-event draws stay single for factors near 1.
+            Lengths::Dist(d) => d.sample_scaled(rng, factor),
+        };
+        raw.ceil().clamp(1.0, self.max().max(1.0)) as usize
+    }
+
+    /// The longest length the scenario's table or distribution gives.
+    fn max(&self) -> f64 {
         match self {
-            Lengths::Weighted(w) => w.pick(rng) + 1,
-            Lengths::Dist(d) => (d.sample(rng).ceil() as usize).max(1),
+            Lengths::Weighted(w) => w.len() as f64,
+            Lengths::Dist(d) => d.max(),
         }
     }
 }

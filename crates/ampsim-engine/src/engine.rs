@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 4;
+pub const ENGINE_VERSION: u32 = 5;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -95,7 +95,13 @@ pub struct Engine {
     campaign_landing: Vec<Vec<Option<usize>>>,
     landing: Weighted,
     pages: Weighted,
+    /// The catalogue's later-page weights of its high-intent pages only, and of the others
+    /// only (`None` when the catalogue has none of that kind).
+    hi_pages: Option<Weighted>,
+    lo_pages: Option<Weighted>,
     high_intent: Vec<bool>,
+    /// Per source: the mean intent of its first touches, then of each campaign's.
+    intent_means: Vec<Vec<f64>>,
     terms: u32,
     buttons: u32,
     tier_delay: Vec<Delay>,
@@ -187,7 +193,48 @@ impl Engine {
                 .collect(),
             landing: Weighted::new(s.pages.catalogue.iter().map(|p| p.landing_weight)),
             pages: Weighted::new(s.pages.catalogue.iter().map(|p| p.weight)),
+            hi_pages: s
+                .pages
+                .catalogue
+                .iter()
+                .any(|p| p.high_intent && p.weight > 0.0)
+                .then(|| {
+                    Weighted::new(s.pages.catalogue.iter().map(|p| {
+                        if p.high_intent {
+                            p.weight
+                        } else {
+                            0.0
+                        }
+                    }))
+                }),
+            lo_pages: s
+                .pages
+                .catalogue
+                .iter()
+                .any(|p| !p.high_intent && p.weight > 0.0)
+                .then(|| {
+                    Weighted::new(s.pages.catalogue.iter().map(|p| {
+                        if p.high_intent {
+                            0.0
+                        } else {
+                            p.weight
+                        }
+                    }))
+                }),
             high_intent: s.pages.catalogue.iter().map(|p| p.high_intent).collect(),
+            intent_means: s
+                .sources
+                .iter()
+                .map(|src| {
+                    std::iter::once(src.intent_mean)
+                        .chain(
+                            src.campaigns
+                                .iter()
+                                .map(|c| c.intent_mean.unwrap_or(src.intent_mean)),
+                        )
+                        .collect()
+                })
+                .collect(),
             terms: s.pages.search_terms.len() as u32,
             buttons: s.pages.buttons.len() as u32,
             tier_delay: tiers.iter().map(|t| Delay::new(&t.return_delay)).collect(),
@@ -373,6 +420,31 @@ impl Engine {
         let mut prof = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Profile);
         let geo = self.geo.pick(&mut prof);
         (geo, self.devices.pick(&mut prof))
+    }
+
+    /// A user's latent buying intent (ground truth): normal around the mean of its first
+    /// touch (`sources[].intent_mean` or its campaign's) with `behaviour.intent_sd`, drawn
+    /// once from the device number, so every output derives the same value from the device
+    /// and its first touch.
+    pub fn intent(&self, device: u64, first_touch: Touch) -> f64 {
+        let mean = self
+            .intent_means
+            .get(usize::from(first_touch.source))
+            .and_then(|m| m.get(usize::from(first_touch.campaign)))
+            .copied()
+            .unwrap_or(0.0);
+        let mut rng = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Traits);
+        mean + self.cfg.scenario.behaviour.intent_sd * rng.normal().clamp(-4.0, 4.0)
+    }
+
+    /// The propensity of a session (`[behaviour]`): the user's intent plus its habit, from
+    /// the sessions before this one, whether it is identified and whether a trial runs.
+    pub fn propensity(&self, intent: f64, sessions_before: u32, identified: bool, in_trial: bool) -> f64 {
+        let b = &self.cfg.scenario.behaviour;
+        intent
+            + b.habit_per_log_session * f64::from(sessions_before).ln_1p()
+            + if identified { b.habit_identified } else { 0.0 }
+            + if in_trial { b.habit_trial } else { 0.0 }
     }
 
     /// A return delay drawn from `delay`, kept with the return date's share of the calendar's
@@ -562,10 +634,21 @@ impl Engine {
             source: source as u8,
             campaign,
         };
+        // The session's propensity: the user's intent (from its first touch) and its habit.
+        let b = &s.behaviour;
+        let x = self.propensity(
+            self.intent(st.device, if first { touch } else { st.first_touch }),
+            st.session_count(),
+            st.is_identified(),
+            st.trial.is_some_and(|t| t.active_on(day)),
+        );
+        let tilt = (b.high_intent_tilt * x).clamp(-0.5, 0.5);
 
         // Shape: length, then gaps, then the start time. A session that starts late runs on
         // past midnight with the same session id.
-        let mut n = self.lengths.pick(rng);
+        let mut n = self
+            .lengths
+            .pick_scaled(rng, (b.depth_per_propensity * x).exp());
         // n - 1 gaps between page events plus one reserve gap for a form or signal at the end.
         // A session ends early once it has lasted MAX_SESSION_MS.
         let mut offsets = Vec::with_capacity(n + 1);
@@ -609,7 +692,13 @@ impl Engine {
                         rng.range(0, self.buttons - 1) as usize,
                     )
                 } else {
-                    (EventKind::Page, self.pages.pick(rng))
+                    // Intent tilts later pages toward (or away from) the high-intent ones.
+                    let table = match (&self.hi_pages, &self.lo_pages) {
+                        (Some(hi), _) if tilt > 0.0 && rng.chance(tilt) => hi,
+                        (_, Some(lo)) if tilt < 0.0 && rng.chance(-tilt) => lo,
+                        _ => &self.pages,
+                    };
+                    (EventKind::Page, table.pick(rng))
                 }
             };
             if kind == EventKind::Page && self.high_intent[aux] {
@@ -626,7 +715,8 @@ impl Engine {
         let score = e.per_event * n as f64
             + e.per_high_intent_page * f64::from(hi_pages)
             + e.per_search * f64::from(searches)
-            + e.per_minute * duration as f64 / 60_000.0;
+            + e.per_minute * duration as f64 / 60_000.0
+            + b.score_per_log_session * f64::from(st.session_count()).ln_1p();
         let tier = self.tier_min.iter().rposition(|&m| score >= m).unwrap_or(0);
 
         // A moment inside the session after event `k`, for a form or a signal.
@@ -639,7 +729,7 @@ impl Engine {
         // The day an event at `t` falls on: today, or tomorrow after midnight.
         let day_at = |t: i64| if t >= day_end { day + 1 } else { day };
         let mut trial_started_at = None;
-        if rng.chance(s.forms.reach_probability) {
+        if rng.chance((s.forms.reach_probability * (b.reach_per_propensity * x).exp()).min(1.0)) {
             let identified = st.is_identified();
             let submits = if identified {
                 rng.chance(s.forms.secondary_probability)

@@ -27,6 +27,8 @@ pub enum Purpose {
     TrialStart = 5,
     /// A device's model and browser update lag.
     Client = 6,
+    /// A user's latent traits, drawn once from its device and first touch.
+    Traits = 7,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.

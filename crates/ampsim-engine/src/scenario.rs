@@ -50,6 +50,8 @@ pub struct Scenario {
     pub pages: Pages,
     /// The engagement score, its tiers and the return behaviour per tier.
     pub engagement: Engagement,
+    /// Latent traits and how they and a user's history shape behaviour.
+    pub behaviour: Behaviour,
     /// Form reach, submit probabilities and the form mix.
     pub forms: Forms,
     /// Trial paths, outcomes and timing.
@@ -171,6 +173,10 @@ pub struct Source {
     /// empty: the catalogue's `landing_weight`. A campaign's `landing_page` wins over both.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub landing_pages: Vec<LandingPage>,
+    /// Mean latent buying intent of visitors who first arrive through this source (a campaign
+    /// may set its own).
+    #[serde(default)]
+    pub intent_mean: f64,
 }
 
 /// A landing page of a source and its weight.
@@ -209,6 +215,45 @@ pub struct Campaign {
     /// source's landing pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landing_page: Option<String>,
+    /// Mean latent buying intent of visitors who first arrive through this campaign; none:
+    /// the source's `intent_mean`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_mean: Option<f64>,
+}
+
+/// Latent traits and the behaviour they cause (`[behaviour]`).
+///
+/// Every visitor has a latent buying intent, drawn once at arrival: normal with the mean of
+/// its first touch (`sources[].intent_mean`, or the campaign's) and `intent_sd`. A session's
+/// propensity is the intent plus the user's habit:
+/// `x = intent + habit_per_log_session * ln(1 + sessions before) + habit_identified * [identified]
+///  + habit_trial * [in an active trial]`. The propensity moves the session: events per
+/// session times `exp(depth_per_propensity * x)`, high-intent pages (a later page is drawn from
+/// the high-intent pages with probability `high_intent_tilt * x`, or from the others with
+/// `-high_intent_tilt * x`, at most 0.5 either way) and form reach (times
+/// `exp(reach_per_propensity * x)`, at most 1). Through the session's engagement tier the
+/// propensity moves returns too, so the tiers' return rates stay averages that individual
+/// users' probabilities scatter around.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Standard deviation of intent around its first touch's mean.
+    pub intent_sd: f64,
+    /// Log-multiplier of events per session per unit of propensity.
+    pub depth_per_propensity: f64,
+    /// Shift of the chance that a later page is a high-intent one, per unit of propensity.
+    pub high_intent_tilt: f64,
+    /// Log-multiplier of form reach per unit of propensity.
+    pub reach_per_propensity: f64,
+    /// Propensity gained per unit of ln(1 + sessions so far).
+    pub habit_per_log_session: f64,
+    /// Propensity gained once identified.
+    pub habit_identified: f64,
+    /// Propensity gained while a trial runs.
+    pub habit_trial: f64,
+    /// Engagement points a session gains per unit of ln(1 + sessions before): a loyal user's
+    /// visit ranks higher, so its chance of coming back rises with the visits so far.
+    pub score_per_log_session: f64,
 }
 
 /// Pages and in-session behaviour.
@@ -1280,6 +1325,40 @@ impl Validator {
                         p.event_type
                     ),
                 );
+            }
+        }
+
+        // behaviour
+        let b = &s.behaviour;
+        let within = |v: &mut Self, path: &str, x: f64, lim: f64| {
+            if v.finite(path, x) && x.abs() > lim {
+                v.err(path, format!("must be between -{lim} and {lim}, got {x}"));
+            }
+        };
+        within(self, "behaviour.intent_sd", b.intent_sd, 3.0);
+        self.non_negative("behaviour.intent_sd", b.intent_sd);
+        for (k, x) in [
+            ("depth_per_propensity", b.depth_per_propensity),
+            ("high_intent_tilt", b.high_intent_tilt),
+            ("reach_per_propensity", b.reach_per_propensity),
+            ("habit_per_log_session", b.habit_per_log_session),
+            ("habit_identified", b.habit_identified),
+            ("habit_trial", b.habit_trial),
+        ] {
+            within(self, &format!("behaviour.{k}"), x, 2.0);
+        }
+        within(
+            self,
+            "behaviour.score_per_log_session",
+            b.score_per_log_session,
+            50.0,
+        );
+        for (i, src) in s.sources.iter().enumerate() {
+            within(self, &format!("sources[{i}].intent_mean"), src.intent_mean, 3.0);
+            for (j, c) in src.campaigns.iter().enumerate() {
+                if let Some(m) = c.intent_mean {
+                    within(self, &format!("sources[{i}].campaigns[{j}].intent_mean"), m, 3.0);
+                }
             }
         }
 

@@ -141,7 +141,10 @@ fn first_touch_channels_differ_in_depth_and_identification() {
     let (lo, hi) = rates
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-    eprintln!("identification rate across {} channels: {lo:.4} .. {hi:.4}", rates.len());
+    eprintln!(
+        "identification rate across {} channels: {lo:.4} .. {hi:.4}",
+        rates.len()
+    );
     assert!(rates.len() >= 8);
     assert!(hi > 3.0 * lo, "spread {lo} .. {hi}");
 }

@@ -439,7 +439,13 @@ impl Engine {
 
     /// The propensity of a session (`[behaviour]`): the user's intent plus its habit, from
     /// the sessions before this one, whether it is identified and whether a trial runs.
-    pub fn propensity(&self, intent: f64, sessions_before: u32, identified: bool, in_trial: bool) -> f64 {
+    pub fn propensity(
+        &self,
+        intent: f64,
+        sessions_before: u32,
+        identified: bool,
+        in_trial: bool,
+    ) -> f64 {
         let b = &self.cfg.scenario.behaviour;
         intent
             + b.habit_per_log_session * f64::from(sessions_before).ln_1p()

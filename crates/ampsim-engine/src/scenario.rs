@@ -1354,10 +1354,20 @@ impl Validator {
             50.0,
         );
         for (i, src) in s.sources.iter().enumerate() {
-            within(self, &format!("sources[{i}].intent_mean"), src.intent_mean, 3.0);
+            within(
+                self,
+                &format!("sources[{i}].intent_mean"),
+                src.intent_mean,
+                3.0,
+            );
             for (j, c) in src.campaigns.iter().enumerate() {
                 if let Some(m) = c.intent_mean {
-                    within(self, &format!("sources[{i}].campaigns[{j}].intent_mean"), m, 3.0);
+                    within(
+                        self,
+                        &format!("sources[{i}].campaigns[{j}].intent_mean"),
+                        m,
+                        3.0,
+                    );
                 }
             }
         }

@@ -19,6 +19,8 @@ struct Device {
     ids: Vec<i64>,
     /// Whether any event carried a user id.
     identified: bool,
+    /// Per session: whether one of its events carried a user id.
+    session_identified: Vec<bool>,
 }
 
 fn prop<'a>(e: &'a ampsim_engine::render::Event<'_>, key: &str) -> &'a str {
@@ -80,7 +82,9 @@ fn devices() -> &'static BTreeMap<String, Device> {
                     }
                     d.ids.push(e.session_id);
                     d.sessions.push(0);
+                    d.session_identified.push(false);
                 }
+                *d.session_identified.last_mut().unwrap() |= e.user_id.is_some();
                 if page_level(e.event_type) {
                     *d.sessions.last_mut().unwrap() += 1;
                 }
@@ -150,27 +154,33 @@ fn first_touch_channels_differ_in_depth_and_identification() {
 }
 
 #[test]
-fn loyalty_builds_later_visits_go_deeper_and_return_more() {
+fn loyalty_builds_later_visits_go_deeper_and_identified_users_return_more() {
     let devs = devices();
-    // By session number k (1..=5): mean page-level events, and the share of sessions
-    // followed by another (counted for devices seen long enough, i.e. all here but the tail).
+    // By session number k (1..=5): mean page-level events.
     let mut events: Vec<Vec<f64>> = vec![Vec::new(); 5];
-    let mut next: Vec<(u64, u64)> = vec![(0, 0); 5];
+    // Sessions of anonymous and of identified users: (sessions, followed by another).
+    let mut next = [(0u64, 0u64); 2];
     for d in devs.values() {
-        for (k, &n) in d.sessions.iter().enumerate().take(5) {
-            events[k].push(f64::from(n));
-            next[k].0 += 1;
-            next[k].1 += u64::from(d.sessions.len() > k + 1);
+        for (k, &n) in d.sessions.iter().enumerate() {
+            if k < 5 {
+                events[k].push(f64::from(n));
+            }
+            let x = &mut next[usize::from(d.session_identified[k])];
+            x.0 += 1;
+            x.1 += u64::from(d.sessions.len() > k + 1);
         }
     }
     let depth: Vec<f64> = events.iter().map(|v| mean(v)).collect();
-    let again: Vec<f64> = next
-        .iter()
-        .map(|(n, r)| *r as f64 / (*n).max(1) as f64)
-        .collect();
-    eprintln!("events per session 1..5: {depth:.2?}; share followed by another: {again:.3?}");
-    // Without habit these were flat (8.7 points and 41% at every visit).
-    assert!(depth[4] > 1.25 * depth[0], "{depth:?}");
-    assert!(depth[2] > depth[0]);
-    assert!(again[3] > again[0] + 0.08, "{again:?}");
+    let again = next.map(|(n, r)| r as f64 / n.max(1) as f64);
+    eprintln!(
+        "events per session 1..5: {depth:.2?}; share followed by another: anonymous {:.3} of {}, identified {:.3} of {}",
+        again[0], next[0].0, again[1], next[1].0
+    );
+    // Without habit these were flat (8.7 points at every visit). The source plan's year
+    // (41% with 2+ sessions, 2.24M returning sessions) leaves room for a mild habit only, so
+    // the rise is about a tenth by the fifth visit; a flat profile (within 2% noise) fails.
+    assert!(depth[4] > 1.07 * depth[0], "{depth:?}");
+    assert!(depth[2] > 1.03 * depth[0], "{depth:?}");
+    // Identified users (a form, a trial) come back more than anonymous visitors.
+    assert!(again[1] > again[0] + 0.10, "{again:?}");
 }

@@ -10,7 +10,7 @@ use super::state::{
 };
 use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 2;
+const STATES_FORMAT: u8 = 3;
 const DAYS_FORMAT: u8 = 2;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
@@ -180,6 +180,7 @@ where
             | u8::from(st.carry.is_some()) << 6
             | u8::from(st.quiet_until.is_some()) << 7;
         out.push(flags);
+        out.push(u8::from(st.viewed_high_intent));
         put_touch(&mut out, st.first_touch);
         put_touch(&mut out, st.last_touch);
         put_varint(&mut out, st.sessions.len() as u64);
@@ -240,6 +241,10 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             .ok_or(CodecError("device overflow"))?;
         prev = device;
         let flags = r.u8()?;
+        let flags2 = r.u8()?;
+        if flags2 > 1 {
+            return Err(CodecError("state flags"));
+        }
         let first_touch = get_touch(&mut r)?;
         let last_touch = get_touch(&mut r)?;
         let ns = r.varint()? as usize;
@@ -311,6 +316,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             form_type,
             forms_submitted,
             trial,
+            viewed_high_intent: flags2 & 1 != 0,
             converted_to_paid: flags & 8 != 0,
             product_sku,
             next_session_day,

@@ -10,7 +10,7 @@ use super::dist::{Delay, Draw, Lengths};
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
 use super::scenario::SESSION_TIMEOUT_MINUTES;
-use super::scenario::{Scenario, Targeting, TrialPath};
+use super::scenario::{Scenario, TrialPath};
 use super::state::{
     Carry, EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
 };
@@ -86,9 +86,10 @@ pub struct Engine {
     /// Minutes from the end of a session to a same-day return.
     same_day_gap: Draw,
     new_sources: Weighted,
-    returning_sources: Weighted,
-    /// Per source: (campaigns eligible on a first session, all campaigns), as campaign indexes.
-    campaigns: Vec<Option<(Weighted, Vec<u8>, Weighted)>>,
+    /// Per audience of a returning session: see [`Engine::new`].
+    returning_sources: Vec<Weighted>,
+    /// Per source: its campaigns by audience (`None` for sources without campaigns).
+    campaigns: Vec<Option<SourceCampaigns>>,
     /// Per source: its landing pages (indexes of the catalogue) when it sets them.
     source_landing: Vec<Option<(Weighted, Vec<usize>)>>,
     /// Per source, per campaign: the campaign's landing page (index of the catalogue).
@@ -122,6 +123,17 @@ pub struct Engine {
     pub(crate) devices: Weighted,
 }
 
+/// A cpc source's campaigns compiled by audience.
+struct SourceCampaigns {
+    /// The campaigns a first session may see (weights, and their campaign indexes).
+    new_w: Weighted,
+    new_idx: Vec<u8>,
+    /// Per audience of a returning session (bit 0: started a trial, bit 1: viewed a
+    /// high-intent page before): the campaigns it may see, by campaign index (zero weight for
+    /// the others); `None` when none of them has weight.
+    returning: Vec<Option<Weighted>>,
+}
+
 impl Engine {
     /// Compiles a simulation definition.
     pub fn new(cfg: SimConfig) -> Engine {
@@ -137,13 +149,51 @@ impl Engine {
                     .campaigns
                     .iter()
                     .enumerate()
-                    .filter(|(_, c)| c.targeting != Targeting::ReturningUsers)
+                    .filter(|(_, c)| c.targeting.reaches_new_users())
                     .map(|(i, _)| i as u8)
                     .collect();
                 let new_w =
                     Weighted::new(new_idx.iter().map(|&i| src.campaigns[i as usize].weight));
-                let all_w = Weighted::new(src.campaigns.iter().map(|c| c.weight));
-                Some((new_w, new_idx, all_w))
+                // Per audience of a returning session (bit 0: started a trial, bit 1: viewed
+                // a high-intent page): the campaigns it may see, `None` if none has weight.
+                let returning = (0..4)
+                    .map(|a| {
+                        let w: Vec<f64> = src
+                            .campaigns
+                            .iter()
+                            .map(|c| {
+                                if c.targeting.reaches_returning(a & 1 != 0, a & 2 != 0) {
+                                    c.weight
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
+                        (w.iter().sum::<f64>() > 0.0).then(|| Weighted::new(w))
+                    })
+                    .collect();
+                Some(SourceCampaigns {
+                    new_w,
+                    new_idx,
+                    returning,
+                })
+            })
+            .collect::<Vec<_>>();
+        // Per audience of a returning session (bit 0: identified, bit 1: started a trial,
+        // bit 2: viewed a high-intent page): the sources that can bring it. A source reaches
+        // identified users only if `identified_only`, and a cpc source only if one of its
+        // campaigns reaches the audience.
+        let returning_sources = (0..8usize)
+            .map(|a| {
+                Weighted::new(s.sources.iter().zip(&campaigns).map(|(src, c)| {
+                    let reached = (!src.identified_only || a & 1 != 0)
+                        && c.as_ref().is_none_or(|c| c.returning[a >> 1].is_some());
+                    if reached {
+                        src.returning_share
+                    } else {
+                        0.0
+                    }
+                }))
             })
             .collect();
         let tiers = s.engagement.tiers.all();
@@ -164,7 +214,7 @@ impl Engine {
             gaps: Draw::new(&s.pages.event_gap_seconds, 1.0),
             same_day_gap: Draw::new(&s.engagement.same_day_gap_minutes, SESSION_TIMEOUT_MINUTES),
             new_sources: Weighted::new(s.sources.iter().map(|x| x.new_share)),
-            returning_sources: Weighted::new(s.sources.iter().map(|x| x.returning_share)),
+            returning_sources,
             campaigns,
             source_landing: s
                 .sources
@@ -620,20 +670,25 @@ impl Engine {
         let first = st.sessions.is_empty();
 
         // Attribution: only cpc traffic has a campaign; first sessions never see campaigns
-        // aimed at returning users.
+        // aimed at returning users, and a returning session comes only through sources and
+        // campaigns that reach who the user is (identified, trialist, pricing viewer).
+        let audience = usize::from(st.is_identified())
+            | usize::from(st.trial.is_some()) << 1
+            | usize::from(st.viewed_high_intent) << 2;
         let source = if first {
             self.new_sources.pick(rng)
         } else {
-            self.returning_sources.pick(rng)
+            self.returning_sources[audience].pick(rng)
         };
         let campaign = match &self.campaigns[source] {
             None => 0,
-            Some((new_w, new_idx, all_w)) => {
-                if first {
-                    new_idx[new_w.pick(rng)] + 1
-                } else {
-                    all_w.pick(rng) as u8 + 1
-                }
+            Some(c) if first => c.new_idx[c.new_w.pick(rng)] + 1,
+            Some(c) => {
+                // The source was picked from the audience's table: it has a campaign for it.
+                let w = c.returning[audience >> 1]
+                    .as_ref()
+                    .expect("the audience's sources have a campaign for it");
+                w.pick(rng) as u8 + 1
             }
         };
         let touch = Touch {
@@ -724,6 +779,7 @@ impl Engine {
             + e.per_minute * duration as f64 / 60_000.0
             + b.score_per_log_session * f64::from(st.session_count()).ln_1p();
         let tier = self.tier_min.iter().rposition(|&m| score >= m).unwrap_or(0);
+        st.viewed_high_intent |= hi_pages > 0;
 
         // A moment inside the session after event `k`, for a form or a signal.
         let moment = |k: usize, rng: &mut KeyedRng| -> i64 {

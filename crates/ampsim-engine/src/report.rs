@@ -33,7 +33,7 @@
 //! sessions like any other.
 
 use super::engine::Engine;
-use super::scenario::{Targeting, TrialPath};
+use super::scenario::TrialPath;
 use super::state::{EventKind, UserDay, UserState};
 use serde::Serialize;
 // Looked up by device and counted, never iterated: its order cannot reach the report.
@@ -363,8 +363,9 @@ impl<'e> ReportBuilder<'e> {
                 if src.medium != "cpc" {
                     self.campaign_on_non_cpc += 1;
                 } else if sess.first
-                    && src.campaigns[sess.touch.campaign as usize - 1].targeting
-                        == Targeting::ReturningUsers
+                    && !src.campaigns[sess.touch.campaign as usize - 1]
+                        .targeting
+                        .reaches_new_users()
                 {
                     self.reengagement_on_new += 1;
                 }

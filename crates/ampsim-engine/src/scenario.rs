@@ -177,6 +177,10 @@ pub struct Source {
     /// may set its own).
     #[serde(default)]
     pub intent_mean: f64,
+    /// Only users whose address is known (identified) arrive through this source, e-mail
+    /// above all: it brings no first sessions (`new_share` must be 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identified_only: bool,
 }
 
 /// A landing page of a source and its weight.
@@ -199,6 +203,28 @@ pub enum Targeting {
     AllUsers,
     /// Re-engagement campaigns: never on a first session.
     ReturningUsers,
+    /// Returning users who have started a trial (re-engagement of trialists).
+    Trialists,
+    /// Returning users who viewed a high-intent page (`pages.catalogue[].high_intent`, the
+    /// pricing pages) in an earlier session (retargeting).
+    PricingViewers,
+}
+
+impl Targeting {
+    /// Whether a campaign with this targeting may be shown on a user's first session.
+    pub fn reaches_new_users(self) -> bool {
+        matches!(self, Targeting::NewUsers | Targeting::AllUsers)
+    }
+
+    /// Whether a campaign with this targeting may be shown on a returning session of a user
+    /// who has (or has not) started a trial and viewed a high-intent page before.
+    pub fn reaches_returning(self, trialist: bool, pricing_viewer: bool) -> bool {
+        match self {
+            Targeting::NewUsers | Targeting::AllUsers | Targeting::ReturningUsers => true,
+            Targeting::Trialists => trialist,
+            Targeting::PricingViewers => pricing_viewer,
+        }
+    }
 }
 
 /// A paid campaign of a cpc source.
@@ -226,8 +252,13 @@ pub struct Campaign {
 /// Every visitor has a latent buying intent, drawn once at arrival: normal with the mean of
 /// its first touch (`sources[].intent_mean`, or the campaign's) and `intent_sd`. A session's
 /// propensity is the intent plus the user's habit:
-/// `x = intent + habit_per_log_session * ln(1 + sessions before) + habit_identified * [identified]
-///  + habit_trial * [in an active trial]`. The propensity moves the session: events per
+///
+/// ```text
+/// x = intent + habit_per_log_session * ln(1 + sessions before)
+///     + habit_identified * [identified] + habit_trial * [in an active trial]
+/// ```
+///
+/// The propensity moves the session: events per
 /// session times `exp(depth_per_propensity * x)`, high-intent pages (a later page is drawn from
 /// the high-intent pages with probability `high_intent_tilt * x`, or from the others with
 /// `-high_intent_tilt * x`, at most 0.5 either way) and form reach (times
@@ -1162,9 +1193,31 @@ impl Validator {
                 .enumerate()
                 .map(|(i, x)| (format!("sources[{i}].returning_share"), x.returning_share)),
         );
+        // Anonymous returning visitors need a way back: a source open to everyone.
+        let open_returning: f64 = s
+            .sources
+            .iter()
+            .filter(|x| !x.identified_only && x.returning_share.is_finite())
+            .map(|x| x.returning_share.max(0.0))
+            .sum();
+        if open_returning <= 0.0 {
+            self.err(
+                "sources",
+                "returning_share > 0 is needed on a source that is not identified_only",
+            );
+        }
         let mut seen = BTreeSet::new();
         for (i, src) in s.sources.iter().enumerate() {
             let p = format!("sources[{i}]");
+            if src.identified_only && src.new_share != 0.0 {
+                self.err(
+                    format!("{p}.new_share"),
+                    format!(
+                        "an identified_only source brings no first sessions (a first visit is anonymous): must be 0, got {}",
+                        src.new_share
+                    ),
+                );
+            }
             self.non_empty_str(&format!("{p}.source"), &src.source);
             self.non_empty_str(&format!("{p}.medium"), &src.medium);
             if !seen.insert((src.source.clone(), src.medium.clone())) {
@@ -1193,7 +1246,7 @@ impl Validator {
                 let new_weight: f64 = src
                     .campaigns
                     .iter()
-                    .filter(|c| c.targeting != Targeting::ReturningUsers)
+                    .filter(|c| c.targeting.reaches_new_users())
                     .map(|c| c.weight)
                     .filter(|w| w.is_finite())
                     .sum();
@@ -1201,6 +1254,19 @@ impl Validator {
                     self.err(
                         format!("{p}.campaigns"),
                         "a cpc source with new_share > 0 needs a campaign targeting new_users or all_users with weight > 0",
+                    );
+                }
+                let open_weight: f64 = src
+                    .campaigns
+                    .iter()
+                    .filter(|c| c.targeting.reaches_returning(false, false))
+                    .map(|c| c.weight)
+                    .filter(|w| w.is_finite())
+                    .sum();
+                if src.returning_share > 0.0 && open_weight <= 0.0 {
+                    self.err(
+                        format!("{p}.campaigns"),
+                        "a cpc source with returning_share > 0 needs a campaign that any returning user may see (new_users, all_users or returning_users) with weight > 0",
                     );
                 }
                 for (j, c) in src.campaigns.iter().enumerate() {
@@ -1731,6 +1797,58 @@ weight = 1.0
 "#;
         let e = err_of(toml);
         assert_eq!(e.path, "sources[0].campaigns");
+    }
+
+    #[test]
+    fn audiences_are_checked() {
+        // E-mail reaches only identified users, so it cannot bring a first visit.
+        let two = |email_new: f64, email_returning: f64, open_returning: f64| {
+            format!(
+                r#"
+[[sources]]
+source = "google"
+medium = "organic"
+new_share = {}
+returning_share = {open_returning}
+[[sources]]
+source = "newsletter"
+medium = "email"
+identified_only = true
+new_share = {email_new}
+returning_share = {email_returning}
+"#,
+                1.0 - email_new
+            )
+        };
+        let e = err_of(&two(0.1, 0.5, 0.5));
+        assert_eq!(e.path, "sources[1].new_share");
+        assert!(e.message.contains("identified_only"), "{e}");
+        // Anonymous returning visitors need a source open to them.
+        let e = err_of(&two(0.0, 1.0, 0.0));
+        assert_eq!(e.path, "sources");
+        assert!(e.message.contains("not identified_only"), "{e}");
+        assert!(Scenario::from_toml(&two(0.0, 0.5, 0.5)).is_ok());
+        // A cpc source needs a campaign every returning user may see.
+        let e = err_of(
+            r#"
+[[sources]]
+source = "google"
+medium = "organic"
+new_share = 1.0
+returning_share = 0.5
+[[sources]]
+source = "google"
+medium = "cpc"
+new_share = 0.0
+returning_share = 0.5
+[[sources.campaigns]]
+name = "retarget"
+targeting = "pricing_viewers"
+weight = 1.0
+"#,
+        );
+        assert_eq!(e.path, "sources[1].campaigns");
+        assert!(e.message.contains("any returning user"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct UserState {
     pub forms_submitted: u16,
     /// The user's trial, if any.
     pub trial: Option<Trial>,
+    /// Whether a session of the user has shown a high-intent page (pricing): the audience
+    /// of retargeting campaigns.
+    pub viewed_high_intent: bool,
     /// Whether the trial converted (set on the conversion day).
     pub converted_to_paid: bool,
     /// The product bought (index into `scenario.products`).
@@ -115,6 +118,7 @@ impl UserState {
             form_type: None,
             forms_submitted: 0,
             trial: None,
+            viewed_high_intent: false,
             converted_to_paid: false,
             product_sku: None,
             next_session_day: Some(day),

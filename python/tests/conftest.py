@@ -25,7 +25,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("AMPSIM_BIN", REPO / "target" / "release" / "ampsim"))
 
-# Stream order: time, device, event id.
+# The canonical order of a table: time, device_id, event id (the stream itself breaks ties of
+# time by the engine's device number, which device_id strings do not show).
 ORDER = [("time", "ascending"), ("device_id", "ascending"), ("event_id", "ascending")]
 
 

@@ -75,6 +75,7 @@ impl Engine {
             EventKind::ButtonClick => s.pages.buttons.len(),
             EventKind::Form => s.forms.types.len(),
             EventKind::TrialConverted | EventKind::Purchase => s.products.len(),
+            EventKind::App => s.app.milestones.len() + s.app.usage.len(),
             EventKind::UpgradeClicked
             | EventKind::ContactSalesClicked
             | EventKind::TrialExpired => usize::MAX,

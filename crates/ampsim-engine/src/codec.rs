@@ -10,7 +10,7 @@ use super::state::{
 };
 use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 3;
+const STATES_FORMAT: u8 = 4;
 const DAYS_FORMAT: u8 = 2;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
@@ -199,10 +199,17 @@ where
         }
         put_varint(&mut out, u64::from(st.forms_submitted));
         if let Some(t) = st.trial {
-            out.push(t.path as u8 | u8::from(t.converts) << 1 | u8::from(t.ended) << 2);
+            out.push(
+                t.path as u8
+                    | u8::from(t.converts) << 1
+                    | u8::from(t.ended) << 2
+                    | u8::from(t.decided) << 3,
+            );
             put_varint(&mut out, u64::from(t.start_day));
             put_varint(&mut out, u64::from(t.end_day - t.start_day));
             out.push(t.sku);
+            out.push(t.milestones);
+            put_varint(&mut out, u64::from(t.usage));
         }
         if let Some(p) = st.product_sku {
             out.push(p);
@@ -274,9 +281,12 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
                 path: TrialPath::from_u8(b & 1).ok_or(CodecError("trial path"))?,
                 converts: b & 2 != 0,
                 ended: b & 4 != 0,
+                decided: b & 8 != 0,
                 start_day,
                 end_day,
                 sku: r.u8()?,
+                milestones: r.u8()?,
+                usage: u16::try_from(r.varint()?).map_err(|_| CodecError("trial usage"))?,
             })
         } else {
             None

@@ -116,6 +116,12 @@ pub struct Engine {
     trial_form: usize,
     trial_delay: Delay,
     products: [Weighted; 2],
+    /// In-app events per product session.
+    app_lengths: Lengths,
+    /// The app's usage events.
+    app_usage: Weighted,
+    /// Per milestone: the log-odds of its `reach`.
+    milestone_logits: Vec<f64>,
     /// The device catalogue: models and browser versions by date.
     pub(crate) clients: crate::clients::Clients,
     /// Geography and device tables, used when rendering events.
@@ -311,6 +317,9 @@ impl Engine {
                 Weighted::new(s.products.iter().map(|p| p.weight.self_service)),
                 Weighted::new(s.products.iter().map(|p| p.weight.sales_assisted)),
             ],
+            app_lengths: Lengths::new(&s.app.session_events),
+            app_usage: Weighted::new(s.app.usage.iter().map(|u| u.weight)),
+            milestone_logits: s.app.milestones.iter().map(|m| logit(m.reach)).collect(),
             geo: Weighted::new(s.geography.iter().map(|g| g.weight)),
             devices: Weighted::new(s.devices.iter().map(|d| d.weight)),
             // Every day a simulation may emit: the warm start, then up to 30 years.
@@ -503,6 +512,23 @@ impl Engine {
             + if in_trial { b.habit_trial } else { 0.0 }
     }
 
+    /// The modelled probability that a trial converts ([`crate::scenario::Outcome`]), from
+    /// the activation milestones reached and the usage events before its decision day.
+    pub fn conversion_probability(&self, path: TrialPath, milestones: u8, usage: u16) -> f64 {
+        let tr = &self.cfg.scenario.trials;
+        let o = &tr.outcome;
+        let rate = tr.conversion_rate.get(path);
+        if rate <= 0.0 || rate >= 1.0 {
+            return rate.clamp(0.0, 1.0);
+        }
+        sigmoid(
+            logit(rate)
+                + o.calibration.get(path)
+                + o.per_milestone * f64::from(milestones)
+                + o.per_log_usage * f64::from(usage).ln_1p(),
+        )
+    }
+
     /// A return delay drawn from `delay`, kept with the return date's share of the calendar's
     /// peak for the user's geography (up to 8 tries, then the last draw): returns follow the
     /// local week and the holidays as arrivals do.
@@ -610,6 +636,11 @@ impl Engine {
             rec.sessions.push(c.session);
             rec.events.extend(c.events);
         }
+        // A trial's outcome is decided on its decision day, before the day's sessions: a
+        // conversion today needs a session today.
+        if let Some(t) = st.trial.filter(|t| !t.ended && !t.decided && t.end_day == day) {
+            self.decide_trial(day, &mut st, t);
+        }
         if st.next_session_day == Some(day) {
             // One generator for the day's sessions, drawn from in order.
             let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
@@ -622,7 +653,10 @@ impl Engine {
             }
         }
         if let Some(t) = st.trial.filter(|t| !t.ended && t.end_day == day) {
-            self.trial_end(day, &mut st, t, &mut rec, geo, shape);
+            // A converting trial converted in today's product session (its decision scheduled
+            // one); an expiring one ends here, server-side.
+            debug_assert!(t.decided && !t.converts, "a conversion without a session");
+            self.trial_expires(day, &mut st, t, &mut rec, geo, shape);
         }
         if rec.events.is_empty() {
             return (st, None);
@@ -704,12 +738,17 @@ impl Engine {
             st.trial.is_some_and(|t| t.active_on(day)),
         );
         let tilt = (b.high_intent_tilt * x).clamp(-0.5, 0.5);
+        // While a trial runs, the trialist's sessions are in the product.
+        let product_trial = st.trial.filter(|t| t.in_product_on(day));
 
         // Shape: length, then gaps, then the start time. A session that starts late runs on
         // past midnight with the same session id.
-        let mut n = self
-            .lengths
-            .pick_scaled(rng, (b.depth_per_propensity * x).exp());
+        let lengths = if product_trial.is_some() {
+            &self.app_lengths
+        } else {
+            &self.lengths
+        };
+        let mut n = lengths.pick_scaled(rng, (b.depth_per_propensity * x).exp());
         // n - 1 gaps between page events plus one reserve gap for a form or signal at the end.
         // A session ends early once it has lasted MAX_SESSION_MS.
         let mut offsets = Vec::with_capacity(n + 1);
@@ -738,8 +777,36 @@ impl Engine {
 
         let mut hi_pages = 0u32;
         let mut searches = 0u32;
-        let mut events = Vec::with_capacity(n + 2);
+        let mut events = Vec::with_capacity(n + 4);
+        // A product session: the next milestones in order while they are reached, then usage.
+        if let Some(mut t) = product_trial {
+            let app = &s.app;
+            let boost = app.milestone_boost.get(t.path) + app.milestone_per_propensity * x;
+            let mut reaching = true;
+            for &off in &offsets[..n] {
+                let k = usize::from(t.milestones);
+                reaching = reaching
+                    && k < self.milestone_logits.len()
+                    && rng.chance(sigmoid(self.milestone_logits[k] + boost));
+                let aux = if reaching {
+                    t.milestones += 1;
+                    k
+                } else {
+                    t.usage = t.usage.saturating_add(1);
+                    self.milestone_logits.len() + self.app_usage.pick(rng)
+                };
+                events.push(EventRec {
+                    time_ms: start + off,
+                    kind: EventKind::App,
+                    aux: aux as u8,
+                });
+            }
+            st.trial = Some(t);
+        }
         for (i, &off) in offsets[..n].iter().enumerate() {
+            if product_trial.is_some() {
+                break;
+            }
             let (kind, aux) = if i == 0 {
                 (EventKind::Page, self.landing_page(touch, rng))
             } else {
@@ -837,6 +904,7 @@ impl Engine {
                     EventKind::ContactSalesClicked,
                 ),
             };
+            let p = (p * (s.signals.per_propensity * x).exp()).min(1.0);
             if rng.chance(p) {
                 let (k0, after) = trial_started_at.unwrap_or((0, start));
                 let k = rng.range(k0 as u32, n as u32 - 1) as usize;
@@ -847,6 +915,45 @@ impl Engine {
                     aux: 0,
                 });
             }
+        }
+
+        // The day a converting trial converts, the trialist pays in its product session: the
+        // upgrade (self-service; a sales-assisted deal was agreed with sales), the conversion
+        // and the purchase, after the session's last in-app event and before midnight.
+        if let Some(t) = st
+            .trial
+            .filter(|t| t.decided && t.converts && !t.ended && t.end_day == day)
+        {
+            debug_assert!(product_trial.is_some());
+            let checkout = i64::from(rng.range(5_000, 60_000));
+            let paid = (moment(n - 1, rng) + checkout).min(day_end - 1).max(start);
+            let mut at = [paid - checkout, paid, paid + 1_000];
+            let late = (at[2] - (day_end - 1)).max(0);
+            for a in &mut at {
+                *a = (*a - late).max(start);
+            }
+            // The session ends with the purchase (one that ran on past midnight is cut short).
+            events.retain(|e| e.kind != EventKind::App || e.time_ms < at[0]);
+            if t.path == TrialPath::SelfService {
+                events.push(EventRec {
+                    time_ms: at[0],
+                    kind: EventKind::UpgradeClicked,
+                    aux: 0,
+                });
+            }
+            events.push(EventRec {
+                time_ms: at[1],
+                kind: EventKind::TrialConverted,
+                aux: t.sku,
+            });
+            events.push(EventRec {
+                time_ms: at[2],
+                kind: EventKind::Purchase,
+                aux: t.sku,
+            });
+            st.converted_to_paid = true;
+            st.product_sku = Some(t.sku);
+            st.trial = Some(Trial { ended: true, ..t });
         }
 
         // When does the user come back?
@@ -872,6 +979,10 @@ impl Engine {
         } else {
             None
         };
+        // A trial that will convert brings its trialist back by its conversion day.
+        if let Some(t) = st.trial.filter(|t| t.decided && t.converts && !t.ended) {
+            st.next_session_day = Some(st.next_session_day.map_or(t.end_day, |d| d.min(t.end_day)));
+        }
 
         let score10 = (score * 10.0).round().min(f64::from(u16::MAX)) as u16;
         if first {
@@ -932,7 +1043,8 @@ impl Engine {
         }
     }
 
-    /// Starts a trial: its path and outcome are drawn once, here.
+    /// Starts a trial: its path and the product it would buy are drawn here; its outcome is
+    /// decided on the first day of the conversion window ([`Engine::decide_trial`]).
     fn start_trial(&self, day: u32, device: u64) -> Trial {
         let tr = &self.cfg.scenario.trials;
         let mut rng = KeyedRng::new(self.cfg.seed, day, device, Purpose::TrialStart);
@@ -941,8 +1053,29 @@ impl Engine {
         } else {
             TrialPath::SalesAssisted
         };
-        let converts = rng.chance(tr.conversion_rate.get(path));
-        let offset = if converts {
+        let sku = self.products[path as usize].pick(&mut rng) as u8;
+        Trial {
+            path,
+            start_day: day,
+            decided: false,
+            converts: false,
+            end_day: day + tr.conversion_window[0] as u32,
+            sku,
+            ended: false,
+            milestones: 0,
+            usage: 0,
+        }
+    }
+
+    /// Decides a trial's outcome from what the trialist did in the product so far
+    /// ([`Engine::conversion_probability`]); a converting trial gets its conversion day in the
+    /// window and a session on that day, a non-converting one its expiry day.
+    fn decide_trial(&self, day: u32, st: &mut UserState, mut t: Trial) {
+        let tr = &self.cfg.scenario.trials;
+        let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::TrialDecision);
+        t.decided = true;
+        t.converts = rng.chance(self.conversion_probability(t.path, t.milestones, t.usage));
+        let offset = if t.converts {
             rng.range(
                 tr.conversion_window[0] as u32,
                 tr.conversion_window[1] as u32,
@@ -950,19 +1083,16 @@ impl Engine {
         } else {
             tr.expiry_day as u32
         };
-        let sku = self.products[path as usize].pick(&mut rng) as u8;
-        Trial {
-            path,
-            start_day: day,
-            converts,
-            end_day: day + offset,
-            sku,
-            ended: false,
+        t.end_day = t.start_day + offset;
+        if t.converts {
+            st.next_session_day = Some(st.next_session_day.map_or(t.end_day, |d| d.min(t.end_day)));
         }
+        st.trial = Some(t);
     }
 
-    /// Emits the trial's terminal event (and the purchase when it converts).
-    fn trial_end(
+    /// Emits `trial_expired`, a server-side event (the billing system ends the trial; no
+    /// session), at a time of the user's local day.
+    fn trial_expires(
         &self,
         day: u32,
         st: &mut UserState,
@@ -974,28 +1104,22 @@ impl Engine {
         let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::TrialEnd);
         let hour = shape.hours[geo].pick(&mut rng) as i64;
         let day_start = self.day_start_ms(day);
+        // After the in-app events of last night's product session, if one ran past midnight.
+        let after = rec
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::App)
+            .map(|e| e.time_ms + 1_000)
+            .max()
+            .unwrap_or(i64::MIN);
         let at = (day_start + hour * 3_600_000 + i64::from(rng.range(0, 3_599_999)))
+            .max(after)
             .min(day_start + DAY_MS - 2_000);
-        if tr.converts {
-            rec.events.push(EventRec {
-                time_ms: at,
-                kind: EventKind::TrialConverted,
-                aux: tr.sku,
-            });
-            rec.events.push(EventRec {
-                time_ms: at + 1_000,
-                kind: EventKind::Purchase,
-                aux: tr.sku,
-            });
-            st.converted_to_paid = true;
-            st.product_sku = Some(tr.sku);
-        } else {
-            rec.events.push(EventRec {
-                time_ms: at,
-                kind: EventKind::TrialExpired,
-                aux: 0,
-            });
-        }
+        rec.events.push(EventRec {
+            time_ms: at,
+            kind: EventKind::TrialExpired,
+            aux: 0,
+        });
         st.trial = Some(Trial { ended: true, ..tr });
     }
 }
@@ -1091,4 +1215,14 @@ pub fn simulation_tag(cfg: &SimConfig) -> u64 {
         cfg.population_scale.to_bits(),
         u64::from(ENGINE_VERSION),
     ])
+}
+
+/// The log-odds of a probability.
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// The logistic function.
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
 }

@@ -170,25 +170,37 @@ impl Engine {
             EventKind::TrialConverted => "trial_converted",
             EventKind::TrialExpired => "trial_expired",
             EventKind::Purchase => "purchase",
+            EventKind::App => self.app_event_type(aux),
         }
+    }
+
+    /// The event type of in-app event `aux`: the milestones in order, then the usage events.
+    pub fn app_event_type(&self, aux: u8) -> &str {
+        let app = &self.scenario().app;
+        let m = app.milestones.len();
+        match usize::from(aux) {
+            i if i < m => &app.milestones[i].event_type,
+            i => &app.usage[i - m].event_type,
+        }
+    }
+
+    /// The event types of the product's in-app events.
+    pub fn app_event_types(&self) -> impl Iterator<Item = &str> {
+        let app = &self.scenario().app;
+        app.milestones
+            .iter()
+            .map(|m| m.event_type.as_str())
+            .chain(app.usage.iter().map(|u| u.event_type.as_str()))
     }
 
     /// Every event type name this scenario can emit, sorted.
     pub fn event_type_names(&self) -> std::collections::BTreeSet<&str> {
         let s = self.scenario();
-        let mut names: std::collections::BTreeSet<&str> = [
-            "search",
-            "button_click",
-            "upgrade_button_clicked",
-            "contact_sales_clicked",
-            "trial_converted",
-            "trial_expired",
-            "purchase",
-        ]
-        .into_iter()
-        .collect();
+        let mut names: std::collections::BTreeSet<&str> =
+            crate::scenario::FIXED_EVENT_TYPES.into_iter().collect();
         names.extend(s.pages.catalogue.iter().map(|p| p.event_type.as_str()));
         names.extend(s.forms.types.iter().map(|f| f.event_type.as_str()));
+        names.extend(self.app_event_types());
         names
     }
 
@@ -312,6 +324,9 @@ impl Engine {
                 if f.starts_trial {
                     if let Some((path, _)) = ud.trial {
                         props.push(("trial_path", Prop::Str(Cow::Borrowed(path.name()))));
+                        let tr = &s.trials;
+                        props.push(("trial_length_days", Prop::Int(tr.expiry_day)));
+                        props.push(("grace_days", Prop::Int(tr.grace_days)));
                     }
                 }
             }
@@ -328,6 +343,7 @@ impl Engine {
                         let p = &s.products[aux];
                         props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
                         props.push(("conversion_day", Prop::Int(days)));
+                        props.push(("trial_length_days", Prop::Int(s.trials.expiry_day)));
                         uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
                         uprops.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
                     } else {
@@ -335,6 +351,7 @@ impl Engine {
                     }
                 }
             }
+            EventKind::App => {}
             EventKind::Purchase => {
                 let p = &s.products[aux];
                 props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));

@@ -417,6 +417,12 @@ impl<'e> ReportBuilder<'e> {
                         self.out_of_order += 1;
                     }
                 }
+                EventKind::App => {
+                    // In-app events belong to a running trial.
+                    if p.trial_start.is_none() || p.ended {
+                        self.out_of_order += 1;
+                    }
+                }
                 EventKind::TrialConverted | EventKind::TrialExpired => {
                     let w = s.trials.conversion_window;
                     let ok_day = match (e.kind, p.trial_start) {

@@ -29,6 +29,8 @@ pub enum Purpose {
     Client = 6,
     /// A user's latent traits, drawn once from its device and first touch.
     Traits = 7,
+    /// A trial's outcome and conversion day, decided on the window's first day.
+    TrialDecision = 8,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.

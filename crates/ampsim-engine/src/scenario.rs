@@ -58,6 +58,8 @@ pub struct Scenario {
     pub trials: Trials,
     /// Intent signals in trial users' sessions.
     pub signals: Signals,
+    /// The product as trialists use it: product sessions, activation milestones and usage.
+    pub app: App,
     /// The product catalogue bought by converting trials.
     pub products: Vec<Product>,
     /// Where visitors are.
@@ -602,21 +604,54 @@ impl TrialPath {
 }
 
 /// Trials.
+///
+/// A trial's outcome is decided on day `conversion_window[0]` of the trial, from what the
+/// trialist did in the product before that day ([`Outcome`]); a converting trial then converts
+/// on a day of the window, inside a product session, and a non-converting one expires on
+/// `expiry_day` (the trial's length), with `trial_expired` as a server-side event. The window
+/// may reach past the trial's length by at most `grace_days`: a trial can still be bought
+/// for a few days after it ends.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Trials {
     /// Share of trials per path.
     pub path_split: PerPath,
-    /// Conversion rate per path, drawn once per trial.
+    /// Conversion rate per path: the rate of a trial at the outcome model's reference, which
+    /// `outcome.calibration` makes the path's average (the report's target).
     pub conversion_rate: PerPath,
-    /// Inclusive window of conversion days since trial start.
+    /// Inclusive window of conversion days since trial start; the outcome is decided on its
+    /// first day.
     pub conversion_window: [i64; 2],
-    /// The day a non-converting trial expires.
+    /// The trial's length: the day a non-converting trial expires.
     pub expiry_day: i64,
+    /// Days after the trial's end in which it can still be bought.
+    pub grace_days: i64,
+    /// How a trial's outcome depends on what the trialist did in the product.
+    pub outcome: Outcome,
     /// Return probability after a session during an active trial.
     pub active_return_probability: f64,
     /// Return delay during an active trial (weighted day ranges or a distribution).
     pub active_return_delay: Choice<DelayBucket>,
+}
+
+/// The outcome model of a trial, a logistic function of what the trialist did in the product
+/// before the decision day:
+///
+/// `P(convert) = 1 / (1 + exp(-(logit(conversion_rate[path]) + calibration[path]
+///     + per_milestone * milestones + per_log_usage * ln(1 + usage_events))))`
+///
+/// where `milestones` counts the activation milestones reached and `usage_events` the
+/// product's usage events. `calibration` shifts each path so that its average over the
+/// trials the scenario produces is `conversion_rate` (set by simulating the default year).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// Log-odds per activation milestone reached.
+    pub per_milestone: f64,
+    /// Log-odds per unit of ln(1 + usage events).
+    pub per_log_usage: f64,
+    /// Log-odds added per path so that the path's average is its `conversion_rate`.
+    pub calibration: PerPath,
 }
 
 /// Signal probabilities per session of a user in an active trial.
@@ -627,6 +662,52 @@ pub struct Signals {
     pub upgrade_button_clicked: f64,
     /// Sales-assisted trials: chance of `contact_sales_clicked`.
     pub contact_sales_clicked: f64,
+    /// Log-multiplier of a signal's chance per unit of the session's propensity (at most 1):
+    /// users with intent click upgrade and contact sales.
+    pub per_propensity: f64,
+}
+
+/// The product as trialists use it. While a trial runs, the trialist's sessions are product
+/// sessions: in-app events instead of website pages. Each product session first reaches the
+/// next activation milestones in order (each with its `reach` chance moved by
+/// `milestone_per_propensity` times the session's propensity and the path's
+/// `milestone_boost` on the log-odds scale; the first miss ends the session's milestones),
+/// and its other events are usage events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// In-app events per product session (weights of 1, 2, ... or a distribution), scaled
+    /// by the propensity like website sessions.
+    pub session_events: Choice<f64>,
+    /// Activation milestones in the order they are reached, each at most once per trial.
+    pub milestones: Vec<Milestone>,
+    /// Log-odds of reaching a milestone per unit of the session's propensity.
+    pub milestone_per_propensity: f64,
+    /// Log-odds of reaching a milestone added per trial path (onboarding help).
+    pub milestone_boost: PerPath,
+    /// Repeated usage events, weighted.
+    pub usage: Vec<AppEvent>,
+}
+
+/// An activation milestone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Milestone {
+    /// The event type, e.g. `workspace_created`.
+    pub event_type: String,
+    /// Chance of reaching it in a product session once the previous ones are reached, at
+    /// propensity 0.
+    pub reach: f64,
+}
+
+/// A usage event of the product.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppEvent {
+    /// The event type, e.g. `chart_viewed`.
+    pub event_type: String,
+    /// Relative weight.
+    pub weight: f64,
 }
 
 /// A product (SKU).
@@ -1546,6 +1627,56 @@ impl Validator {
                 "trials.expiry_day",
                 format!("must be in [1, {MAX_DELAY_DAYS}], got {}", tr.expiry_day),
             );
+        } else if !(0..=MAX_GRACE_DAYS).contains(&tr.grace_days) {
+            self.err(
+                "trials.grace_days",
+                format!("must be in [0, {MAX_GRACE_DAYS}], got {}", tr.grace_days),
+            );
+        } else if w0 >= 1 && w0 <= w1 && w0 > tr.expiry_day {
+            self.err(
+                "trials.conversion_window",
+                format!(
+                    "the outcome is decided on the window's first day ({w0}), which must not \
+                     be after the trial ends (expiry_day {})",
+                    tr.expiry_day
+                ),
+            );
+        } else if w1 > tr.expiry_day + tr.grace_days {
+            self.err(
+                "trials.conversion_window",
+                format!(
+                    "ends on day {w1}, after the trial's length plus its grace period \
+                     (expiry_day {} + grace_days {})",
+                    tr.expiry_day, tr.grace_days
+                ),
+            );
+        }
+        let o = &tr.outcome;
+        for (k, x) in [
+            ("per_milestone", o.per_milestone),
+            ("per_log_usage", o.per_log_usage),
+            ("calibration.self_service", o.calibration.self_service),
+            ("calibration.sales_assisted", o.calibration.sales_assisted),
+        ] {
+            within(self, &format!("trials.outcome.{k}"), x, 10.0);
+        }
+        for (k, rate) in [
+            ("self_service", tr.conversion_rate.self_service),
+            ("sales_assisted", tr.conversion_rate.sales_assisted),
+        ] {
+            if rate > 0.0 && rate < 1.0 {
+                continue;
+            }
+            if o.per_milestone != 0.0 || o.per_log_usage != 0.0 {
+                self.err(
+                    format!("trials.conversion_rate.{k}"),
+                    format!(
+                        "a rate of {rate} leaves nothing to the outcome model: it must be \
+                         strictly between 0 and 1 (or set trials.outcome.per_milestone and \
+                         per_log_usage to 0)"
+                    ),
+                );
+            }
         }
         self.prob(
             "trials.active_return_probability",
@@ -1562,6 +1693,97 @@ impl Validator {
             "signals.contact_sales_clicked",
             s.signals.contact_sales_clicked,
         );
+        within(
+            self,
+            "signals.per_propensity",
+            s.signals.per_propensity,
+            2.0,
+        );
+
+        // app
+        let app = &s.app;
+        match &app.session_events {
+            Choice::Weighted(w) => {
+                if w.is_empty() || w.len() > 15 {
+                    self.err(
+                        "app.session_events",
+                        format!(
+                            "needs 1 to 15 weights (sessions of 1..15 events), got {}",
+                            w.len()
+                        ),
+                    );
+                }
+                self.weights(
+                    "app.session_events",
+                    w.iter()
+                        .enumerate()
+                        .map(|(i, w)| (format!("app.session_events[{i}]"), *w)),
+                );
+            }
+            Choice::Dist(d) => self.dist("app.session_events", d, 1.0, MAX_SESSION_EVENTS),
+        }
+        if app.milestones.len() > 16 {
+            self.err("app.milestones", "at most 16 milestones");
+        }
+        if app.usage.is_empty() {
+            self.err("app.usage", "needs at least one usage event");
+        }
+        if app.milestones.len() + app.usage.len() > 200 {
+            self.err("app", "at most 200 milestones and usage events together");
+        }
+        for (i, m) in app.milestones.iter().enumerate() {
+            self.prob(&format!("app.milestones[{i}].reach"), m.reach);
+        }
+        self.weights(
+            "app.usage",
+            app.usage
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("app.usage[{i}].weight"), u.weight)),
+        );
+        within(
+            self,
+            "app.milestone_per_propensity",
+            app.milestone_per_propensity,
+            5.0,
+        );
+        within(
+            self,
+            "app.milestone_boost.self_service",
+            app.milestone_boost.self_service,
+            5.0,
+        );
+        within(
+            self,
+            "app.milestone_boost.sales_assisted",
+            app.milestone_boost.sales_assisted,
+            5.0,
+        );
+        // App event types are event types of their own: no clash with each other or with the
+        // website's.
+        let mut taken: std::collections::HashSet<&str> = s
+            .pages
+            .catalogue
+            .iter()
+            .map(|p| p.event_type.as_str())
+            .chain(s.forms.types.iter().map(|f| f.event_type.as_str()))
+            .chain(FIXED_EVENT_TYPES)
+            .collect();
+        let names = app
+            .milestones
+            .iter()
+            .map(|m| ("milestones", &m.event_type))
+            .chain(app.usage.iter().map(|u| ("usage", &u.event_type)));
+        let mut seen = [0usize; 2];
+        for (list, name) in names {
+            let i = if list == "milestones" { 0 } else { 1 };
+            let path = format!("app.{list}[{}].event_type", seen[i]);
+            seen[i] += 1;
+            self.non_empty_str(&path, name);
+            if !taken.insert(name.as_str()) {
+                self.err(&path, format!("event type {name:?} is already in use"));
+            }
+        }
 
         // products
         if s.products.len() > 250 {
@@ -1711,6 +1933,20 @@ impl Validator {
 /// Upper bound on any scheduled delay (returns, trial windows), in days. It bounds how far
 /// ahead the due queue reaches and keeps stored day offsets small.
 pub const MAX_DELAY_DAYS: u32 = 365;
+
+/// The longest grace period after a trial's end in which it can still be bought, in days.
+pub const MAX_GRACE_DAYS: i64 = 30;
+
+/// The event types of the engine's own events (not named by the scenario).
+pub const FIXED_EVENT_TYPES: [&str; 7] = [
+    "search",
+    "button_click",
+    "upgrade_button_clicked",
+    "contact_sales_clicked",
+    "trial_converted",
+    "trial_expired",
+    "purchase",
+];
 
 /// The most page-level events a session may have (a distribution's `max`).
 pub const MAX_SESSION_EVENTS: f64 = 500.0;

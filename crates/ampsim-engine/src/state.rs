@@ -19,27 +19,44 @@ pub struct Touch {
     pub campaign: u8,
 }
 
-/// A trial: its path and its outcome, drawn once when it starts.
+/// A trial: its path, drawn when it starts; what the trialist did in the product; and its
+/// outcome, decided on the first day of the conversion window from what was done before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trial {
     /// Self-service or sales-assisted.
     pub path: TrialPath,
     /// The day (simulation day index) the trial started.
     pub start_day: u32,
-    /// Whether the trial converts to paid (drawn at start).
+    /// Whether the outcome has been decided (on the window's first day).
+    pub decided: bool,
+    /// Whether the trial converts to paid (once decided).
     pub converts: bool,
-    /// The day of the terminal event: conversion day or expiry day.
+    /// Until decided, the decision day; then the day of the terminal event (conversion day
+    /// or expiry day).
     pub end_day: u32,
     /// The product bought on conversion (index into `scenario.products`).
     pub sku: u8,
     /// Whether the terminal event has been emitted.
     pub ended: bool,
+    /// Activation milestones reached so far (they are reached in order).
+    pub milestones: u8,
+    /// Usage events in product sessions so far (saturating).
+    pub usage: u16,
 }
 
 impl Trial {
     /// Whether the trial is running on `day` (started, terminal event still ahead).
     pub fn active_on(&self, day: u32) -> bool {
         !self.ended && self.start_day <= day && day < self.end_day
+    }
+
+    /// Whether the trialist is in the product on `day`: the trial started and has not ended,
+    /// and on the conversion day too (the trialist pays in a product session); not on the
+    /// day it expires.
+    pub fn in_product_on(&self, day: u32) -> bool {
+        !self.ended
+            && self.start_day <= day
+            && (day < self.end_day || (self.decided && self.converts && day == self.end_day))
     }
 }
 
@@ -177,12 +194,16 @@ pub enum EventKind {
     UpgradeClicked = 4,
     /// `contact_sales_clicked`.
     ContactSalesClicked = 5,
-    /// `trial_converted` (`aux` = product index); outside any session.
+    /// `trial_converted` (`aux` = product index), in the product session where the
+    /// trialist pays.
     TrialConverted = 6,
-    /// `trial_expired`; outside any session.
+    /// `trial_expired`: a server-side event, outside any session.
     TrialExpired = 7,
-    /// `purchase` (`aux` = product index); outside any session.
+    /// `purchase` (`aux` = product index), after `trial_converted` in its session.
     Purchase = 8,
+    /// An in-app event of a product session (`aux` = index into the app's milestones, then
+    /// its usage events).
+    App = 9,
 }
 
 impl EventKind {
@@ -199,13 +220,14 @@ impl EventKind {
             6 => TrialConverted,
             7 => TrialExpired,
             8 => Purchase,
+            9 => App,
             _ => return None,
         })
     }
 
     /// Whether events of this kind belong to the day's session (others have `session_id` -1).
     pub fn in_session(self) -> bool {
-        (self as u8) <= EventKind::ContactSalesClicked as u8
+        self != EventKind::TrialExpired
     }
 }
 

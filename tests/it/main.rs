@@ -15,5 +15,6 @@ mod realism;
 mod reliability;
 mod server;
 mod support;
+mod trials;
 mod upload;
 mod wire;

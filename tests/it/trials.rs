@@ -124,7 +124,11 @@ fn outcomes_happen_in_product_sessions_on_days_that_agree_with_the_trial() {
     let w = world();
     let app: HashSet<&str> = w.app_types.iter().map(String::as_str).collect();
     let (mut converted, mut expired, mut in_grace) = (0, 0, 0);
-    for t in w.trialists.iter().filter(|t| t.start.time < w.last_start_ms) {
+    for t in w
+        .trialists
+        .iter()
+        .filter(|t| t.start.time < w.last_start_ms)
+    {
         let len = t.start.ints["trial_length_days"];
         let grace = t.start.ints["grace_days"];
         assert_eq!((len, grace), (14, 2), "announced on trial_started");
@@ -171,9 +175,16 @@ fn outcomes_happen_in_product_sessions_on_days_that_agree_with_the_trial() {
         // pages; milestones in order, each once.
         let mut reached = Vec::new();
         let mut product_sessions = HashSet::new();
-        for e in t.events.iter().filter(|e| app.contains(e.event_type.as_str())) {
+        for e in t
+            .events
+            .iter()
+            .filter(|e| app.contains(e.event_type.as_str()))
+        {
             assert!(e.time > t.start.time && e.time <= end.time);
-            assert_ne!(e.session_id, t.start.session_id, "the signup session is a website's");
+            assert_ne!(
+                e.session_id, t.start.session_id,
+                "the signup session is a website's"
+            );
             product_sessions.insert(e.session_id);
             if w.milestones.contains(&e.event_type) {
                 reached.push(e.event_type.as_str());
@@ -186,16 +197,23 @@ fn outcomes_happen_in_product_sessions_on_days_that_agree_with_the_trial() {
                 .map(String::as_str)
                 .collect::<Vec<_>>()
         );
-        assert!(!t.events.iter().any(|e| product_sessions.contains(&e.session_id)
-            && e.event_type.ends_with("page_view")));
+        assert!(!t.events.iter().any(
+            |e| product_sessions.contains(&e.session_id) && e.event_type.ends_with("page_view")
+        ));
     }
     println!(
         "{converted} converted ({in_grace} in the grace period), {expired} expired, of {} trials",
         converted + expired
     );
-    assert!(converted >= 150 && expired >= 300, "{converted} / {expired}");
+    assert!(
+        converted >= 150 && expired >= 300,
+        "{converted} / {expired}"
+    );
     // The window reaches past the trial's length: some buy in the grace period, most before.
-    assert!(in_grace > 0 && in_grace * 3 < converted, "{in_grace} of {converted}");
+    assert!(
+        in_grace > 0 && in_grace * 3 < converted,
+        "{in_grace} of {converted}"
+    );
 }
 
 /// What a trial's first 10 days (before its outcome is decided) show: counts of each event
@@ -212,7 +230,11 @@ fn features(w: &World, t: &Trialist) -> Vec<f64> {
         .iter()
         .map(|a| early.iter().filter(|e| &e.event_type == a).count() as f64)
         .collect();
-    for signal in ["upgrade_button_clicked", "contact_sales_clicked", "page_view"] {
+    for signal in [
+        "upgrade_button_clicked",
+        "contact_sales_clicked",
+        "page_view",
+    ] {
         f.push(early.iter().filter(|e| e.event_type == signal).count() as f64);
     }
     let sessions: HashSet<i64> = early
@@ -309,7 +331,10 @@ fn in_trial_usage_predicts_conversion() {
         .collect();
     let a_milestones = auc(&milestones);
     // The trial path alone (the model's only input the website already shows).
-    let path = trials.iter().map(|t| (t.0[t.0.len() - 1], t.1)).collect::<Vec<_>>();
+    let path = trials
+        .iter()
+        .map(|t| (t.0[t.0.len() - 1], t.1))
+        .collect::<Vec<_>>();
     let a_path = auc(&path);
     // Intent signals alone, within their path: clicking upgrade (self-service) or contact
     // sales (sales-assisted) in the first 10 days predicts the outcome.
@@ -329,7 +354,10 @@ fn in_trial_usage_predicts_conversion() {
         trials.len(),
         scored.len()
     );
-    assert!(a_upgrade > 0.55 && a_contact > 0.55, "{a_upgrade} {a_contact}");
+    assert!(
+        a_upgrade > 0.55 && a_contact > 0.55,
+        "{a_upgrade} {a_contact}"
+    );
     assert!(scored.len() >= 300);
     assert!(a > 0.70, "AUC {a}");
     assert!(a_milestones > 0.62, "AUC of milestones {a_milestones}");

@@ -638,7 +638,10 @@ impl Engine {
         }
         // A trial's outcome is decided on its decision day, before the day's sessions: a
         // conversion today needs a session today.
-        if let Some(t) = st.trial.filter(|t| !t.ended && !t.decided && t.end_day == day) {
+        if let Some(t) = st
+            .trial
+            .filter(|t| !t.ended && !t.decided && t.end_day == day)
+        {
             self.decide_trial(day, &mut st, t);
         }
         if st.next_session_day == Some(day) {
@@ -930,10 +933,11 @@ impl Engine {
             let mut at = [paid - checkout, paid, paid + 1_000];
             let late = (at[2] - (day_end - 1)).max(0);
             for a in &mut at {
-                *a = (*a - late).max(start);
+                *a = (*a - late).max(start + 1);
             }
-            // The session ends with the purchase (one that ran on past midnight is cut short).
-            events.retain(|e| e.kind != EventKind::App || e.time_ms < at[0]);
+            // The session ends with the purchase (one that ran on past midnight is cut short;
+            // its first event stays).
+            events.retain(|e| e.kind != EventKind::App || e.time_ms < at[0] || e.time_ms == start);
             if t.path == TrialPath::SelfService {
                 events.push(EventRec {
                     time_ms: at[0],

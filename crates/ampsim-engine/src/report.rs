@@ -417,11 +417,9 @@ impl<'e> ReportBuilder<'e> {
                         self.out_of_order += 1;
                     }
                 }
-                EventKind::App => {
-                    // In-app events belong to a running trial.
-                    if p.trial_start.is_none() || p.ended {
-                        self.out_of_order += 1;
-                    }
+                // In-app events belong to a running trial.
+                EventKind::App if p.trial_start.is_none() || p.ended => {
+                    self.out_of_order += 1;
                 }
                 EventKind::TrialConverted | EventKind::TrialExpired => {
                     let w = s.trials.conversion_window;

@@ -1761,7 +1761,7 @@ impl Validator {
         );
         // App event types are event types of their own: no clash with each other or with the
         // website's.
-        let mut taken: std::collections::HashSet<&str> = s
+        let mut taken: std::collections::BTreeSet<&str> = s
             .pages
             .catalogue
             .iter()
@@ -2033,6 +2033,39 @@ weight = 1.0
 "#;
         let e = err_of(toml);
         assert_eq!(e.path, "sources[0].campaigns");
+    }
+
+    #[test]
+    fn trial_timing_outcome_and_app_are_checked() {
+        // The window may reach past the trial's length by the grace period, no further.
+        let e = err_of("[trials]\ngrace_days = 1\n");
+        assert_eq!(e.path, "trials.conversion_window");
+        assert!(e.message.contains("grace_days 1"), "{e}");
+        Scenario::from_toml("[trials]\ngrace_days = 0\nconversion_window = [10, 14]\n").unwrap();
+        let e = err_of("[trials]\nexpiry_day = 9\nconversion_window = [10, 11]\n");
+        assert_eq!(e.path, "trials.conversion_window");
+        assert!(e.message.contains("decided"), "{e}");
+        let e = err_of("[trials]\ngrace_days = -1\n");
+        assert_eq!(e.path, "trials.grace_days");
+        let e = err_of("[trials.outcome]\nper_milestone = 40.0\n");
+        assert_eq!(e.path, "trials.outcome.per_milestone");
+        let e = err_of("[trials.conversion_rate]\nself_service = 1.0\n");
+        assert_eq!(e.path, "trials.conversion_rate.self_service");
+        assert!(e.message.contains("outcome model"), "{e}");
+        // App event types are their own.
+        let e = err_of("[app]\nusage = [{ event_type = \"page_view\", weight = 1.0 }]\n");
+        assert_eq!(e.path, "app.usage[0].event_type");
+        assert!(e.message.contains("already in use"), "{e}");
+        let e = err_of(
+            "[app]\nmilestones = [{ event_type = \"a\", reach = 0.5 }, \
+             { event_type = \"a\", reach = 1.5 }]\n",
+        );
+        assert!(
+            e.path == "app.milestones[1].reach" || e.path == "app.milestones[1].event_type",
+            "{e}"
+        );
+        let e = err_of("[app]\nusage = []\n");
+        assert_eq!(e.path, "app.usage");
     }
 
     #[test]

@@ -853,6 +853,26 @@ fn rates_follow_the_default_scenario() {
             "session_count_mismatch",
         ],
     );
+    // Conversion by activation level: each level converts at the outcome model's mean for its
+    // trials, and the model's means climb with activation (the signal is there to find).
+    let levels = [
+        "conversion_activation_0",
+        "conversion_activation_1",
+        "conversion_activation_2",
+    ];
+    assert_rows_pass(&report, &levels);
+    let target = |k: &str| report.row(k).unwrap().target;
+    let measured = |k: &str| report.row(k).unwrap().measured;
+    assert!(
+        target(levels[0]) + 0.2 < target(levels[2]),
+        "{}",
+        report.to_table()
+    );
+    assert!(
+        measured(levels[0]) + 0.2 < measured(levels[2]),
+        "{}",
+        report.to_table()
+    );
 }
 
 #[test]

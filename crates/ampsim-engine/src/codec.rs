@@ -210,6 +210,8 @@ where
             out.push(t.sku);
             out.push(t.milestones);
             put_varint(&mut out, u64::from(t.usage));
+            out.push(t.decided_on.0);
+            put_varint(&mut out, u64::from(t.decided_on.1));
         }
         if let Some(p) = st.product_sku {
             out.push(p);
@@ -287,6 +289,10 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
                 sku: r.u8()?,
                 milestones: r.u8()?,
                 usage: u16::try_from(r.varint()?).map_err(|_| CodecError("trial usage"))?,
+                decided_on: (
+                    r.u8()?,
+                    u16::try_from(r.varint()?).map_err(|_| CodecError("trial usage"))?,
+                ),
             })
         } else {
             None

@@ -1068,6 +1068,7 @@ impl Engine {
             ended: false,
             milestones: 0,
             usage: 0,
+            decided_on: (0, 0),
         }
     }
 
@@ -1078,6 +1079,7 @@ impl Engine {
         let tr = &self.cfg.scenario.trials;
         let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::TrialDecision);
         t.decided = true;
+        t.decided_on = (t.milestones, t.usage);
         t.converts = rng.chance(self.conversion_probability(t.path, t.milestones, t.usage));
         let offset = if t.converts {
             rng.range(

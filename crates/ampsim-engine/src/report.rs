@@ -229,6 +229,9 @@ pub struct ReportBuilder<'e> {
     identified: u64,
     trials_closed: [u64; 2],
     converted_closed: [u64; 2],
+    /// Closed, decided trials by activation level ([`ACTIVATION_LEVELS`]): how many, how
+    /// many converted, and the sum of their modelled conversion probabilities.
+    by_activation: [(u64, u64, f64); 3],
     // from records
     sessions: u64,
     /// Sessions that began before the first day and ran past its midnight.
@@ -245,6 +248,11 @@ pub struct ReportBuilder<'e> {
     #[allow(clippy::disallowed_types)]
     progress: HashMap<u64, Progress>,
 }
+
+/// Activation levels of the report's conversion rows: activation milestones reached before a
+/// trial's decision day.
+pub const ACTIVATION_LEVELS: [(&str, std::ops::RangeInclusive<u8>); 3] =
+    [("0-1", 0..=1), ("2-3", 2..=3), ("4+", 4..=u8::MAX)];
 
 /// The longest window in which the report counts a return (days after the session): delays
 /// with a longer tail are judged on the share that falls within it.
@@ -271,6 +279,7 @@ impl<'e> ReportBuilder<'e> {
             identified: 0,
             trials_closed: [0; 2],
             converted_closed: [0; 2],
+            by_activation: [(0, 0, 0.0); 3],
             sessions: 0,
             carried_in: 0,
             events: 0,
@@ -338,6 +347,17 @@ impl<'e> ReportBuilder<'e> {
                 self.trials_closed[t.path as usize] += 1;
                 if t.converts && t.ended {
                     self.converted_closed[t.path as usize] += 1;
+                }
+                if t.decided {
+                    let (m, u) = t.decided_on;
+                    let level = ACTIVATION_LEVELS
+                        .iter()
+                        .position(|l| l.1.contains(&m))
+                        .unwrap_or(ACTIVATION_LEVELS.len() - 1);
+                    let a = &mut self.by_activation[level];
+                    a.0 += 1;
+                    a.1 += u64::from(t.converts && t.ended);
+                    a.2 += self.engine.conversion_probability(t.path, m, u);
                 }
             }
         }
@@ -726,6 +746,24 @@ impl<'e> ReportBuilder<'e> {
             self.trials_closed[1],
             true,
         );
+
+        // Conversion by activation level: the target is the outcome model's mean probability
+        // over the level's trials (ground truth), the measurement their conversions.
+        for (i, (label, _)) in ACTIVATION_LEVELS.iter().enumerate() {
+            let (n, converted, p_sum) = self.by_activation[i];
+            rate(
+                &format!("conversion_activation_{i}"),
+                &format!(
+                    "trial → paid, {label} milestones by day {}",
+                    s.trials.conversion_window[0]
+                ),
+                if n > 0 { p_sum / n as f64 } else { 0.0 },
+                0.02,
+                converted,
+                n,
+                true,
+            );
+        }
 
         let mut exact = |key: &str, name: &str, measured: u64, sample: u64| {
             let status = if measured == 0 {

@@ -42,6 +42,9 @@ pub struct Trial {
     pub milestones: u8,
     /// Usage events in product sessions so far (saturating).
     pub usage: u16,
+    /// What the outcome was decided on: the milestones and usage events before the decision
+    /// day (ground truth for the report and labels; 0 until decided).
+    pub decided_on: (u8, u16),
 }
 
 impl Trial {

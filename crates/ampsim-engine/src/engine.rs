@@ -985,7 +985,7 @@ impl Engine {
         };
         // A trial that will convert brings its trialist back by its conversion day.
         if let Some(t) = st.trial.filter(|t| t.decided && t.converts && !t.ended) {
-            st.next_session_day = Some(st.next_session_day.map_or(t.end_day, |d| d.min(t.end_day)));
+            st.due_by(t.end_day);
         }
 
         let score10 = (score * 10.0).round().min(f64::from(u16::MAX)) as u16;
@@ -1091,7 +1091,7 @@ impl Engine {
         };
         t.end_day = t.start_day + offset;
         if t.converts {
-            st.next_session_day = Some(st.next_session_day.map_or(t.end_day, |d| d.min(t.end_day)));
+            st.due_by(t.end_day);
         }
         st.trial = Some(t);
     }

@@ -1108,6 +1108,30 @@ impl Validator {
         }
     }
 
+    /// Events per session: 1 to 15 weights (of 1..15 events) or a distribution.
+    fn session_lengths(&mut self, path: &str, lengths: &Choice<f64>) {
+        match lengths {
+            Choice::Weighted(w) => {
+                if w.is_empty() || w.len() > 15 {
+                    self.err(
+                        path,
+                        format!(
+                            "needs 1 to 15 weights (sessions of 1..15 events), got {}",
+                            w.len()
+                        ),
+                    );
+                }
+                self.weights(
+                    path,
+                    w.iter()
+                        .enumerate()
+                        .map(|(i, w)| (format!("{path}[{i}]"), *w)),
+                );
+            }
+            Choice::Dist(d) => self.dist(path, d, 1.0, MAX_SESSION_EVENTS),
+        }
+    }
+
     fn delays(&mut self, path: &str, delays: &Choice<DelayBucket>) {
         let buckets = match delays {
             Choice::Weighted(b) => b,
@@ -1399,26 +1423,7 @@ impl Validator {
 
         // pages
         let pg = &s.pages;
-        match &pg.session_length {
-            Choice::Weighted(w) => {
-                if w.is_empty() || w.len() > 15 {
-                    self.err(
-                        "pages.session_length",
-                        format!(
-                            "needs 1 to 15 weights (sessions of 1..15 events), got {}",
-                            w.len()
-                        ),
-                    );
-                }
-                self.weights(
-                    "pages.session_length",
-                    w.iter()
-                        .enumerate()
-                        .map(|(i, w)| (format!("pages.session_length[{i}]"), *w)),
-                );
-            }
-            Choice::Dist(d) => self.dist("pages.session_length", d, 1.0, MAX_SESSION_EVENTS),
-        }
+        self.session_lengths("pages.session_length", &pg.session_length);
         self.dist(
             "pages.event_gap_seconds",
             &pg.event_gap_seconds,
@@ -1702,26 +1707,7 @@ impl Validator {
 
         // app
         let app = &s.app;
-        match &app.session_events {
-            Choice::Weighted(w) => {
-                if w.is_empty() || w.len() > 15 {
-                    self.err(
-                        "app.session_events",
-                        format!(
-                            "needs 1 to 15 weights (sessions of 1..15 events), got {}",
-                            w.len()
-                        ),
-                    );
-                }
-                self.weights(
-                    "app.session_events",
-                    w.iter()
-                        .enumerate()
-                        .map(|(i, w)| (format!("app.session_events[{i}]"), *w)),
-                );
-            }
-            Choice::Dist(d) => self.dist("app.session_events", d, 1.0, MAX_SESSION_EVENTS),
-        }
+        self.session_lengths("app.session_events", &app.session_events);
         if app.milestones.len() > 16 {
             self.err("app.milestones", "at most 16 milestones");
         }

@@ -160,6 +160,12 @@ impl UserState {
             .min()
     }
 
+    /// Brings the next session forward to `day` at the latest (a converting trial's
+    /// trialist comes back by its conversion day).
+    pub fn due_by(&mut self, day: u32) {
+        self.next_session_day = Some(self.next_session_day.map_or(day, |d| d.min(day)));
+    }
+
     /// The day the user first arrived (from its device number).
     pub fn first_day(&self) -> u32 {
         crate::ids::first_day_of(self.device)

@@ -7,6 +7,7 @@
 //! [`App`] is shared by all requests.
 
 pub mod generate;
+pub mod labels;
 pub mod stream;
 
 pub use generate::{GenStats, GenerateJob};

@@ -23,7 +23,9 @@ pub struct ExportArgs {
     #[arg(long, value_parser = crate::validate::parse_ymd)]
     pub to: Option<NaiveDate>,
     /// File format: amplitude-export (hourly gzipped JSON lines, Export API fields), jsonl (HTTP
-    /// V2 events per day) or parquet (typed columns per day).
+    /// V2 events per day), parquet (typed columns per day) or labels (the ground truth of every
+    /// user as of the last generated day, one Parquet file `<simulation>_labels.parquet`: latent
+    /// intent, first touch, trial decisions and the probability each was drawn with).
     #[arg(long, value_parser = format_parser())]
     pub format: Format,
     /// Output directory (created if missing). Other files in it are left alone.
@@ -79,8 +81,13 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<()> {
         .build()?;
     let started = std::time::Instant::now();
     let s = rt.block_on(export(a))?;
+    let what = if a.format == Format::Labels {
+        "users' labels"
+    } else {
+        "events"
+    };
     eprintln!(
-        "exported {} events to {} files ({}) in {} in {:.1}s",
+        "exported {} {what} to {} files ({}) in {} in {:.1}s",
         s.events,
         s.files.len(),
         human_bytes(s.bytes),
@@ -102,6 +109,14 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
         }
         if a.gzip_level.is_some() {
             bail!("--gzip-level applies to --format amplitude-export only");
+        }
+    }
+    if a.format == Format::Labels {
+        if a.from.is_some() || a.to.is_some() {
+            bail!("--from/--to do not apply to --format labels (labels are as of the last generated day)");
+        }
+        if a.generate_missing {
+            bail!("--generate-missing does not apply to --format labels");
         }
     }
     let mut c = connect(&a.client).await?;
@@ -165,7 +180,20 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
     );
     let started = std::time::Instant::now();
     let rate = |events: u64| events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let summary = if a.format == Format::Parquet {
+    let summary = if a.format == Format::Labels {
+        let stream = c
+            .export_labels(pb::ExportLabelsRequest {
+                simulation_id: a.simulation.clone(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        bar.set_length(1);
+        crate::export::labels::save_labels(stream, &opts, |bytes| {
+            bar.set_message(format!("labels: {}", human_bytes(bytes)));
+        })
+        .await
+    } else if a.format == Format::Parquet {
         // The server writes the Parquet files from its records; this side saves them.
         let stream = c
             .export_parquet(pb::ExportParquetRequest {

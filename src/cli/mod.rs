@@ -128,7 +128,8 @@ pub enum Command {
     /// Write a day range's events to stdout as JSON lines (Amplitude HTTP V2 field names).
     Events(client::EventsArgs),
     /// Write a day range's events to files: the Amplitude Export API layout (hourly gzipped
-    /// JSON lines), HTTP V2 JSON lines per day, or Parquet per day.
+    /// JSON lines), HTTP V2 JSON lines per day, or Parquet per day; or the ground-truth labels of
+    /// every user (`--format labels`).
     Export(export::ExportArgs),
     /// Print one user's journey (events as JSON lines, then the summary as JSON).
     Journey(client::JourneyArgs),

@@ -14,6 +14,7 @@
 pub mod amplitude;
 mod files;
 pub mod jsonl;
+pub mod labels;
 pub mod parquet;
 
 use crate::wire::{EventBatch, EventView};
@@ -36,11 +37,19 @@ pub enum Format {
     Jsonl,
     /// Typed columns, `<simulation>_<yyyy-MM-dd>.parquet` per UTC day (zstd).
     Parquet,
+    /// The ground truth of every user as of the last generated day, one Parquet file
+    /// `<simulation>_labels.parquet` (ExportLabels; [`ampsim_engine::labels`]).
+    Labels,
 }
 
 impl Format {
     /// Every format, in the order help texts list them.
-    pub const ALL: [Format; 3] = [Format::AmplitudeExport, Format::Jsonl, Format::Parquet];
+    pub const ALL: [Format; 4] = [
+        Format::AmplitudeExport,
+        Format::Jsonl,
+        Format::Parquet,
+        Format::Labels,
+    ];
 
     /// The format's name on the command line.
     pub fn name(self) -> &'static str {
@@ -48,6 +57,7 @@ impl Format {
             Format::AmplitudeExport => "amplitude-export",
             Format::Jsonl => "jsonl",
             Format::Parquet => "parquet",
+            Format::Labels => "labels",
         }
     }
 }
@@ -197,6 +207,11 @@ impl Exporter {
             Format::AmplitudeExport => Box::new(amplitude::AmplitudeWriter::new(opts)),
             Format::Jsonl => Box::new(jsonl::JsonlWriter::new(opts)),
             Format::Parquet => Box::new(parquet::ParquetWriter::new(opts)),
+            Format::Labels => {
+                return Err(Error::BadFile(
+                    "labels are not written from events: they come from ExportLabels".into(),
+                ))
+            }
         };
         Ok(Exporter {
             writer,
@@ -417,6 +432,10 @@ fn file_day(opts: &ExportOptions, name: &str) -> Option<NaiveDate> {
         Format::Parquet => name
             .strip_prefix(&format!("{}_", opts.simulation_id))?
             .strip_suffix(".parquet")?,
+        // One file, whatever the range: always in it.
+        Format::Labels => {
+            return (name == labels::file_name(&opts.simulation_id)).then_some(opts.from)
+        }
     };
     crate::validate::parse_ymd(date).ok()
 }

@@ -321,6 +321,30 @@ impl SimulationService for Service {
         }))
     }
 
+    type ExportLabelsStream = Stream<pb::FileChunk>;
+
+    async fn export_labels(
+        &self,
+        req: Request<pb::ExportLabelsRequest>,
+    ) -> Result<Response<Self::ExportLabelsStream>, Status> {
+        let r = req.into_inner();
+        let app = self.app.clone();
+        let slot = self.slot()?;
+        let labels = blocking(move || app.prepare_labels(&r.simulation_id)).await?;
+        let date = labels.as_of().format("%Y-%m-%d").to_string();
+        Ok(self.stream(slot, move |sink| {
+            labels.run(FILE_CHUNK_BYTES, |p| {
+                sink(pb::FileChunk {
+                    date: date.clone(),
+                    data: p.data.into(),
+                    last: p.last,
+                    events: p.users,
+                    size: p.size,
+                })
+            })
+        }))
+    }
+
     type GetUserJourneyStream = Stream<pb::JourneyItem>;
 
     async fn get_user_journey(

@@ -486,14 +486,19 @@ impl Engine {
     /// once from the device number, so every output derives the same value from the device
     /// and its first touch.
     pub fn intent(&self, device: u64, first_touch: Touch) -> f64 {
-        let mean = self
-            .intent_means
+        let mean = self.intent_mean(first_touch);
+        let mut rng = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Traits);
+        mean + self.cfg.scenario.behaviour.intent_sd * rng.normal().clamp(-4.0, 4.0)
+    }
+
+    /// The mean intent of the users a first touch brings (`sources[].intent_mean`, or its
+    /// campaign's): the touch's true effect on intent (ground truth).
+    pub fn intent_mean(&self, first_touch: Touch) -> f64 {
+        self.intent_means
             .get(usize::from(first_touch.source))
             .and_then(|m| m.get(usize::from(first_touch.campaign)))
             .copied()
-            .unwrap_or(0.0);
-        let mut rng = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Traits);
-        mean + self.cfg.scenario.behaviour.intent_sd * rng.normal().clamp(-4.0, 4.0)
+            .unwrap_or(0.0)
     }
 
     /// The propensity of a session (`[behaviour]`): the user's intent plus its habit, from

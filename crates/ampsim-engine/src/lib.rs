@@ -13,6 +13,8 @@
 //! - `render`: compact records → Amplitude HTTP V2 events, canonical JSON, digests.
 //! - `schema`: the one description of an event's fields, from which every output is written.
 //! - `json`: the canonical and HTTP V2 JSON forms of an event, from the schema.
+//! - `labels`: ground truth per user (latent intent, first touch, the outcome model's
+//!   probability) and its Arrow schema.
 //! - `codec`: the binary form of states and records (what the store persists).
 //! - `ids`: reversible device ids and user ids, and insert ids.
 //! - `memory`: an in-memory driver (due queue in a map), for tests and the engine benchmark.
@@ -26,6 +28,7 @@ pub mod dist;
 pub mod engine;
 pub mod ids;
 pub mod json;
+pub mod labels;
 pub mod memory;
 pub mod names;
 pub mod render;

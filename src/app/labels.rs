@@ -66,7 +66,8 @@ impl LabelsExport {
         let bug = |e: parquet::errors::ParquetError| {
             Error::Bug(format!("writing the labels' Parquet file: {e}"))
         };
-        let schema = LabelsBuilder::new(engine).schema();
+        let as_of = self.sim.days_generated - 1;
+        let schema = LabelsBuilder::new(engine, as_of).schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(bug)?))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -104,7 +105,7 @@ impl LabelsExport {
             }
             let batches = window
                 .par_iter()
-                .map(|blob| labels_of(engine, blob))
+                .map(|blob| labels_of(engine, as_of, blob))
                 .collect::<Result<Vec<_>>>()?;
             for b in batches.into_iter().flatten() {
                 users += b.num_rows() as u64;
@@ -135,8 +136,12 @@ impl LabelsExport {
 }
 
 /// The labels of the states in one blob, as a batch (none for an empty blob).
-fn labels_of(engine: &Engine, blob: &Packed) -> Result<Option<arrow_array::RecordBatch>> {
-    let mut b = LabelsBuilder::new(engine);
+fn labels_of(
+    engine: &Engine,
+    as_of: u32,
+    blob: &Packed,
+) -> Result<Option<arrow_array::RecordBatch>> {
+    let mut b = LabelsBuilder::new(engine, as_of);
     let mut bad = Ok(());
     codec::for_each_state(&blob.unpack()?, |s| match engine.check_state(&s) {
         Ok(()) => b.push_state(&s),

@@ -932,6 +932,7 @@ async fn an_interrupted_export_leaves_only_complete_files() {
         match format {
             Format::Jsonl => assert_eq!(left, ["ex_2025-03-04.jsonl"]),
             Format::Parquet => assert_eq!(left, ["ex_2025-03-04.parquet"]),
+            Format::Labels => unreachable!("labels are not written from events"),
             Format::AmplitudeExport => {
                 // Every hour of day 1 plus the complete hours of day 2; not the hour in progress.
                 let lines = read_amplitude_dir(dir.path(), 100_000, 100_000);

@@ -8,6 +8,7 @@ mod engine;
 mod export;
 mod fuzz;
 mod integrity;
+mod labels;
 mod layout;
 mod offline;
 mod queries;

@@ -106,25 +106,31 @@ impl Label {
 }
 
 impl Engine {
-    /// The ground truth of a user, from its state.
-    pub fn label(&self, st: &UserState) -> Label {
+    /// The ground truth of a user, from its state after day `as_of` (the last generated day).
+    /// What is dated after it is left out: a session that crosses midnight after the last
+    /// day is in the state whole, but an identifying form, a trial start or a trial's end in
+    /// its rest is not out before the next day is generated.
+    pub fn label(&self, st: &UserState, as_of: u32) -> Label {
         let tr = &self.scenario().trials;
-        let trial = st.trial.map(|t| TrialLabel {
-            path: t.path,
-            start_day: t.start_day,
-            decision: t.decided.then(|| {
-                let (milestones, usage) = t.decided_on;
-                Decision {
-                    day: t.start_day + tr.conversion_window[0] as u32,
-                    milestones,
-                    usage,
-                    p_convert: self.conversion_probability(t.path, milestones, usage),
-                    converts: t.converts,
-                    end_day: t.end_day,
-                }
-            }),
-            ended: t.ended,
-        });
+        let trial = st
+            .trial
+            .filter(|t| t.start_day <= as_of)
+            .map(|t| TrialLabel {
+                path: t.path,
+                start_day: t.start_day,
+                decision: t.decided.then(|| {
+                    let (milestones, usage) = t.decided_on;
+                    Decision {
+                        day: t.start_day + tr.conversion_window[0] as u32,
+                        milestones,
+                        usage,
+                        p_convert: self.conversion_probability(t.path, milestones, usage),
+                        converts: t.converts,
+                        end_day: t.end_day,
+                    }
+                }),
+                ended: t.ended && t.end_day <= as_of,
+            });
         Label {
             device: st.device,
             first_day: st.first_day(),
@@ -132,10 +138,14 @@ impl Engine {
             intent: self.intent(st.device, st.first_touch),
             intent_mean: self.intent_mean(st.first_touch),
             sessions: st.session_count(),
-            identified_day: st.identified_day,
-            form_type: st.form_type,
+            identified_day: st.identified_day.filter(|&d| d <= as_of),
+            form_type: st
+                .form_type
+                .filter(|_| st.identified_day.is_some_and(|d| d <= as_of)),
+            product_sku: st.product_sku.filter(|_| {
+                trial.is_some_and(|t| t.ended && t.decision.is_some_and(|d| d.converts))
+            }),
             trial,
-            product_sku: st.product_sku,
         }
     }
 }
@@ -224,6 +234,7 @@ fn date32(engine: &Engine, day: u32) -> i32 {
 /// Builds record batches of labels.
 pub struct LabelsBuilder<'e> {
     engine: &'e Engine,
+    as_of: u32,
     schema: SchemaRef,
     rows: usize,
     strs: [StringBuilder; 9],
@@ -235,8 +246,9 @@ pub struct LabelsBuilder<'e> {
 }
 
 impl<'e> LabelsBuilder<'e> {
-    /// A builder for `engine`'s labels; its schema carries the effects ([`EFFECTS_KEY`]).
-    pub fn new(engine: &'e Engine) -> Self {
+    /// A builder for `engine`'s labels as of day `as_of` ([`Engine::label`]); its schema
+    /// carries the effects ([`EFFECTS_KEY`]).
+    pub fn new(engine: &'e Engine, as_of: u32) -> Self {
         let schema = schema().with_metadata(
             [(EFFECTS_KEY.to_string(), effects_json(engine))]
                 .into_iter()
@@ -244,6 +256,7 @@ impl<'e> LabelsBuilder<'e> {
         );
         LabelsBuilder {
             engine,
+            as_of,
             schema: Arc::new(schema),
             rows: 0,
             strs: std::array::from_fn(|_| StringBuilder::new()),
@@ -272,7 +285,7 @@ impl<'e> LabelsBuilder<'e> {
 
     /// Adds a user's label.
     pub fn push_state(&mut self, st: &UserState) {
-        let l = self.engine.label(st);
+        let l = self.engine.label(st, self.as_of);
         self.push(&l);
     }
 
@@ -388,7 +401,8 @@ mod tests {
         let sim = sim(40);
         let e = &sim.engine;
         let states = sim.states();
-        let mut b = LabelsBuilder::new(e);
+        let as_of = sim.next_day() - 1;
+        let mut b = LabelsBuilder::new(e, as_of);
         for st in &states {
             b.push_state(st);
         }
@@ -404,7 +418,7 @@ mod tests {
         let p = p.as_any().downcast_ref::<Float64Array>().unwrap();
         let (mut decided, mut converted, mut expired) = (0, 0, 0);
         for (i, st) in states.iter().enumerate() {
-            let l = e.label(st);
+            let l = e.label(st, as_of);
             assert_eq!(outcome.value(i), l.trial_outcome());
             match st.trial {
                 Some(t) if t.decided => {

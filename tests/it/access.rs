@@ -345,6 +345,7 @@ async fn reflection_v1_and_v1alpha_describe_the_service() {
         "GenerateDays",
         "StreamEvents",
         "ExportParquet",
+        "ExportLabels",
         "GetUserJourney",
         "QueryCohort",
         "GetReport",

@@ -42,6 +42,8 @@ pub struct JourneySummary {
     pub event_count: u64,
     /// Stages in order.
     pub stages: Vec<String>,
+    /// The ground truth, from the user's latest state.
+    pub label: Option<ampsim_engine::labels::Label>,
 }
 
 /// Summarises a device's records (in day order).

@@ -397,7 +397,15 @@ impl App {
         if records.is_empty() || (by_device.is_none() && !identified) {
             return Err(unknown_user());
         }
-        let summary = crate::query::summarize_journey(&engine, device, &records);
+        let mut summary = crate::query::summarize_journey(&engine, device, &records);
+        let last = sim.days_generated - 1;
+        let since = records.last().map_or(sim.first_day, |r| r.day);
+        if let Some(st) = days::state_of(&conn, &sim.handle(), device, since)? {
+            engine
+                .check_state(&st)
+                .map_err(|e| Error::Corrupt(format!("user state of the journey: {e}")))?;
+            summary.label = Some(engine.label(&st, last));
+        }
         Ok((engine, records, summary))
     }
 

@@ -497,6 +497,19 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
                     "trial_path": j.trial_path, "trial_outcome": j.trial_outcome,
                     "product_sku": j.product_sku, "revenue": j.revenue,
                     "event_count": j.event_count, "stages": j.stages,
+                    "ground_truth": j.ground_truth.as_ref().map(|g| {
+                        let mut v = serde_json::json!({"intent": g.intent, "intent_mean": g.intent_mean});
+                        if g.trial_decided {
+                            v["trial_decision"] = serde_json::json!({
+                                "date": g.trial_decision_date,
+                                "milestones": g.milestones_at_decision,
+                                "usage": g.usage_at_decision,
+                                "p_convert": g.p_convert,
+                                "converts": g.trial_converts,
+                            });
+                        }
+                        v
+                    }),
                 });
                 outln!(
                     "{}",

@@ -101,6 +101,19 @@ pub fn journey_summary(
         revenue: j.revenue,
         event_count: j.event_count,
         stages: j.stages.clone(),
+        ground_truth: j.label.as_ref().map(|l| {
+            let d = l.trial.and_then(|t| t.decision);
+            pb::GroundTruth {
+                intent: l.intent,
+                intent_mean: l.intent_mean,
+                trial_decided: d.is_some(),
+                trial_decision_date: d.map(|d| date(engine, d.day)).unwrap_or_default(),
+                milestones_at_decision: d.map_or(0, |d| u32::from(d.milestones)),
+                usage_at_decision: d.map_or(0, |d| u32::from(d.usage)),
+                p_convert: d.map_or(0.0, |d| d.p_convert),
+                trial_converts: d.is_some_and(|d| d.converts),
+            }
+        }),
     }
 }
 

@@ -256,6 +256,42 @@ pub fn due_users(conn: &Conn, sim: &SimRef, day: u32) -> Result<u64> {
     Ok(n.max(0) as u64)
 }
 
+/// The latest state of one device, if it has one: it is in a blob written on or after
+/// `since_day` (every processing of a user rewrites its state, so the latest was written on
+/// the last day the user was processed, at or after its last record's day).
+///
+/// # Errors
+/// Storage errors; [`Error::Corrupt`] if a blob does not decode.
+pub fn state_of(
+    conn: &Conn,
+    sim: &SimRef,
+    device: u64,
+    since_day: u32,
+) -> Result<Option<UserState>> {
+    let tx = conn.raw().unchecked_transaction()?;
+    sim.check(&tx)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT data FROM user_states WHERE sim = ?1 AND written_day >= ?2 ORDER BY written_day DESC",
+    )?;
+    let mut rows = stmt.query(params![sim.key, since_day])?;
+    let mut found = None;
+    while let Some(r) = rows.next()? {
+        let raw = decompress(r.get_ref(0)?.as_blob()?)?;
+        codec::for_each_state(&raw, |s| {
+            if s.device == device {
+                found = Some(s);
+            }
+        })?;
+        if found.is_some() {
+            break;
+        }
+    }
+    drop(rows);
+    drop(stmt);
+    tx.commit()?;
+    Ok(found)
+}
+
 /// The raw (compressed) state blobs of a simulation, for decoding on several cores.
 ///
 /// # Errors

@@ -346,5 +346,45 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         "converted {converts}, expected {p_sum:.1} ± {:.1}",
         p_var.sqrt()
     );
+    // The journey summary carries the same ground truth.
+    let mut journeys = 0;
+    for (d, l) in labels
+        .iter()
+        .filter(|(_, l)| l.p.is_some() && l.first_seen >= start32)
+        .take(5)
+    {
+        let mut s = c
+            .get_user_journey(ampsim::pb::GetUserJourneyRequest {
+                simulation_id: SIM.into(),
+                user_id: String::new(),
+                device_id: d.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut summary = None;
+        while let Some(item) = s.message().await.unwrap() {
+            if let Some(ampsim::pb::journey_item::Item::Summary(x)) = item.item {
+                summary = Some(x);
+            }
+        }
+        let g = summary
+            .unwrap()
+            .ground_truth
+            .expect("ground truth in the summary");
+        assert_eq!(g.intent, l.intent, "{d}");
+        assert_eq!(g.intent_mean, l.intent_mean, "{d}");
+        assert!(g.trial_decided, "{d}");
+        assert_eq!(Some(g.p_convert), l.p, "{d}");
+        assert_eq!(
+            Some(i64::from(g.milestones_at_decision)),
+            l.milestones,
+            "{d}"
+        );
+        assert_eq!(Some(i64::from(g.usage_at_decision)), l.usage, "{d}");
+        assert_eq!(Some(g.trial_converts), l.converts, "{d}");
+        journeys += 1;
+    }
+    assert_eq!(journeys, 5);
     server.stop().await;
 }

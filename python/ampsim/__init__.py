@@ -18,8 +18,13 @@ records and a few rendered batches, whatever the number of days.
 ``ampsim.spark`` has a Spark 4 data source (``spark.read.format("ampsim")``) and a
 ``mapInArrow`` recipe for Spark 3.x.
 
-Ground truth (latent traits, true effects, true persons and accounts) is not modelled yet, so
-there are no labels to expose; when the engine has them they will come as readers of their own.
+Ground truth: :meth:`Simulation.labels` returns a ``pyarrow.RecordBatchReader`` over one
+shard's users after a number of days (the rows of ``ampsim export --format labels``): latent
+intent and its first touch's mean, identification, and each trial's decision with the
+probability its outcome was drawn with; the schema's metadata ``ampsim.effects`` holds the true
+effect parameters as JSON::
+
+    labels = sim.labels(days=30).read_all()
 """
 
 from ._ampsim import (  # noqa: F401  (re-exported)

@@ -176,3 +176,37 @@ def test_the_wheel_is_one_abi3_wheel_for_cpython_3_9_on():
     ext = Path(ampsim._ampsim.__file__).name
     assert ext.endswith(".abi3.so"), ext
     assert ampsim.ENGINE_VERSION >= 1
+
+
+def test_labels_equal_the_servers_export_and_shards_add_up(server, work: Path):
+    """`Simulation.labels` gives the rows of `ampsim export --format labels` for the same
+    definition (the server's ground truth of every user), with the same schema and effects
+    metadata; the labels of 3 shards add up to the whole, and batch sizes do not matter."""
+    server.cli("create", "--id", "lab", "--seed", "7", "--start", START, "--scale", "0.006")
+    server.cli("generate", "--simulation", "lab", "--days", "40")
+    server.cli("export", "--simulation", "lab", "--format", "labels", "--out", str(work / "l"))
+    theirs = pq.read_table(work / "l" / "lab_labels.parquet")
+
+    sim = ampsim.Simulation(start=START, seed=7, scale=0.006)
+    reader = sim.labels(40, batch_rows=5000)
+    mine = reader.read_all()
+    assert mine.schema.names == theirs.schema.names
+    assert mine.schema.metadata[b"ampsim.effects"] == theirs.schema.metadata[b"ampsim.effects"]
+    effects = json.loads(mine.schema.metadata[b"ampsim.effects"])
+    assert effects["engine_version"] == ampsim.ENGINE_VERSION
+
+    def rows(t: pa.Table) -> list:
+        return sorted(t.to_pylist(), key=lambda r: r["device_id"])
+
+    whole = rows(mine)
+    assert len(whole) == theirs.num_rows > 1000
+    assert whole == rows(theirs)
+    decided = [r for r in whole if r["p_convert"] is not None]
+    assert len(decided) > 10 and all(0 < r["p_convert"] < 1 for r in decided)
+    assert sum(r["identified"] for r in whole) > 50
+
+    parts = [rows(sim.labels(40, shard=f"{k}/3").read_all()) for k in range(3)]
+    assert sorted(sum(parts, []), key=lambda r: r["device_id"]) == whole
+    assert all(len(p) > 0 for p in parts)
+    with pytest.raises(ValueError, match="days"):
+        sim.labels(0)

@@ -83,6 +83,12 @@ impl MemorySim {
         self.done = Vec::new();
     }
 
+    /// Takes the states of the users who will never be due again (their labels are final),
+    /// leaving them out of [`MemorySim::states`] from then on.
+    pub fn take_finished(&mut self) -> Vec<UserState> {
+        std::mem::take(&mut self.done)
+    }
+
     /// Serialises all user state in the store's binary form.
     pub fn save(&self) -> Vec<u8> {
         codec::encode_states(&self.states())

@@ -12,8 +12,9 @@
 //! batches in any process, which is what makes Spark tasks safe to retry.
 
 use ampsim_engine::columns::{self, BatchPlan};
+use ampsim_engine::labels::LabelsBuilder;
 use ampsim_engine::memory::MemorySim;
-use ampsim_engine::{Engine, Scenario, Shard, SimConfig, UserDay, ENGINE_VERSION};
+use ampsim_engine::{Engine, Scenario, Shard, SimConfig, UserDay, UserState, ENGINE_VERSION};
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_pyarrow::PyArrowType;
 use arrow_schema::{ArrowError, SchemaRef};
@@ -197,6 +198,45 @@ impl Simulation {
         Ok(PyArrowType(Box::new(reader)))
     }
 
+    /// `labels(days, shard="0/1", batch_rows=65536)`: a `pyarrow.RecordBatchReader` over the
+    /// ground truth of every user of one shard after `days` days (the rows of `ampsim export
+    /// --format labels`, in the same schema, whose metadata `ampsim.effects` holds the true
+    /// effect parameters as JSON). Users whose labels are final come as the days are
+    /// simulated, the users still due at the end last; rows are in no particular order. Memory
+    /// holds the shard's users still due, not the finished ones.
+    #[pyo3(signature = (days, shard = None, batch_rows = DEFAULT_BATCH_ROWS))]
+    fn labels(
+        &self,
+        days: u32,
+        shard: Option<&Bound<'_, PyAny>>,
+        batch_rows: usize,
+    ) -> PyResult<PyArrowType<Box<dyn RecordBatchReader + Send>>> {
+        let shard = shard.map(parse_shard).transpose()?.unwrap_or(Shard::WHOLE);
+        if days == 0 {
+            return Err(PyValueError::new_err(
+                "days: must be at least 1 (labels are as of the last simulated day)",
+            ));
+        }
+        if batch_rows == 0 {
+            return Err(PyValueError::new_err("batch_rows: must be at least 1"));
+        }
+        let mut sim = MemorySim::new_shard(Engine::new(self.config.clone()), shard);
+        let as_of = sim.engine.first_day() + days - 1;
+        let schema = LabelsBuilder::new(&sim.engine, as_of).schema();
+        let queue = sim.take_finished();
+        Ok(PyArrowType(Box::new(LabelReader {
+            sim,
+            end_day: days,
+            as_of,
+            queue,
+            pos: 0,
+            tail: false,
+            rows: batch_rows,
+            schema,
+            failed: false,
+        })))
+    }
+
     /// Pickles as its definition, so a `Simulation` can be shipped to Spark, Dask or Ray
     /// workers (which rebuild the same engine).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Definition)> {
@@ -293,14 +333,7 @@ impl Iterator for EventReader {
             Ok(b) => b.map(Ok),
             Err(panic) => {
                 self.failed = true;
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                Some(Err(ArrowError::ExternalError(
-                    format!("ampsim engine failed: {what}").into(),
-                )))
+                Some(Err(engine_panic(panic)))
             }
         }
     }
@@ -310,6 +343,85 @@ impl RecordBatchReader for EventReader {
     fn schema(&self) -> SchemaRef {
         columns::schema()
     }
+}
+
+/// One shard's labels: the states of finished users as the days are simulated, then those
+/// still due.
+struct LabelReader {
+    sim: MemorySim,
+    end_day: u32,
+    as_of: u32,
+    /// States to label from `pos` on.
+    queue: Vec<UserState>,
+    pos: usize,
+    /// Whether the days are done and the still-due users are in the queue.
+    tail: bool,
+    rows: usize,
+    schema: SchemaRef,
+    failed: bool,
+}
+
+impl LabelReader {
+    fn advance(&mut self) -> Option<RecordBatch> {
+        loop {
+            let left = self.queue.len() - self.pos;
+            if left >= self.rows || (self.tail && left > 0) {
+                let n = left.min(self.rows);
+                let mut b = LabelsBuilder::new(&self.sim.engine, self.as_of);
+                for st in &self.queue[self.pos..self.pos + n] {
+                    b.push_state(st);
+                }
+                self.pos += n;
+                return Some(b.finish());
+            }
+            if self.tail {
+                return None;
+            }
+            self.queue.drain(..self.pos);
+            self.pos = 0;
+            if self.sim.days_done() < self.end_day {
+                self.sim.step();
+                self.queue.extend(self.sim.take_finished());
+            } else {
+                self.queue.extend(self.sim.states());
+                self.tail = true;
+            }
+        }
+    }
+}
+
+impl Iterator for LabelReader {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.advance())) {
+            Ok(b) => b.map(Ok),
+            Err(panic) => {
+                self.failed = true;
+                Some(Err(engine_panic(panic)))
+            }
+        }
+    }
+}
+
+impl RecordBatchReader for LabelReader {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// The error that ends a reader whose engine panicked (a panic must not cross the Arrow C
+/// stream interface).
+fn engine_panic(panic: Box<dyn std::any::Any + Send>) -> ArrowError {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string());
+    ArrowError::ExternalError(format!("ampsim engine failed: {what}").into())
 }
 
 /// The extension module.

@@ -873,6 +873,27 @@ fn rates_follow_the_default_scenario() {
         "{}",
         report.to_table()
     );
+    // Identification by first touch: a row per source that brings first visits, each at the
+    // mean of its users' identification chances, and the channels differ (brand search and
+    // review sites bring buyers, social and lookalike audiences browsers).
+    let channels: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.key.starts_with("identified_first_touch_"))
+        .collect();
+    let sources = ampsim_engine::Scenario::default_scenario().sources;
+    assert_eq!(
+        channels.len(),
+        sources.iter().filter(|s| s.new_share > 0.0).count(),
+        "{}",
+        report.to_table()
+    );
+    let keys: Vec<&str> = channels.iter().map(|r| r.key.as_str()).collect();
+    assert_rows_pass(&report, &keys);
+    let (lo, hi) = channels.iter().fold((1.0f64, 0.0f64), |(lo, hi), r| {
+        (lo.min(r.measured), hi.max(r.measured))
+    });
+    assert!(lo > 0.0 && hi > 2.0 * lo, "{}", report.to_table());
 }
 
 #[test]
@@ -1249,6 +1270,7 @@ fn codec_round_trips_states_and_day_records() {
     let states = sim.states();
     assert!(states.iter().any(|s| s.trial.is_some_and(|t| t.ended)));
     assert!(states.iter().any(|s| s.product_sku.is_some()));
+    assert!(states.iter().any(|s| s.identify_hazard > 0));
     // A session running past the last day's midnight waits in its state.
     let mut states = states;
     if !states.iter().any(|s| s.carry.is_some()) {

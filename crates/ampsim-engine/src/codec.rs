@@ -10,7 +10,7 @@ use super::state::{
 };
 use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 4;
+const STATES_FORMAT: u8 = 5;
 const DAYS_FORMAT: u8 = 2;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
@@ -229,6 +229,7 @@ where
         if let Some(t) = st.quiet_until {
             put_varint(&mut out, zigzag(t));
         }
+        put_varint(&mut out, u64::from(st.identify_hazard));
     }
     out
 }
@@ -322,6 +323,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
         } else {
             None
         };
+        let identify_hazard = r.u32()?;
         f(UserState {
             device,
             first_touch,
@@ -339,6 +341,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             event_count,
             carry,
             quiet_until,
+            identify_hazard,
         });
     }
     Ok(())

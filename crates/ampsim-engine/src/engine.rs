@@ -866,7 +866,13 @@ impl Engine {
         // The day an event at `t` falls on: today, or tomorrow after midnight.
         let day_at = |t: i64| if t >= day_end { day + 1 } else { day };
         let mut trial_started_at = None;
-        if rng.chance((s.forms.reach_probability * (b.reach_per_propensity * x).exp()).min(1.0)) {
+        let reach = (s.forms.reach_probability * (b.reach_per_propensity * x).exp()).min(1.0);
+        if !st.is_identified() {
+            // An anonymous user's first form identifies it (it has no trial yet, so every
+            // form is on offer): the chance that this session does.
+            st.add_identify_probability(reach * self.submit[tier]);
+        }
+        if rng.chance(reach) {
             let identified = st.is_identified();
             let submits = if identified {
                 rng.chance(s.forms.secondary_probability)

@@ -232,6 +232,9 @@ pub struct ReportBuilder<'e> {
     /// Closed, decided trials by activation level ([`ACTIVATION_LEVELS`]): how many, how
     /// many converted, and the sum of their modelled conversion probabilities.
     by_activation: [(u64, u64, f64); 3],
+    /// Per first-touch source (index into `scenario.sources`), the users first seen in
+    /// the range: the sum of their identification probabilities (ground truth).
+    identify_p_by_source: Vec<f64>,
     // from records
     sessions: u64,
     /// Sessions that began before the first day and ran past its midnight.
@@ -245,6 +248,9 @@ pub struct ReportBuilder<'e> {
     reengagement_on_new: u64,
     campaign_on_non_cpc: u64,
     out_of_order: u64,
+    /// Per first-touch source: devices whose first session is in the range, and how many
+    /// of them an event of the range identified.
+    first_touch_users: Vec<(u64, u64)>,
     #[allow(clippy::disallowed_types)]
     progress: HashMap<u64, Progress>,
 }
@@ -280,6 +286,7 @@ impl<'e> ReportBuilder<'e> {
             trials_closed: [0; 2],
             converted_closed: [0; 2],
             by_activation: [(0, 0, 0.0); 3],
+            identify_p_by_source: vec![0.0; engine.scenario().sources.len()],
             sessions: 0,
             carried_in: 0,
             events: 0,
@@ -291,6 +298,7 @@ impl<'e> ReportBuilder<'e> {
             reengagement_on_new: 0,
             campaign_on_non_cpc: 0,
             out_of_order: 0,
+            first_touch_users: vec![(0, 0); engine.scenario().sources.len()],
             #[allow(clippy::disallowed_types)]
             progress: HashMap::new(),
         }
@@ -318,6 +326,12 @@ impl<'e> ReportBuilder<'e> {
         self.returning_sessions += in_range - u64::from(new_here && n > 0);
         if new_here {
             self.users += 1;
+            if let Some(p) = self
+                .identify_p_by_source
+                .get_mut(st.first_touch.source as usize)
+            {
+                *p += st.identify_probability_sum();
+            }
             if st.first_day() + self.settle_window <= self.last_day {
                 self.settled_users += 1;
                 if n >= 2 && st.sessions[1].day <= st.sessions[0].day + self.settle_window {
@@ -395,6 +409,15 @@ impl<'e> ReportBuilder<'e> {
         // A user first seen in the warm start: the order of its journey cannot be checked
         // from the emitted days, whose records it begins in the middle of.
         let checked = super::ids::first_day_of(ud.device) >= self.first_day;
+        // A device's first session is where the report meets its first touch.
+        if checked && ud.new_sessions().any(|s| s.first) {
+            if let Some(ft) = self
+                .first_touch_users
+                .get_mut(ud.first_touch.source as usize)
+            {
+                ft.0 += 1;
+            }
+        }
         let mut p = self.progress.get(&ud.device).copied().unwrap_or_default();
         let tracked = p.identified || usize::from(ud.user_id_from) < ud.events.len();
         let out_of_order_before = self.out_of_order;
@@ -404,6 +427,14 @@ impl<'e> ReportBuilder<'e> {
             if has_user_id && !p.identified {
                 if e.kind == EventKind::Form {
                     p.identified = true;
+                    if checked {
+                        if let Some(ft) = self
+                            .first_touch_users
+                            .get_mut(ud.first_touch.source as usize)
+                        {
+                            ft.1 += 1;
+                        }
+                    }
                 } else {
                     self.out_of_order += 1;
                 }
@@ -760,6 +791,41 @@ impl<'e> ReportBuilder<'e> {
                 if n > 0 { p_sum / n as f64 } else { 0.0 },
                 0.02,
                 converted,
+                n,
+                true,
+            );
+        }
+
+        // Identification by first touch: the target is the mean, over the users first seen
+        // through the source, of the sum of their sessions' chances to identify them while
+        // anonymous (ground truth: by optional stopping its mean is the expected rate); the
+        // measurement is the share of them whose events identify them.
+        for (i, src) in s.sources.iter().enumerate() {
+            let (n, identified) = self.first_touch_users[i];
+            if n == 0 && src.new_share <= 0.0 {
+                continue; // a source that brings no first visits
+            }
+            let twin = s.sources[..i]
+                .iter()
+                .any(|o| o.source == src.source && o.medium == src.medium);
+            let key = if twin {
+                format!("identified_first_touch_{}_{}_{i}", src.source, src.medium)
+            } else {
+                format!("identified_first_touch_{}_{}", src.source, src.medium)
+            };
+            let target = if n > 0 {
+                self.identify_p_by_source[i] / n as f64
+            } else {
+                0.0
+            };
+            // Rates well under 1%: the slack is a tenth of the rate, so that a channel off by
+            // more than that fails once the sample can tell.
+            rate(
+                &key,
+                &format!("identified, first touch {} / {}", src.source, src.medium),
+                target,
+                (0.1 * target).max(1e-4),
+                identified,
                 n,
                 true,
             );

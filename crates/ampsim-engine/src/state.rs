@@ -110,7 +110,15 @@ pub struct UserState {
     /// No session starts before this: the end of the last session plus Amplitude's session
     /// timeout, kept only when that is past the session's day (closer sessions would be one).
     pub quiet_until: Option<i64>,
+    /// Ground truth for the report: the sum, over the user's sessions while it was
+    /// anonymous, of the probability that the session identified it (in units of
+    /// 1/[`HAZARD_SCALE`]). Its mean over a group of users is the group's expected
+    /// identification rate.
+    pub identify_hazard: u32,
 }
+
+/// The fixed-point unit of [`UserState::identify_hazard`].
+pub const HAZARD_SCALE: f64 = 65_536.0;
 
 /// The part of a session after midnight, kept in the user's state until its day is
 /// generated, so that every day's record holds exactly the events of that (UTC) day and a
@@ -145,6 +153,7 @@ impl UserState {
             event_count: 0,
             carry: None,
             quiet_until: None,
+            identify_hazard: 0,
         }
     }
 
@@ -174,6 +183,17 @@ impl UserState {
     /// Number of sessions so far.
     pub fn session_count(&self) -> u32 {
         self.sessions.len() as u32
+    }
+
+    /// [`UserState::identify_hazard`] as a probability sum.
+    pub fn identify_probability_sum(&self) -> f64 {
+        f64::from(self.identify_hazard) / HAZARD_SCALE
+    }
+
+    /// Adds the identification probability `p` of one anonymous session.
+    pub fn add_identify_probability(&mut self, p: f64) {
+        let units = (p.clamp(0.0, 1.0) * HAZARD_SCALE).round() as u32;
+        self.identify_hazard = self.identify_hazard.saturating_add(units);
     }
 
     /// Whether the user has filled a form.

@@ -265,17 +265,20 @@ pub fn generate(
             message: format!("checkpoint does not decompress: {e}"),
         })?;
         let day = engine.first_day() + manifest.checkpoint_day;
-        MemorySim::restore_shard(engine, opts.shard, day, &raw).map_err(|e| Error::Corrupt {
-            path: state_path.clone(),
-            message: format!("checkpoint does not decode: {e}"),
-        })?
+        let mut sim = MemorySim::restore_shard(engine, opts.shard, day, &raw).map_err(|e| {
+            Error::Corrupt {
+                path: state_path.clone(),
+                message: format!("checkpoint does not decode: {e}"),
+            }
+        })?;
+        sim.set_keep_finished(false);
+        sim
     } else {
-        MemorySim::new_shard(engine, opts.shard)
+        MemorySim::events_only(engine, opts.shard)
     };
     let mut days_replayed = 0;
     while sim.days_done() < manifest.days_complete {
-        sim.step();
-        sim.forget_finished();
+        sim.step_events();
         days_replayed += 1;
     }
 
@@ -326,8 +329,7 @@ pub fn generate(
             while sim.days_done() < opts.days {
                 // `day`: the emitted day's index from the start date (the manifest's count).
                 let (day, date) = (sim.days_done(), sim.engine.date_of(sim.next_day()));
-                let out = sim.step();
-                sim.forget_finished();
+                let out = sim.step_events();
                 let date = date.format("%Y-%m-%d").to_string();
                 let checkpoint = if (day + 1) % every == 0 || day + 1 == opts.days {
                     let path = state_path(day + 1);

@@ -65,7 +65,7 @@ pub fn run(args: &BenchEngineArgs) -> anyhow::Result<()> {
     pool.install(|| {
         for _ in 0..args.days {
             let t = Instant::now();
-            let out = sim.step();
+            let out = sim.step_events();
             gen_secs += t.elapsed().as_secs_f64();
             sessions += u64::from(out.sessions);
             events += out.events;

@@ -292,6 +292,31 @@ fn due_users_may_come_in_any_order() {
     assert_eq!(sorted, sim.step(), "step_day differs from MemorySim::step");
 }
 
+/// The events-only driver (what `generate --out` and the Python reader run) gives the records
+/// of the full one day by day, hands out no states, and keeps only the users still due.
+#[test]
+fn an_events_only_simulation_has_the_same_days_and_keeps_only_users_still_due() {
+    let cfg = config("", 4, start(), 0.01);
+    let mut full = MemorySim::new(Engine::new(cfg.clone()));
+    let mut lean = MemorySim::events_only(Engine::new(cfg), ampsim_engine::Shard::WHOLE);
+    for _ in 0..25 {
+        let a = full.step();
+        let b = lean.step_events();
+        assert!(!a.states.is_empty());
+        assert!(b.states.is_empty(), "step_events handed out states");
+        assert_eq!(a.records, b.records, "day {}", a.day);
+        assert_eq!((a.sessions, a.events), (b.sessions, b.events));
+    }
+    let still_due: Vec<UserState> = full
+        .states()
+        .into_iter()
+        .filter(|s| s.next_due().is_some())
+        .collect();
+    assert!(still_due.len() < full.states().len(), "nobody finished");
+    assert_eq!(lean.states(), still_due);
+    assert!(lean.take_finished().is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5: journey invariants on the rendered events of a 120-day run
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ pub struct MemorySim {
     next_day: u32,
     due: BTreeMap<u32, Vec<UserState>>,
     done: Vec<UserState>,
+    /// Whether the states of users who will never be due again are kept (for
+    /// [`MemorySim::states`] and labels) or dropped as they finish.
+    keep_finished: bool,
 }
 
 impl MemorySim {
@@ -26,17 +29,40 @@ impl MemorySim {
     /// One shard of a simulation, ready for its first emitted day: the warm start's days
     /// (before [`Engine::first_day`]) are run here and their outputs dropped.
     pub fn new_shard(engine: Engine, shard: Shard) -> Self {
+        Self::warmed_up(engine, shard, true)
+    }
+
+    /// One shard, ready for its first emitted day, that keeps only what it needs to go on:
+    /// the states of users who will never be due again are dropped as they finish (in the
+    /// warm start too), so [`MemorySim::states`] and [`MemorySim::save`] hold the users still
+    /// due. What a reader that wants events only runs (`generate --out`, the Python events
+    /// reader); with [`MemorySim::step_events`] it never copies a state.
+    pub fn events_only(engine: Engine, shard: Shard) -> Self {
+        Self::warmed_up(engine, shard, false)
+    }
+
+    fn warmed_up(engine: Engine, shard: Shard, keep_finished: bool) -> Self {
         let mut sim = MemorySim {
             engine,
             shard,
             next_day: 0,
             due: BTreeMap::new(),
             done: Vec::new(),
+            keep_finished,
         };
         while sim.next_day < sim.engine.first_day() {
-            sim.step();
+            sim.advance(false);
         }
         sim
+    }
+
+    /// From now on, drop (`false`) or keep the states of users who will never be due again;
+    /// dropping also forgets those kept so far.
+    pub fn set_keep_finished(&mut self, keep: bool) {
+        self.keep_finished = keep;
+        if !keep {
+            self.forget_finished();
+        }
     }
 
     /// The next day to generate (a day number: see [`Engine::first_day`]).
@@ -51,14 +77,29 @@ impl MemorySim {
 
     /// Generates the next day.
     pub fn step(&mut self) -> DayOutput {
+        self.advance(true)
+    }
+
+    /// Generates the next day without handing out its states: the output's `states` is
+    /// empty (they move into the simulation instead of being copied), its records and counts
+    /// are those of [`MemorySim::step`].
+    pub fn step_events(&mut self) -> DayOutput {
+        self.advance(false)
+    }
+
+    fn advance(&mut self, with_states: bool) -> DayOutput {
         let day = self.next_day;
         let due = self.due.remove(&day).unwrap_or_default();
-        let out = self.engine.step_day_shard(day, due, self.shard);
-        for st in &out.states {
-            match st.next_due() {
-                Some(d) => self.due.entry(d).or_default().push(st.clone()),
-                None => self.done.push(st.clone()),
-            }
+        let mut out = self.engine.step_day_shard(day, due, self.shard);
+        let mut file = |st: UserState| match st.next_due() {
+            Some(d) => self.due.entry(d).or_default().push(st),
+            None if self.keep_finished => self.done.push(st),
+            None => {}
+        };
+        if with_states {
+            out.states.iter().cloned().for_each(&mut file);
+        } else {
+            std::mem::take(&mut out.states).into_iter().for_each(file);
         }
         self.next_day += 1;
         out
@@ -119,6 +160,7 @@ impl MemorySim {
             next_day,
             due: BTreeMap::new(),
             done: Vec::new(),
+            keep_finished: true,
         };
         codec::for_each_state(blob, |st| match st.next_due() {
             Some(d) => sim.due.entry(d).or_default().push(st),

@@ -184,7 +184,7 @@ impl Simulation {
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("thread pool: {e}")))?;
         let reader = EventReader {
-            sim: MemorySim::new_shard(Engine::new(self.config.clone()), shard),
+            sim: MemorySim::events_only(Engine::new(self.config.clone()), shard),
             first_day,
             end_day: days,
             records: Vec::new(),
@@ -304,11 +304,7 @@ impl EventReader {
             }
             let day = self.sim.days_done();
             let sim = &mut self.sim;
-            let out = self.pool.install(|| {
-                let out = sim.step();
-                sim.forget_finished();
-                out
-            });
+            let out = self.pool.install(|| sim.step_events());
             if day >= self.first_day {
                 self.records = out.records;
                 self.plan = self
@@ -380,7 +376,7 @@ impl LabelReader {
             self.queue.drain(..self.pos);
             self.pos = 0;
             if self.sim.days_done() < self.end_day {
-                self.sim.step();
+                self.sim.step_events();
                 self.queue.extend(self.sim.take_finished());
             } else {
                 self.queue.extend(self.sim.states());

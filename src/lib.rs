@@ -12,6 +12,7 @@ pub mod export;
 pub mod offline;
 pub mod pb;
 pub mod query;
+pub mod report_html;
 pub mod rpc;
 pub mod server;
 pub mod store;

@@ -207,6 +207,10 @@ pub struct ReportArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page with charts (daily sessions by
+    /// channel, the funnel, weekly retention, trial conversion) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub client: ClientOpts,
@@ -426,7 +430,7 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
     let mut c = connect(&a.client).await?;
     let r = c
         .get_report(pb::GetReportRequest {
-            simulation_id: a.simulation,
+            simulation_id: a.simulation.clone(),
         })
         .await
         .map_err(status)?
@@ -455,7 +459,14 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
                 sample: x.sample,
             })
             .collect(),
+        series: r.series.map(series).unwrap_or_default(),
     };
+    if let Some(path) = &a.html {
+        let page = crate::report_html::render(&report, &a.simulation)?;
+        std::fs::write(path, page)
+            .with_context(|| format!("--html: cannot write {}", path.display()))?;
+        eprintln!("wrote the HTML report to {}", path.display());
+    }
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -463,6 +474,48 @@ async fn report(a: ReportArgs) -> anyhow::Result<()> {
         outln!("{}", report.verdict());
     }
     Ok(())
+}
+
+/// The report's series from their message.
+fn series(s: pb::ReportSeries) -> ampsim_engine::report::Series {
+    use ampsim_engine::report as r;
+    r::Series {
+        first_date: s.first_date,
+        daily_sessions: s
+            .daily_sessions
+            .into_iter()
+            .map(|x| r::NamedSeries {
+                name: x.name,
+                values: x.values,
+            })
+            .collect(),
+        funnel: s
+            .funnel
+            .into_iter()
+            .map(|x| r::Stage {
+                name: x.name,
+                users: x.users,
+            })
+            .collect(),
+        retention: s
+            .retention
+            .into_iter()
+            .map(|x| r::Cohort {
+                week_start: x.week_start,
+                users: x.users,
+                active: x.active,
+            })
+            .collect(),
+        conversion: s
+            .conversion
+            .into_iter()
+            .map(|x| r::Conversion {
+                name: x.name,
+                trials: x.trials,
+                converted: x.converted,
+            })
+            .collect(),
+    }
 }
 
 async fn journey(a: JourneyArgs) -> anyhow::Result<()> {

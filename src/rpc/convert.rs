@@ -68,6 +68,47 @@ pub fn report(r: &Report) -> pb::Report {
                 status: x.status.label().to_string(),
             })
             .collect(),
+        series: Some(series(&r.series)),
+    }
+}
+
+fn series(s: &ampsim_engine::report::Series) -> pb::ReportSeries {
+    pb::ReportSeries {
+        first_date: s.first_date.clone(),
+        daily_sessions: s
+            .daily_sessions
+            .iter()
+            .map(|x| pb::NamedSeries {
+                name: x.name.clone(),
+                values: x.values.clone(),
+            })
+            .collect(),
+        funnel: s
+            .funnel
+            .iter()
+            .map(|x| pb::FunnelStage {
+                name: x.name.clone(),
+                users: x.users,
+            })
+            .collect(),
+        retention: s
+            .retention
+            .iter()
+            .map(|x| pb::RetentionCohort {
+                week_start: x.week_start.clone(),
+                users: x.users,
+                active: x.active.clone(),
+            })
+            .collect(),
+        conversion: s
+            .conversion
+            .iter()
+            .map(|x| pb::TrialConversion {
+                name: x.name.clone(),
+                trials: x.trials,
+                converted: x.converted,
+            })
+            .collect(),
     }
 }
 

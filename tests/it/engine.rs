@@ -1539,3 +1539,102 @@ fn user_ids_round_trip_and_foreign_ones_are_refused() {
     let (local, _) = u.split_once('@').unwrap();
     assert_eq!(engine.parse_user_id(&format!("{local}@example.com")), None);
 }
+
+/// The report's chart series agree with the event stream and with the report's own rows.
+#[test]
+fn report_series_agree_with_the_events_and_the_rows() {
+    let (seed, scale, days) = (6, 0.02, 70);
+    let engine = Engine::new(config("", seed, start(), scale));
+    let mut sim = MemorySim::new(Engine::new(config("", seed, start(), scale)));
+    let first = engine.first_day();
+    let mut b = ReportBuilder::new(&engine, first + days - 1);
+    // Sessions by the date of their start (session_id), from the rendered events.
+    let mut by_day: BTreeMap<i64, HashSet<(String, i64)>> = BTreeMap::new();
+    let day0 = engine.day_start_ms(first);
+    for _ in 0..days {
+        let out = sim.step();
+        for e in sim.engine.render_day(&out) {
+            if e.session_id >= day0 {
+                by_day
+                    .entry((e.session_id - day0).div_euclid(86_400_000))
+                    .or_default()
+                    .insert((e.device_id.clone(), e.session_id));
+            }
+        }
+        for r in &out.records {
+            b.add_user_day(r);
+        }
+    }
+    for st in sim.states() {
+        b.add_state(&st);
+    }
+    let report = b.finish();
+    let s = &report.series;
+    assert_eq!(s.first_date, "2025-01-06");
+
+    // Daily sessions: one series per medium of the scenario, adding up to the events' sessions.
+    let mediums: Vec<String> =
+        Scenario::default_scenario()
+            .sources
+            .iter()
+            .fold(Vec::new(), |mut v, src| {
+                if !v.contains(&src.medium) {
+                    v.push(src.medium.clone());
+                }
+                v
+            });
+    let names: Vec<&str> = s.daily_sessions.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(
+        names,
+        mediums.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for d in 0..days as usize {
+        let total: u64 = s.daily_sessions.iter().map(|x| x.values[d]).sum();
+        let events = by_day.get(&(d as i64)).map_or(0, |x| x.len()) as u64;
+        assert_eq!(total, events, "sessions of day {d}");
+    }
+    assert!(s
+        .daily_sessions
+        .iter()
+        .all(|x| x.values.iter().sum::<u64>() > 0));
+
+    // Funnel: visited is the report's unique users; every stage is reached and narrows.
+    let users: Vec<u64> = s.funnel.iter().map(|x| x.users).collect();
+    assert_eq!(users.len(), 4);
+    assert_eq!(
+        users[0] as f64,
+        report.row("unique_users").unwrap().measured
+    );
+    assert!(
+        users.windows(2).all(|w| w[0] > w[1]) && users[3] > 0,
+        "{users:?}"
+    );
+
+    // Retention: a cohort a week, everyone active in its own week, later weeks fewer.
+    assert_eq!(s.retention.len(), (days as usize).div_ceil(7));
+    assert_eq!(s.retention.iter().map(|c| c.users).sum::<u64>(), users[0]);
+    for (w, c) in s.retention.iter().enumerate() {
+        assert_eq!(c.active[0], c.users, "cohort {w}");
+        assert!(c.active.iter().skip(1).all(|a| *a < c.users));
+        let complete = days as usize / 7;
+        assert_eq!(
+            c.active.len(),
+            complete.saturating_sub(w).clamp(1, 13),
+            "cohort {w}"
+        );
+    }
+    assert!(s.retention[0].active[1] > 0);
+
+    // Trial outcomes by path are the conversion rows' samples and measurements.
+    for (i, key) in ["conversion_self_service", "conversion_sales_assisted"]
+        .iter()
+        .enumerate()
+    {
+        let row = report.row(key).unwrap();
+        let c = &s.conversion[i];
+        assert_eq!(c.trials, row.sample, "{key}");
+        assert!((c.converted as f64 / c.trials as f64 - row.measured).abs() < 1e-12);
+    }
+    let levels: u64 = s.conversion[2..].iter().map(|c| c.trials).sum();
+    assert!(levels > 0 && levels <= s.conversion[..2].iter().map(|c| c.trials).sum::<u64>());
+}

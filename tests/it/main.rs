@@ -7,6 +7,7 @@ mod causes;
 mod engine;
 mod export;
 mod fuzz;
+mod html;
 mod integrity;
 mod labels;
 mod layout;

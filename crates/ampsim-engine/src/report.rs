@@ -101,6 +101,30 @@ pub struct ReportRow {
     pub sample: u64,
 }
 
+impl ReportRow {
+    /// The target, tolerance and measurement as the report prints them (percentages for
+    /// ratios, `exact` for violations, a dash where a row has no target or sample).
+    pub fn cells(&self) -> [String; 3] {
+        let f = |v: f64| match self.unit.as_str() {
+            "ratio" => format!("{:.2}%", v * 100.0),
+            _ => format!("{v:.0}"),
+        };
+        let info = self.status == RowStatus::Info;
+        let target = if info {
+            "—".to_string()
+        } else {
+            f(self.target)
+        };
+        let tol = match self.unit.as_str() {
+            _ if info || self.sample == 0 => "—".to_string(),
+            "ratio" => format!("±{:.2}pp", self.tolerance * 100.0),
+            "violations" => "exact".to_string(),
+            _ => format!("±{:.0}", self.tolerance),
+        };
+        [target, tol, f(self.measured)]
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -110,6 +134,72 @@ pub struct Report {
     pub population_scale: f64,
     /// The rows, in DESIGN section 3 order, then the checklist.
     pub rows: Vec<ReportRow>,
+    /// The series of the report's charts.
+    pub series: Series,
+}
+
+/// Weeks after its first one that the retention series follows a cohort.
+pub const RETENTION_WEEKS: usize = 12;
+
+/// The series a report's charts are drawn from (the HTML report, and GetReport's clients),
+/// measured from the events (day records) and, for retention and trial outcomes, from the
+/// users' states (whose sessions and trials are the events'); only users first seen in the
+/// emitted days count, except in the daily sessions, which are all of the days' sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Series {
+    /// The first emitted date, `YYYY-MM-DD`; the daily series start there.
+    pub first_date: String,
+    /// Sessions per day by channel (the medium of the session's source).
+    pub daily_sessions: Vec<NamedSeries>,
+    /// The funnel of the users first seen in the range, from their events: visited,
+    /// identified, started a trial, paid.
+    pub funnel: Vec<Stage>,
+    /// Weekly retention: per weekly cohort of new users (by first visit), the users with a
+    /// session in each week since (week 0 is the cohort's own), while the week is complete.
+    pub retention: Vec<Cohort>,
+    /// Closed trials and their conversions, by path and by activation level.
+    pub conversion: Vec<Conversion>,
+}
+
+/// A named series of daily values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NamedSeries {
+    /// The series' name (a channel).
+    pub name: String,
+    /// One value per emitted day.
+    pub values: Vec<u64>,
+}
+
+/// A funnel stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stage {
+    /// The stage's name.
+    pub name: String,
+    /// Users who reached it.
+    pub users: u64,
+}
+
+/// A weekly cohort of new users.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Cohort {
+    /// The cohort week's first date, `YYYY-MM-DD` (weeks count from the first emitted day).
+    pub week_start: String,
+    /// Users first seen that week.
+    pub users: u64,
+    /// Of them, the users with a session in week 0, 1, ... since (up to
+    /// [`RETENTION_WEEKS`], while the week is complete).
+    pub active: Vec<u64>,
+}
+
+/// Closed trials of a group and how many converted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Conversion {
+    /// The group, e.g. `self-service` or `4+ milestones`.
+    pub name: String,
+    /// Closed trials.
+    pub trials: u64,
+    /// Of them, converted.
+    pub converted: u64,
 }
 
 impl Report {
@@ -167,24 +257,13 @@ impl Report {
             "figure", "target", "tolerance", "measured", "sample", "result"
         ));
         for r in &self.rows {
-            let f = |v: f64| match r.unit.as_str() {
-                "ratio" => format!("{:.2}%", v * 100.0),
-                _ => format!("{v:.0}"),
-            };
-            let info = r.status == RowStatus::Info;
-            let target = if info { "—".to_string() } else { f(r.target) };
-            let tol = match r.unit.as_str() {
-                _ if info || r.sample == 0 => "—".to_string(),
-                "ratio" => format!("±{:.2}pp", r.tolerance * 100.0),
-                "violations" => "exact".to_string(),
-                _ => format!("±{:.0}", r.tolerance),
-            };
+            let [target, tol, measured] = r.cells();
             s.push_str(&format!(
                 "{:<w$} {:>14} {:>14} {:>14} {:>10}  {}\n",
                 r.name,
                 target,
                 tol,
-                f(r.measured),
+                measured,
                 r.sample,
                 match r.status {
                     RowStatus::Pass => "PASS",
@@ -251,6 +330,15 @@ pub struct ReportBuilder<'e> {
     /// Per first-touch source: devices whose first session is in the range, and how many
     /// of them an event of the range identified.
     first_touch_users: Vec<(u64, u64)>,
+    /// The channel (index into `channels`) of each source.
+    channel_of: Vec<usize>,
+    channels: Vec<String>,
+    /// Sessions per channel per emitted day.
+    daily_sessions: Vec<Vec<u64>>,
+    /// Users first seen in the range who reached each funnel stage (from their events).
+    funnel: [u64; 4],
+    /// Per weekly cohort: users, and users active in each week since.
+    retention: Vec<(u64, [u64; RETENTION_WEEKS + 1])>,
     #[allow(clippy::disallowed_types)]
     progress: HashMap<u64, Progress>,
 }
@@ -269,6 +357,20 @@ impl<'e> ReportBuilder<'e> {
     /// least [`Engine::first_day`]).
     pub fn new(engine: &'e Engine, last_day: u32) -> Self {
         let max_delays: [u32; 5] = std::array::from_fn(|t| Self::max_delay(engine, t));
+        let days = (last_day + 1).saturating_sub(engine.first_day()) as usize;
+        let mut channels: Vec<String> = Vec::new();
+        let channel_of = engine
+            .scenario()
+            .sources
+            .iter()
+            .map(|src| match channels.iter().position(|c| *c == src.medium) {
+                Some(i) => i,
+                None => {
+                    channels.push(src.medium.clone());
+                    channels.len() - 1
+                }
+            })
+            .collect();
         ReportBuilder {
             engine,
             first_day: engine.first_day(),
@@ -299,6 +401,11 @@ impl<'e> ReportBuilder<'e> {
             campaign_on_non_cpc: 0,
             out_of_order: 0,
             first_touch_users: vec![(0, 0); engine.scenario().sources.len()],
+            channel_of,
+            daily_sessions: vec![vec![0; days]; channels.len()],
+            channels,
+            funnel: [0; 4],
+            retention: vec![(0, [0; RETENTION_WEEKS + 1]); days.div_ceil(7)],
             #[allow(clippy::disallowed_types)]
             progress: HashMap::new(),
         }
@@ -326,6 +433,23 @@ impl<'e> ReportBuilder<'e> {
         self.returning_sessions += in_range - u64::from(new_here && n > 0);
         if new_here {
             self.users += 1;
+            // Weekly retention, weeks counted from the first emitted day; a week counts
+            // once it is complete (the cohort's own week always).
+            let cohort = ((st.first_day() - first) / 7) as usize;
+            let complete_weeks = ((self.last_day + 1 - first) / 7) as usize;
+            if let Some((users, active)) = self.retention.get_mut(cohort) {
+                *users += 1;
+                let mut last = None;
+                for sess in &st.sessions {
+                    let week = (sess.day.saturating_sub(first) / 7) as usize;
+                    let k = week.saturating_sub(cohort);
+                    if k <= RETENTION_WEEKS && (k == 0 || week < complete_weeks) && last != Some(k)
+                    {
+                        active[k] += 1;
+                        last = Some(k);
+                    }
+                }
+            }
             if let Some(p) = self
                 .identify_p_by_source
                 .get_mut(st.first_touch.source as usize)
@@ -392,6 +516,12 @@ impl<'e> ReportBuilder<'e> {
                 continue;
             }
             self.sessions += 1;
+            let day = (ud.day - self.first_day) as usize;
+            if let Some(&c) = self.channel_of.get(sess.touch.source as usize) {
+                if let Some(v) = self.daily_sessions[c].get_mut(day) {
+                    *v += 1;
+                }
+            }
             let src = &s.sources[sess.touch.source as usize];
             if sess.touch.campaign > 0 {
                 if src.medium != "cpc" {
@@ -411,6 +541,7 @@ impl<'e> ReportBuilder<'e> {
         let checked = super::ids::first_day_of(ud.device) >= self.first_day;
         // A device's first session is where the report meets its first touch.
         if checked && ud.new_sessions().any(|s| s.first) {
+            self.funnel[0] += 1;
             if let Some(ft) = self
                 .first_touch_users
                 .get_mut(ud.first_touch.source as usize)
@@ -428,6 +559,7 @@ impl<'e> ReportBuilder<'e> {
                 if e.kind == EventKind::Form {
                     p.identified = true;
                     if checked {
+                        self.funnel[1] += 1;
                         if let Some(ft) = self
                             .first_touch_users
                             .get_mut(ud.first_touch.source as usize)
@@ -453,6 +585,9 @@ impl<'e> ReportBuilder<'e> {
                             self.out_of_order += 1;
                         }
                         p.trial_start = Some(ud.day);
+                        if checked {
+                            self.funnel[2] += 1;
+                        }
                     }
                 }
                 EventKind::UpgradeClicked | EventKind::ContactSalesClicked => {
@@ -499,6 +634,9 @@ impl<'e> ReportBuilder<'e> {
                     }
                     if !p.converted {
                         self.out_of_order += 1;
+                    }
+                    if checked {
+                        self.funnel[3] += 1;
                     }
                 }
                 _ => {}
@@ -878,10 +1016,63 @@ impl<'e> ReportBuilder<'e> {
             (self.sessions - self.carried_in).abs_diff(self.sessions_from_states),
             self.sessions,
         );
+        let date = |d: u32| engine.date_of(d).format("%Y-%m-%d").to_string();
+        let mut conversion: Vec<Conversion> = ["self-service", "sales-assisted"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Conversion {
+                name: (*name).to_string(),
+                trials: self.trials_closed[i],
+                converted: self.converted_closed[i],
+            })
+            .collect();
+        conversion.extend(ACTIVATION_LEVELS.iter().zip(self.by_activation).map(
+            |((label, _), (n, converted, _))| Conversion {
+                name: format!("{label} milestones"),
+                trials: n,
+                converted,
+            },
+        ));
+        let series = Series {
+            first_date: date(first),
+            daily_sessions: self
+                .channels
+                .iter()
+                .zip(self.daily_sessions)
+                .map(|(name, values)| NamedSeries {
+                    name: name.clone(),
+                    values,
+                })
+                .collect(),
+            funnel: ["visited", "identified", "started a trial", "paid"]
+                .iter()
+                .zip(self.funnel)
+                .map(|(name, users)| Stage {
+                    name: (*name).to_string(),
+                    users,
+                })
+                .collect(),
+            retention: self
+                .retention
+                .iter()
+                .enumerate()
+                .map(|(w, (users, active))| {
+                    let complete = ((last + 1 - first) / 7) as usize;
+                    let weeks = complete.saturating_sub(w).clamp(1, RETENTION_WEEKS + 1);
+                    Cohort {
+                        week_start: date(first + 7 * w as u32),
+                        users: *users,
+                        active: active[..weeks].to_vec(),
+                    }
+                })
+                .collect(),
+            conversion,
+        };
         Report {
             days,
             population_scale: scale,
             rows,
+            series,
         }
     }
 }

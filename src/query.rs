@@ -11,7 +11,7 @@ use ampsim_engine::render::campaign_name;
 use ampsim_engine::scenario::TrialPath;
 use ampsim_engine::state::EventKind;
 use ampsim_engine::{codec, Engine, UserDay, UserState};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 /// What a user's journey amounts to.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -496,11 +496,8 @@ pub struct CohortAgg {
     pub paid: u64,
     /// Sessions.
     pub sessions: u64,
-    /// Per first-seen week (counted from the first emitted day): (users, users active in
-    /// week +k).
-    pub retention: BTreeMap<u32, (u64, Vec<u64>)>,
-    /// The first emitted day: week 0 starts on it.
-    pub origin: u32,
+    /// Retention by first-seen week, counted from the first emitted day.
+    pub retention: ampsim_engine::report::WeeklyRetention,
     /// The first members by device number.
     members: BinaryHeap<Member>,
     max_members: usize,
@@ -512,7 +509,7 @@ impl CohortAgg {
     pub fn new(max_members: usize, origin: u32) -> Self {
         CohortAgg {
             max_members,
-            origin,
+            retention: ampsim_engine::report::WeeklyRetention::new(origin),
             ..Default::default()
         }
     }
@@ -534,23 +531,7 @@ impl CohortAgg {
         if outcome == Outcome::Converted {
             self.paid += 1;
         }
-        let week = first_day_of(st.device).saturating_sub(self.origin) / 7;
-        let row = self
-            .retention
-            .entry(week)
-            .or_insert_with(|| (0, Vec::new()));
-        row.0 += 1;
-        let mut last = u32::MAX;
-        for s in st.sessions.iter().filter(|s| s.day >= self.origin) {
-            let k = ((s.day - self.origin) / 7).saturating_sub(week);
-            if k != last {
-                if row.1.len() <= k as usize {
-                    row.1.resize(k as usize + 1, 0);
-                }
-                row.1[k as usize] += 1;
-                last = k;
-            }
-        }
+        self.retention.add(st);
         if self.max_members > 0 {
             let m = Member {
                 device: st.device,
@@ -578,16 +559,7 @@ impl CohortAgg {
         self.trials_closed += o.trials_closed;
         self.paid += o.paid;
         self.sessions += o.sessions;
-        for (w, (n, act)) in o.retention {
-            let row = self.retention.entry(w).or_insert_with(|| (0, Vec::new()));
-            row.0 += n;
-            if row.1.len() < act.len() {
-                row.1.resize(act.len(), 0);
-            }
-            for (i, a) in act.into_iter().enumerate() {
-                row.1[i] += a;
-            }
-        }
+        self.retention.merge(o.retention);
         for m in o.members {
             if self.members.len() < self.max_members {
                 self.members.push(m);

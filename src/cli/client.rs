@@ -493,7 +493,7 @@ fn series(s: pb::ReportSeries) -> ampsim_engine::report::Series {
             .funnel
             .into_iter()
             .map(|x| r::Stage {
-                name: x.name,
+                name: x.step,
                 users: x.users,
             })
             .collect(),

@@ -83,14 +83,12 @@ fn series(s: &ampsim_engine::report::Series) -> pb::ReportSeries {
                 values: x.values.clone(),
             })
             .collect(),
-        funnel: s
-            .funnel
-            .iter()
-            .map(|x| pb::FunnelStage {
-                name: x.name.clone(),
-                users: x.users,
-            })
-            .collect(),
+        funnel: funnel(
+            &s.funnel
+                .iter()
+                .map(|x| (x.name.as_str(), x.users))
+                .collect::<Vec<_>>(),
+        ),
         retention: s
             .retention
             .iter()
@@ -194,34 +192,9 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// A cohort summary as a message.
-pub fn cohort_summary(
-    engine: &ampsim_engine::Engine,
-    sim: &SimRow,
-    a: &crate::query::CohortAgg,
-) -> pb::CohortSummary {
-    let last_week = sim.emitted_days().saturating_sub(1) / 7;
-    let retention = a
-        .retention
-        .iter()
-        .map(|(&week, (users, active))| {
-            let weeks = (last_week.saturating_sub(week) + 1) as usize;
-            pb::RetentionRow {
-                week_start: date(engine, a.origin + week * 7),
-                users: *users,
-                active_share: (0..weeks)
-                    .map(|k| ratio(active.get(k).copied().unwrap_or(0), *users))
-                    .collect(),
-            }
-        })
-        .collect();
-    let steps = [
-        ("visited", a.users),
-        ("identified", a.identified),
-        ("trial", a.trials),
-        ("paid", a.paid),
-    ];
-    let funnel = steps
+/// Funnel steps (name, users) as messages, each with its conversion from the step before.
+fn funnel(steps: &[(&str, u64)]) -> Vec<pb::FunnelStep> {
+    steps
         .iter()
         .enumerate()
         .map(|(i, (name, n))| pb::FunnelStep {
@@ -233,7 +206,37 @@ pub fn cohort_summary(
                 ratio(*n, steps[i - 1].1)
             },
         })
+        .collect()
+}
+
+/// A cohort summary as a message.
+pub fn cohort_summary(
+    engine: &ampsim_engine::Engine,
+    sim: &SimRow,
+    a: &crate::query::CohortAgg,
+) -> pb::CohortSummary {
+    let last_week = sim.emitted_days().saturating_sub(1) / 7;
+    let retention = a
+        .retention
+        .weeks
+        .iter()
+        .map(|(&week, (users, active))| {
+            let weeks = (last_week.saturating_sub(week) + 1) as usize;
+            pb::RetentionRow {
+                week_start: date(engine, a.retention.origin + week * 7),
+                users: *users,
+                active_share: (0..weeks)
+                    .map(|k| ratio(active.get(k).copied().unwrap_or(0), *users))
+                    .collect(),
+            }
+        })
         .collect();
+    let funnel = funnel(&[
+        ("visited", a.users),
+        ("identified", a.identified),
+        ("trial", a.trials),
+        ("paid", a.paid),
+    ]);
     pb::CohortSummary {
         users: a.users,
         identified: a.identified,

@@ -141,6 +141,67 @@ pub struct Report {
 /// Weeks after its first one that the retention series follows a cohort.
 pub const RETENTION_WEEKS: usize = 12;
 
+/// Weekly retention of users by first-seen week: per week (counted from `origin`, the first
+/// emitted day), how many users were first seen in it and how many of them had a session in
+/// week 0, 1, ... after. What the report's retention series and QueryCohort's summary count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeeklyRetention {
+    /// The day week 0 starts on.
+    pub origin: u32,
+    /// Per first-seen week: (users, users active in week +k).
+    pub weeks: std::collections::BTreeMap<u32, (u64, Vec<u64>)>,
+}
+
+impl WeeklyRetention {
+    /// Empty, weeks counted from day `origin`.
+    pub fn new(origin: u32) -> Self {
+        WeeklyRetention {
+            origin,
+            weeks: Default::default(),
+        }
+    }
+
+    /// Adds a user (one first seen before `origin` counts in week 0).
+    pub fn add(&mut self, st: &UserState) {
+        let week = st.first_day().saturating_sub(self.origin) / 7;
+        let row = self.weeks.entry(week).or_insert_with(|| (0, Vec::new()));
+        row.0 += 1;
+        let mut last = u32::MAX;
+        for s in st.sessions.iter().filter(|s| s.day >= self.origin) {
+            let k = ((s.day - self.origin) / 7).saturating_sub(week);
+            if k != last {
+                if row.1.len() <= k as usize {
+                    row.1.resize(k as usize + 1, 0);
+                }
+                row.1[k as usize] += 1;
+                last = k;
+            }
+        }
+    }
+
+    /// Adds another partial count (of the same origin).
+    pub fn merge(&mut self, o: WeeklyRetention) {
+        for (w, (n, act)) in o.weeks {
+            let row = self.weeks.entry(w).or_insert_with(|| (0, Vec::new()));
+            row.0 += n;
+            if row.1.len() < act.len() {
+                row.1.resize(act.len(), 0);
+            }
+            for (i, a) in act.into_iter().enumerate() {
+                row.1[i] += a;
+            }
+        }
+    }
+
+    /// Week `week`'s users and its first `weeks` counts of active users (0 where none).
+    pub fn row(&self, week: u32, weeks: usize) -> (u64, Vec<u64>) {
+        let (users, active) = self.weeks.get(&week).cloned().unwrap_or_default();
+        let mut active: Vec<u64> = active.into_iter().take(weeks).collect();
+        active.resize(weeks, 0);
+        (users, active)
+    }
+}
+
 /// The series a report's charts are drawn from (the HTML report, and GetReport's clients),
 /// measured from the events (day records) and, for retention and trial outcomes, from the
 /// users' states (whose sessions and trials are the events'); only users first seen in the
@@ -338,7 +399,7 @@ pub struct ReportBuilder<'e> {
     /// Users first seen in the range who reached each funnel stage (from their events).
     funnel: [u64; 4],
     /// Per weekly cohort: users, and users active in each week since.
-    retention: Vec<(u64, [u64; RETENTION_WEEKS + 1])>,
+    retention: WeeklyRetention,
     #[allow(clippy::disallowed_types)]
     progress: HashMap<u64, Progress>,
 }
@@ -405,7 +466,7 @@ impl<'e> ReportBuilder<'e> {
             daily_sessions: vec![vec![0; days]; channels.len()],
             channels,
             funnel: [0; 4],
-            retention: vec![(0, [0; RETENTION_WEEKS + 1]); days.div_ceil(7)],
+            retention: WeeklyRetention::new(engine.first_day()),
             #[allow(clippy::disallowed_types)]
             progress: HashMap::new(),
         }
@@ -433,23 +494,7 @@ impl<'e> ReportBuilder<'e> {
         self.returning_sessions += in_range - u64::from(new_here && n > 0);
         if new_here {
             self.users += 1;
-            // Weekly retention, weeks counted from the first emitted day; a week counts
-            // once it is complete (the cohort's own week always).
-            let cohort = ((st.first_day() - first) / 7) as usize;
-            let complete_weeks = ((self.last_day + 1 - first) / 7) as usize;
-            if let Some((users, active)) = self.retention.get_mut(cohort) {
-                *users += 1;
-                let mut last = None;
-                for sess in &st.sessions {
-                    let week = (sess.day.saturating_sub(first) / 7) as usize;
-                    let k = week.saturating_sub(cohort);
-                    if k <= RETENTION_WEEKS && (k == 0 || week < complete_weeks) && last != Some(k)
-                    {
-                        active[k] += 1;
-                        last = Some(k);
-                    }
-                }
-            }
+            self.retention.add(st);
             if let Some(p) = self
                 .identify_p_by_source
                 .get_mut(st.first_touch.source as usize)
@@ -1052,17 +1097,17 @@ impl<'e> ReportBuilder<'e> {
                     users,
                 })
                 .collect(),
-            retention: self
-                .retention
-                .iter()
-                .enumerate()
-                .map(|(w, (users, active))| {
-                    let complete = ((last + 1 - first) / 7) as usize;
-                    let weeks = complete.saturating_sub(w).clamp(1, RETENTION_WEEKS + 1);
+            // A week counts once it is complete (the cohort's own week always), up to
+            // RETENTION_WEEKS after.
+            retention: (0..days.div_ceil(7))
+                .map(|w| {
+                    let complete = (last + 1 - first) / 7;
+                    let weeks = (complete.saturating_sub(w) as usize).clamp(1, RETENTION_WEEKS + 1);
+                    let (users, active) = self.retention.row(w, weeks);
                     Cohort {
-                        week_start: date(first + 7 * w as u32),
-                        users: *users,
-                        active: active[..weeks].to_vec(),
+                        week_start: date(first + 7 * w),
+                        users,
+                        active,
                     }
                 })
                 .collect(),

@@ -21,7 +21,6 @@ use ampsim_engine::Event;
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 use prost::{DecodeError, Message};
-use std::borrow::Cow;
 use std::fmt;
 
 /// HTTP/2 flow-control window per stream (and twice that per connection), on the server and
@@ -441,7 +440,7 @@ impl<'a> Props<'a> {
     }
 
     /// The entries in wire order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, PropValue<'a>)> + 'a {
         let (mut rest, field) = (self.event, self.field);
         std::iter::from_fn(move || loop {
             if rest.is_empty() {
@@ -456,7 +455,7 @@ impl<'a> Props<'a> {
     }
 
     /// The value of `key` (the last one, as protobuf maps merge).
-    pub fn get(&self, key: &str) -> Option<&'a str> {
+    pub fn get(&self, key: &str) -> Option<PropValue<'a>> {
         self.iter()
             .filter(|(k, _)| *k == key)
             .map(|(_, v)| v)
@@ -465,16 +464,42 @@ impl<'a> Props<'a> {
 }
 
 /// A map<string, string> entry's key and value.
-fn map_entry(mut entry: &[u8]) -> Result<(&str, &str), WireError> {
-    let (mut k, mut v) = ("", "");
+fn map_entry(mut entry: &[u8]) -> Result<(&str, PropValue<'_>), WireError> {
+    let (mut k, mut v) = ("", PropValue::Str(""));
     while !entry.is_empty() {
         match field_key(&mut entry)? {
             (1, WireType::LengthDelimited) => k = take_str(&mut entry)?,
-            (2, WireType::LengthDelimited) => v = take_str(&mut entry)?,
+            (2, WireType::LengthDelimited) => v = property_value(take_delimited(&mut entry)?)?,
             (tag, wire_type) => skip_field(wire_type, tag, &mut entry, DecodeContext::default())?,
         }
     }
     Ok((k, v))
+}
+
+/// A `PropertyValue` message; one without a value reads as an empty string.
+fn property_value(mut m: &[u8]) -> Result<PropValue<'_>, WireError> {
+    let mut v = PropValue::Str("");
+    while !m.is_empty() {
+        v = match field_key(&mut m)? {
+            (1, WireType::LengthDelimited) => PropValue::Str(take_str(&mut m)?),
+            (2, WireType::Varint) => PropValue::Int(varint(&mut m)? as i64),
+            (3, WireType::SixtyFourBit) => PropValue::Float(take_f64(&mut m)?),
+            (4, WireType::Varint) => PropValue::Bool(varint(&mut m)? != 0),
+            (tag @ 1..=4, wire_type) => {
+                let want = match tag {
+                    1 => WireType::LengthDelimited,
+                    3 => WireType::SixtyFourBit,
+                    _ => WireType::Varint,
+                };
+                return Err(wrong_wire_type(want, wire_type));
+            }
+            (tag, wire_type) => {
+                skip_field(wire_type, tag, &mut m, DecodeContext::default())?;
+                continue;
+            }
+        };
+    }
+    Ok(v)
 }
 
 impl<'a> EventView<'a> {
@@ -653,7 +678,7 @@ impl<'a> PropMap<'a> for Props<'a> {
 
     fn for_each(&self, mut f: impl FnMut(&'a str, PropValue<'a>)) {
         for (k, v) in self.iter() {
-            f(k, PropValue::Str(v));
+            f(k, v);
         }
     }
 }
@@ -706,59 +731,102 @@ fn put_int(out: &mut Vec<u8>, field: u32, v: u64) {
     }
 }
 
+/// A property map as `map<string, PropertyValue>` entries (the value's oneof always set, so
+/// an empty string or a zero still says its type).
 fn put_props<'p>(out: &mut Vec<u8>, field: u32, props: impl PropMap<'p>) {
     props.for_each(|k, v| {
-        // The wire's maps hold strings: numbers as their canonical text.
-        let v: Cow<'_, str> = match v {
-            PropValue::Str(s) => Cow::Borrowed(s),
-            PropValue::Int(i) => Cow::Owned(i.to_string()),
-            PropValue::Float(x) => Cow::Owned(ampsim_engine::json::canonical_float(x)),
+        // Like prost, an empty key is left out of the entry.
+        let key_len = if k.is_empty() {
+            0
+        } else {
+            1 + varint_len(k.len() as u64) + k.len()
         };
-        // Like prost, an empty key or value is left out of the entry.
-        let part = |s: &str| {
-            if s.is_empty() {
-                0
-            } else {
-                1 + varint_len(s.len() as u64) + s.len()
-            }
+        let value_len = match v {
+            PropValue::Str(s) => 1 + varint_len(s.len() as u64) + s.len(),
+            PropValue::Int(i) => 1 + varint_len(i as u64),
+            PropValue::Float(_) => 9,
+            PropValue::Bool(_) => 2,
         };
         put_key(out, key(field, 2));
-        put_varint(out, (part(k) + part(&v)) as u64);
+        put_varint(
+            out,
+            (key_len + 1 + varint_len(value_len as u64) + value_len) as u64,
+        );
         put_str(out, 1, k);
-        put_str(out, 2, &v);
+        out.push(0x12); // field 2, the value message
+        put_varint(out, value_len as u64);
+        match v {
+            PropValue::Str(s) => {
+                out.push(0x0a); // string_value
+                put_varint(out, s.len() as u64);
+                out.extend_from_slice(s.as_bytes());
+            }
+            PropValue::Int(i) => {
+                out.push(0x10); // int_value
+                put_varint(out, i as u64);
+            }
+            PropValue::Float(x) => {
+                out.push(0x19); // double_value
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            PropValue::Bool(b) => {
+                out.push(0x20); // bool_value
+                out.push(u8::from(b));
+            }
+        }
     });
 }
 
 /// Writes events as `EventBatch` entries, field by field from the
 /// [schema](ampsim_engine::schema); the fields that every event of a user-day shares (browser,
 /// device and place) are encoded once per user-day.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EventWriter {
+    /// The shared fields' bytes, in field order.
     profile: Vec<u8>,
+    /// Where each field's bytes start in `profile` (non-shared fields: where they would), and
+    /// its end last.
+    offsets: [u32; FIELD_COUNT + 1],
     have_profile: bool,
 }
 
-/// The first field written once per user-day: the shared fields' bytes go where it would.
-const FIRST_SHARED: usize = first_shared();
-
-const fn first_shared() -> usize {
-    let mut i = 0;
-    while i < FIELD_COUNT {
-        if FIELDS[i].per_user_day {
-            return i;
+impl Default for EventWriter {
+    fn default() -> Self {
+        EventWriter {
+            profile: Vec::new(),
+            offsets: [0; FIELD_COUNT + 1],
+            have_profile: false,
         }
-        i += 1;
     }
-    FIELD_COUNT
+}
+
+/// For each field, the index after the run of shared fields it belongs to (the shared fields
+/// are runs of consecutive field numbers: one copy of the profile's bytes per run).
+const RUN_END: [usize; FIELD_COUNT] = run_end();
+
+const fn run_end() -> [usize; FIELD_COUNT] {
+    let mut ends = [0; FIELD_COUNT];
+    let mut i = FIELD_COUNT;
+    let mut end = FIELD_COUNT;
+    while i > 0 {
+        i -= 1;
+        if !FIELDS[i].per_user_day {
+            end = i;
+        }
+        ends[i] = end;
+    }
+    ends
 }
 
 /// Writes one event's fields (each a compile-time constant, see [`visit_fields`]): the
-/// shared ones only when `profile` is `None` (then only they are written), the others with
-/// `profile`'s bytes in place of the shared ones.
+/// shared ones only when `profile` is `None` (then only they are written, and where each
+/// field starts is noted in `offsets`), the others with `profile`'s bytes in place of the
+/// shared ones.
 struct Put<'x, E> {
     e: &'x E,
     out: &'x mut Vec<u8>,
     profile: Option<&'x [u8]>,
+    offsets: &'x mut [u32; FIELD_COUNT + 1],
 }
 
 impl<E: EventRecord> FieldVisitor for Put<'_, E> {
@@ -766,13 +834,21 @@ impl<E: EventRecord> FieldVisitor for Put<'_, E> {
     fn field<const I: usize>(&mut self) {
         let f = At::<I>::FIELD;
         match self.profile {
-            None if !f.per_user_day => return,
-            Some(_) if f.per_user_day && I != FIRST_SHARED => return,
+            None => {
+                self.offsets[I] = self.out.len() as u32;
+                if !f.per_user_day {
+                    return;
+                }
+            }
             Some(p) if f.per_user_day => {
-                self.out.extend_from_slice(p);
+                // The first field of a run copies the run's bytes; the others are in them.
+                if I == 0 || !FIELDS[I - 1].per_user_day {
+                    let (from, to) = (self.offsets[I], self.offsets[RUN_END[I]]);
+                    self.out.extend_from_slice(&p[from as usize..to as usize]);
+                }
                 return;
             }
-            _ => {}
+            Some(_) => {}
         }
         let out = &mut *self.out;
         match self.e.value(f.id) {
@@ -812,7 +888,9 @@ impl EventWriter {
                 e,
                 out: &mut self.profile,
                 profile: None,
+                offsets: &mut self.offsets,
             });
+            self.offsets[FIELD_COUNT] = self.profile.len() as u32;
             self.have_profile = true;
         }
         // Two bytes are kept for the length, which fits them for events of 128 bytes to
@@ -825,6 +903,7 @@ impl EventWriter {
             e,
             out: &mut *out,
             profile: Some(&self.profile),
+            offsets: &mut self.offsets,
         });
         let len = out.len() - body;
         if (128..16384).contains(&len) {
@@ -844,6 +923,7 @@ mod tests {
     use ampsim_engine::memory::MemorySim;
     use ampsim_engine::Prop;
     use ampsim_engine::{Engine, Scenario, SimConfig};
+    use std::borrow::Cow;
 
     /// A few days of the default scenario, every kind of event included (purchases, trial
     /// outcomes with integer properties, anonymous and identified events).
@@ -869,20 +949,37 @@ mod tests {
     /// The message an event must decode to, field by field: written by hand, independently of
     /// the schema-driven writer it checks.
     fn expected(e: Event<'_>) -> pb::Event {
+        use pb::property_value::Kind as K;
         let props = |ps: Vec<(&'static str, ampsim_engine::Prop<'_>)>| {
             ps.into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string_value()))
+                .map(|(k, v)| {
+                    let kind = match v {
+                        Prop::Str(s) => K::StringValue(s.into_owned()),
+                        Prop::Int(i) => K::IntValue(i),
+                        Prop::Float(x) => K::DoubleValue(x),
+                        Prop::Bool(b) => K::BoolValue(b),
+                    };
+                    (k.to_string(), pb::PropertyValue { kind: Some(kind) })
+                })
                 .collect()
         };
-        let (price, quantity, revenue, product_id, revenue_type) = match &e.revenue {
+        let (price, quantity, revenue, product_id, revenue_type, currency) = match &e.revenue {
             Some(r) => (
                 Some(r.price),
                 Some(r.quantity),
                 Some(r.revenue),
                 r.product_id.to_string(),
                 r.revenue_type.to_string(),
+                r.currency.to_string(),
             ),
-            None => (None, None, None, String::new(), String::new()),
+            None => (
+                None,
+                None,
+                None,
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
         };
         pb::Event {
             event_type: e.event_type.to_string(),
@@ -895,19 +992,20 @@ mod tests {
             platform: e.platform.to_string(),
             os_name: e.os_name.to_string(),
             os_version: e.os_version.to_string(),
-            device_family: e.device_family.to_string(),
-            device_type: e.device_type.to_string(),
             country: e.country.to_string(),
             region: e.region.to_string(),
             city: e.city.to_string(),
             language: e.language.to_string(),
-            event_properties: props(e.event_properties),
-            user_properties: props(e.user_properties),
             price,
             quantity,
             revenue,
             product_id,
             revenue_type,
+            device_manufacturer: e.device_manufacturer.to_string(),
+            device_model: e.device_model.to_string(),
+            event_properties: props(e.event_properties),
+            user_properties: props(e.user_properties),
+            currency,
         }
     }
 
@@ -981,8 +1079,14 @@ mod tests {
                 let v = v.expect("view parses");
                 assert_eq!(&v.to_owned_event().expect("decodes"), o);
                 assert_eq!(v.event_properties().len(), o.event_properties.len());
-                if let Some((k, val)) = o.event_properties.iter().next() {
-                    assert_eq!(v.event_properties().get(k), Some(val.as_str()));
+                for (k, val) in &o.event_properties {
+                    let want = match val.kind.as_ref().expect("every value has a type") {
+                        pb::property_value::Kind::StringValue(s) => PropValue::Str(s),
+                        pb::property_value::Kind::IntValue(i) => PropValue::Int(*i),
+                        pb::property_value::Kind::DoubleValue(x) => PropValue::Float(*x),
+                        pb::property_value::Kind::BoolValue(b) => PropValue::Bool(*b),
+                    };
+                    assert_eq!(v.event_properties().get(k), Some(want));
                 }
                 n += 1;
             }
@@ -1046,8 +1150,8 @@ mod tests {
             short.user_id = None;
             short.device_id = "d".into();
             short.insert_id = String::new();
-            (short.os_name, short.os_version, short.device_family) = ("", "", "");
-            (short.device_type, short.country, short.region) = ("", "", "");
+            (short.os_name, short.os_version, short.device_model) = ("", "", "");
+            (short.device_manufacturer, short.country, short.region) = ("", "", "");
             (short.city, short.language) = ("", "");
             short.event_properties.clear();
             short.user_properties.clear();
@@ -1055,13 +1159,37 @@ mod tests {
             let big = "x".repeat(20_000);
             long.event_properties
                 .push(("big", Prop::Str(Cow::Owned(big.clone()))));
+            // Every type of value, zero and empty ones too, keeps its type on the wire.
+            long.event_properties.extend([
+                ("flag", Prop::Bool(true)),
+                ("off", Prop::Bool(false)),
+                ("ratio", Prop::Float(0.25)),
+                ("zero", Prop::Int(0)),
+                ("negative", Prop::Int(-3)),
+                ("empty", Prop::Str(Cow::Borrowed(""))),
+            ]);
             let batch = EventBatch::encode([&short, &events[1], &long]);
             let bytes = batch.as_bytes();
             assert!(bytes[1] < 0x80, "a short event has a one-byte length");
             let decoded = batch.to_events().expect("decodes");
             assert_eq!(decoded[0], expected(short));
             assert_eq!(decoded[1], expected(events[1].clone()));
-            assert_eq!(decoded[2].event_properties["big"], big);
+            assert_eq!(
+                decoded[2].event_properties["big"].kind,
+                Some(pb::property_value::Kind::StringValue(big))
+            );
+            assert_eq!(decoded[2], expected(long.clone()));
+            let view = batch.iter().nth(2).expect("three").expect("parses");
+            let mut json = Vec::new();
+            view.write_json(&mut json);
+            let json: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+            let props = &json["event_properties"];
+            assert_eq!(props["flag"], serde_json::json!(true));
+            assert_eq!(props["off"], serde_json::json!(false));
+            assert_eq!(props["ratio"], serde_json::json!(0.25));
+            assert_eq!(props["zero"], serde_json::json!(0));
+            assert_eq!(props["negative"], serde_json::json!(-3));
+            assert_eq!(props["empty"], serde_json::json!(""));
         });
     }
 

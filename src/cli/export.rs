@@ -162,6 +162,15 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
         part_size: a.part_size.unwrap_or(DEFAULT_PART_SIZE),
         gzip_level: a.gzip_level.unwrap_or(DEFAULT_GZIP_LEVEL),
         overwrite: a.overwrite,
+        device_names: {
+            let scenario = if sim.scenario_toml.is_empty() {
+                ampsim_engine::Scenario::from_toml(ampsim_engine::scenario::DEFAULT_SCENARIO_TOML)
+            } else {
+                ampsim_engine::Scenario::from_toml(&sim.scenario_toml)
+            }
+            .map_err(|e| anyhow::anyhow!("the server sent a scenario that does not load: {e}"))?;
+            ampsim_engine::clients::ExportDeviceNames::new(&scenario)
+        },
     };
     // Fail on the directory before asking the server for anything heavy.
     crate::export::prepare_out_dir(&opts).map_err(|e| anyhow::anyhow!("--out: {e}"))?;

@@ -18,8 +18,12 @@
 //!   `{"path":"/2/httpapi","user_properties_updated":…,"group_first_event":{},"group_ids":{}}`
 //!   plus `"first_event":true` on a device's first event (event_id 1).
 //! - revenue fields go into `event_properties` as `$price`, `$quantity`, `$revenue`,
-//!   `$productId`, `$revenueType` (the SDKs' event-property form; how Amplitude exports
-//!   top-level revenue fields is not documented).
+//!   `$productId`, `$revenueType`, `$currency` (the SDKs' event-property form; how Amplitude
+//!   exports top-level revenue fields is not documented).
+//! - `device_family` and `device_type`, which Amplitude derives on ingestion, are the
+//!   scenario's names for the event's `device_manufacturer` and `device_model`
+//!   ([`ampsim_engine::clients::ExportDeviceNames`]; e.g. `Apple` `Macintosh` → `Mac OS X`,
+//!   `Mac`); `null` for a pair the scenario does not have.
 //! - `user_properties` is the user's property state at the event as far as the session shows
 //!   it: the simulator sends attribution (`initial_*`, `utm_*`, `referrer`) on a session's first
 //!   event only, and a device's sessions never overlap; so the properties sent earlier in the
@@ -94,7 +98,36 @@ struct SessionProps {
     day: i64,
     /// device_id → (session_id, properties sent so far in that session), for sessions that
     /// started on this day or the day before.
-    sessions: HashMap<String, (i64, BTreeMap<String, String>)>,
+    sessions: HashMap<String, (i64, BTreeMap<String, OwnedValue>)>,
+}
+
+/// A property value kept past its event.
+#[derive(Debug, Clone, PartialEq)]
+enum OwnedValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl OwnedValue {
+    fn of(v: PropValue<'_>) -> Self {
+        match v {
+            PropValue::Str(s) => OwnedValue::Str(s.to_string()),
+            PropValue::Int(i) => OwnedValue::Int(i),
+            PropValue::Float(x) => OwnedValue::Float(x),
+            PropValue::Bool(b) => OwnedValue::Bool(b),
+        }
+    }
+
+    fn as_value(&self) -> PropValue<'_> {
+        match self {
+            OwnedValue::Str(s) => PropValue::Str(s),
+            OwnedValue::Int(i) => PropValue::Int(*i),
+            OwnedValue::Float(x) => PropValue::Float(*x),
+            OwnedValue::Bool(b) => PropValue::Bool(*b),
+        }
+    }
 }
 
 impl SessionProps {
@@ -123,15 +156,11 @@ impl SessionProps {
             *s = (e.session_id(), BTreeMap::new());
         }
         for (k, v) in own.iter() {
-            s.1.insert(k.to_string(), v.to_string());
+            s.1.insert(k.to_string(), OwnedValue::of(v));
         }
         out.push(b'{');
         for (i, (k, v)) in s.1.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json::key(out, k);
-            json::str(out, v);
+            json::write_entries(&[(k.as_str(), v.as_value())], i > 0, out);
         }
         out.push(b'}');
     }
@@ -146,6 +175,10 @@ enum Source {
     EventProperties,
     /// `user_properties`, carried through the session.
     UserProperties,
+    /// `device_family`, as Amplitude derives it from the manufacturer and model.
+    DeviceFamily,
+    /// `device_type`, likewise.
+    DeviceType,
     /// A `YYYY-MM-DD HH:MM:SS.ffffff` timestamp of the event time.
     Time,
     /// The event's `uuid`.
@@ -173,8 +206,8 @@ const LAYOUT_KEYS: &[(&str, Source)] = &[
     ("data_type", Source::Raw("\"event\"")),
     ("device_brand", Source::Raw("null")),
     ("device_carrier", Source::Raw("null")),
-    ("device_manufacturer", Source::Raw("null")),
-    ("device_model", Source::Raw("null")),
+    ("device_family", Source::DeviceFamily),
+    ("device_type", Source::DeviceType),
     ("dma", Source::Raw("null")),
     ("global_user_properties", Source::Raw("null")),
     ("group_properties", Source::Raw("{}")),
@@ -258,6 +291,8 @@ pub(super) struct AmplitudeWriter {
     layout: Vec<(&'static str, Source)>,
     /// The fields exported inside `event_properties`.
     revenue: Vec<(&'static str, FieldId)>,
+    /// How the Export shows each device of the scenario.
+    devices: ampsim_engine::clients::ExportDeviceNames,
     line: Vec<u8>,
     done: Vec<FileInfo>,
 }
@@ -275,6 +310,7 @@ impl AmplitudeWriter {
             sessions: SessionProps::default(),
             layout: layout(),
             revenue: revenue_keys(),
+            devices: opts.device_names.clone(),
             line: Vec::with_capacity(4096),
             done: Vec::new(),
         }
@@ -379,7 +415,7 @@ impl AmplitudeWriter {
                             Value::Str(s) if !s.is_empty() => PropValue::Str(s),
                             Value::Int(n) => PropValue::Int(n),
                             Value::Float(x) => PropValue::Float(x),
-                            _ => continue,
+                            Value::Str(_) | Value::Absent | Value::Props(_) => continue,
                         };
                         json::write_entries(&[(k, v)], more, out);
                         more = true;
@@ -389,6 +425,21 @@ impl AmplitudeWriter {
                     out.push(b'}');
                 }
                 Source::UserProperties => self.sessions.write(e, out),
+                Source::DeviceFamily | Source::DeviceType => {
+                    let name = |id| match e.value(id) {
+                        Value::Str(s) => s,
+                        _ => "",
+                    };
+                    let names = self.devices.get(
+                        name(FieldId::DeviceManufacturer),
+                        name(FieldId::DeviceModel),
+                    );
+                    match (names, *source) {
+                        (Some((family, _)), Source::DeviceFamily) => json::str(out, family),
+                        (Some((_, ty)), _) => json::str(out, ty),
+                        (None, _) => out.extend_from_slice(b"null"),
+                    }
+                }
                 Source::Time => json::str(out, time),
                 Source::Uuid => json::str(out, &event_uuid(e.insert_id())),
                 Source::AmplitudeId => json::int(out, amplitude_id(e.device_id()) as i64),

@@ -99,6 +99,9 @@ pub struct ExportOptions {
     /// Replace this export's files left by an earlier export of the same format and range
     /// (they are deleted first, so no stale part survives); without it such files are an error.
     pub overwrite: bool,
+    /// How the Export layout shows the simulation's devices (`device_family`, `device_type`):
+    /// from its scenario (amplitude-export only).
+    pub device_names: ampsim_engine::clients::ExportDeviceNames,
 }
 
 /// What an export wrote.

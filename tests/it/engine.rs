@@ -150,7 +150,7 @@ fn same_inputs_give_the_same_digest_and_other_inputs_another() {
 /// rendering, ids, the default scenario) changes it. When a change is intended, bump
 /// `ENGINE_VERSION` if stored simulations are affected, update the constants below, and say so
 /// in the commit message.
-const GOLDEN_DIGEST: &str = "c506d2805db6f80e40a40cf6a1cb0ae0644741fc9be1c9355149be6dbd9830eb";
+const GOLDEN_DIGEST: &str = "4b9619636b6453195ef6d6c0f51d09010685671cd61242b0852faed9164afd60";
 const GOLDEN_EVENTS: u64 = 11682;
 
 #[test]
@@ -1181,19 +1181,34 @@ fn validation_errors_name_the_key_path() {
         ),
         // catalogues
         (
-            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome\"\nos_version = \"1\"\ndevice_family = \"Mac\"\ndevice_type = \"Mac\"\nweight = 1\nversion_cycle = { version = 131, released = \"Nov 12\", every_days = 28 }\n",
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome\"\nos_version = \"1\"\ndevice_model = \"m\"\ndevice_family = \"Mac\"\ndevice_type = \"Mac\"\nweight = 1\nversion_cycle = { version = 131, released = \"Nov 12\", every_days = 28 }\n",
             "devices[0].version_cycle.released",
             "not a date",
         ),
         (
-            "[[devices]]\nplatform = \"Web\"\nos_name = \"Safari\"\nos_version = \"1\"\ndevice_family = \"Mac\"\ndevice_type = \"Mac\"\nweight = 1\nreleases = [{ date = \"2025-05-01\", version = \"2\" }, { date = \"2025-01-01\", version = \"3\" }]\n",
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Safari\"\nos_version = \"1\"\ndevice_model = \"m\"\ndevice_family = \"Mac\"\ndevice_type = \"Mac\"\nweight = 1\nreleases = [{ date = \"2025-05-01\", version = \"2\" }, { date = \"2025-01-01\", version = \"3\" }]\n",
             "devices[0].releases[1].date",
             "date order",
         ),
         (
-            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome Mobile\"\nos_version = \"1\"\ndevice_family = \"Android\"\ndevice_type = \"Android\"\nweight = 1\nmodels = [{ device_type = \"\", weight = 1 }]\n",
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome Mobile\"\nos_version = \"1\"\ndevice_model = \"m\"\ndevice_family = \"Android\"\ndevice_type = \"Android\"\nweight = 1\nmodels = [{ device_model = \"X1\", device_type = \"\", weight = 1 }]\n",
             "devices[0].models[0].device_type",
             "",
+        ),
+        (
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome Mobile\"\nos_version = \"1\"\ndevice_model = \"m\"\ndevice_family = \"Android\"\ndevice_type = \"Android\"\nweight = 1\nmodels = [{ device_model = \"\", device_type = \"Phone\", weight = 1 }]\n",
+            "devices[0].models[0].device_model",
+            "must not be empty",
+        ),
+        (
+            "[[devices]]\nplatform = \"Web\"\nos_name = \"Chrome\"\nos_version = \"1\"\ndevice_manufacturer = \"Apple\"\ndevice_model = \"Macintosh\"\ndevice_family = \"Mac OS X\"\ndevice_type = \"Mac\"\nweight = 1\n[[devices]]\nplatform = \"Web\"\nos_name = \"Safari\"\nos_version = \"1\"\ndevice_manufacturer = \"Apple\"\ndevice_model = \"Macintosh\"\ndevice_family = \"macOS\"\ndevice_type = \"Mac\"\nweight = 1\n",
+            "devices[1].device_type",
+            "must agree",
+        ),
+        (
+            "[[products]]\nsku = \"A\"\nname = \"A\"\ntier = \"a\"\nprice = 1.0\ncurrency = \"usd\"\nbilling_period = \"monthly\"\nweight = { self_service = 1, sales_assisted = 1 }\n",
+            "products[0].currency",
+            "ISO 4217",
         ),
         (
             "[[sources]]\nsource = \"direct\"\nmedium = \"none\"\nnew_share = 1\nreturning_share = 1\nlanding_pages = [{ path = \"/nowhere\", weight = 1 }]\n",

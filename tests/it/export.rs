@@ -497,7 +497,7 @@ async fn amplitude_export_carries_session_user_properties() {
         .iter()
         .map(|l| (l["$insert_id"].as_str().unwrap(), &l["user_properties"]))
         .collect();
-    let as_json = |m: &BTreeMap<String, String>| serde_json::to_value(m).unwrap();
+    let as_json = |m: &BTreeMap<String, ampsim::pb::PropertyValue>| crate::support::props_json(m);
     let mut carried = 0;
     for evs in sessions.values() {
         // The session's attribution, and what its events set from then on (the conversion's
@@ -554,7 +554,16 @@ fn amplitude_export_maps_revenue_into_event_properties() {
         insert_id: "ins-1".into(),
         event_id: 1,
         platform: "Web".into(),
-        event_properties: [("product_sku".to_string(), "pro".to_string())].into(),
+        device_manufacturer: "Apple".into(),
+        device_model: "Macintosh".into(),
+        event_properties: [(
+            "product_sku".to_string(),
+            pb::PropertyValue {
+                kind: Some(pb::property_value::Kind::StringValue("pro".into())),
+            },
+        )]
+        .into(),
+        currency: "EUR".into(),
         price: Some(49.5),
         quantity: Some(2),
         revenue: Some(99.0),
@@ -572,6 +581,7 @@ fn amplitude_export_maps_revenue_into_event_properties() {
         part_size: 10,
         gzip_level: 6,
         overwrite: false,
+        device_names: default_device_names(),
     })
     .unwrap();
     x.write(&EventBatch::from_events(&[purchase])).unwrap();
@@ -581,8 +591,18 @@ fn amplitude_export_maps_revenue_into_event_properties() {
     let l = &read_gz_lines(&dir.path().join("7_2025-06-01_13#0.json.gz"))[0];
     assert_eq!(
         l["event_properties"],
-        serde_json::json!({"$price": 49.5, "$productId": "pro", "$quantity": 2,
-            "$revenue": 99.0, "$revenueType": "purchase", "product_sku": "pro"})
+        serde_json::json!({"$currency": "EUR", "$price": 49.5, "$productId": "pro",
+            "$quantity": 2, "$revenue": 99.0, "$revenueType": "purchase", "product_sku": "pro"})
+    );
+    // The request's device fields, and the family and type Amplitude derives from them (the
+    // scenario's names for the pair).
+    assert_eq!(l["device_manufacturer"], "Apple");
+    assert_eq!(l["device_model"], "Macintosh");
+    assert_eq!(l["device_family"], "Mac OS X");
+    assert_eq!(l["device_type"], "Mac");
+    assert!(
+        l.get("currency").is_none(),
+        "currency is exported as $currency"
     );
     assert_eq!(l["event_time"], "2025-06-01 13:05:07.042000");
     assert_eq!(l["data"]["first_event"], true);
@@ -740,19 +760,16 @@ async fn parquet_files_have_typed_columns_and_the_streamed_events() {
             assert_eq!(day_of(time), d, "{n} holds only its day");
             let id = s("insert_id").unwrap();
             let e = props[id.as_str()];
-            // The files hold typed property values; StreamEvents carries them as strings.
-            let json = |k: &str| match serde_json::from_str::<Value>(&s(k).unwrap()).unwrap() {
-                Value::Object(m) => m
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Value::String(s) => (k, s),
-                        other => (k, other.to_string()),
-                    })
-                    .collect::<BTreeMap<String, String>>(),
-                other => panic!("a property map: {other}"),
-            };
-            assert_eq!(json("event_properties"), e.event_properties);
-            assert_eq!(json("user_properties"), e.user_properties);
+            // The files hold the property values with the types StreamEvents gives them.
+            let json = |k: &str| serde_json::from_str::<Value>(&s(k).unwrap()).unwrap();
+            assert_eq!(
+                json("event_properties"),
+                crate::support::props_json(&e.event_properties)
+            );
+            assert_eq!(
+                json("user_properties"),
+                crate::support::props_json(&e.user_properties)
+            );
             // Revenue columns are set on purchases only.
             if s("event_type").as_deref() == Some("purchase") {
                 assert!(
@@ -798,6 +815,7 @@ fn parquet_revenue_columns_are_typed_values() {
         part_size: 1,
         gzip_level: 1,
         overwrite: false,
+        device_names: default_device_names(),
     })
     .unwrap();
     x.write(&EventBatch::from_events(&[pb::Event {
@@ -914,6 +932,7 @@ async fn an_interrupted_export_leaves_only_complete_files() {
             part_size: 100_000,
             gzip_level: 1,
             overwrite: false,
+            device_names: default_device_names(),
         };
         let items: Vec<Result<ampsim::wire::EventBatch, String>> = vec![
             Ok(ampsim::wire::EventBatch::from_events(&first)),
@@ -966,6 +985,7 @@ async fn out_of_order_events_are_refused() {
         part_size: 1,
         gzip_level: 1,
         overwrite: false,
+        device_names: default_device_names(),
     })
     .unwrap();
     let mut two = vec![f.range[0].clone(), f.range[f.range.len() - 1].clone()];
@@ -1154,6 +1174,7 @@ async fn saving_server_files_keeps_whole_files_only() {
         part_size: 1,
         gzip_level: 1,
         overwrite: false,
+        device_names: default_device_names(),
     };
     let run = |items: Vec<Result<pb::FileChunk, String>>| async move {
         let dir = tempfile::tempdir().unwrap();

@@ -216,18 +216,18 @@ fn derive(events: &[pb::Event]) -> BTreeMap<String, Derived> {
         });
         if e.session_id != -1 {
             if d.sessions.is_empty() {
-                d.source = e.event_properties["utm_source"].clone();
-                d.medium = e.event_properties["utm_medium"].clone();
+                d.source = crate::support::prop_text(&e.event_properties["utm_source"]);
+                d.medium = crate::support::prop_text(&e.event_properties["utm_medium"]);
             }
             d.sessions.insert(e.session_id);
         }
         if !e.user_id.is_empty() && !d.identified {
             d.identified = true;
-            d.form_type = e.event_properties["form_type"].clone();
+            d.form_type = crate::support::prop_text(&e.event_properties["form_type"]);
         }
         match e.event_type.as_str() {
             "trial_started" => {
-                d.trial_path = e.event_properties["trial_path"].clone();
+                d.trial_path = crate::support::prop_text(&e.event_properties["trial_path"]);
                 d.outcome = "active".into();
             }
             "trial_converted" => d.outcome = "converted".into(),

@@ -121,7 +121,7 @@ fn year() -> &'static Year {
                             campaign: prop(&e, "utm_campaign").to_string(),
                             browser: e.os_name.to_string(),
                             version: e.os_version.to_string(),
-                            model: e.device_type.to_string(),
+                            model: format!("{} {}", e.device_manufacturer, e.device_model),
                         });
                         seen.insert(key, sessions.len() - 1);
                         sessions.len() - 1

@@ -256,8 +256,7 @@ pub fn event_json(e: &pb::Event) -> serde_json::Value {
         ("platform", &e.platform),
         ("os_name", &e.os_name),
         ("os_version", &e.os_version),
-        ("device_family", &e.device_family),
-        ("device_type", &e.device_type),
+        ("device_model", &e.device_model),
         ("country", &e.country),
         ("region", &e.region),
         ("city", &e.city),
@@ -265,11 +264,14 @@ pub fn event_json(e: &pb::Event) -> serde_json::Value {
     ] {
         m.insert(k.into(), v.clone().into());
     }
-    let sorted = |p: &std::collections::BTreeMap<String, String>| {
-        serde_json::to_value(p).expect("strings serialise")
-    };
-    m.insert("event_properties".into(), sorted(&e.event_properties));
-    m.insert("user_properties".into(), sorted(&e.user_properties));
+    if !e.device_manufacturer.is_empty() {
+        m.insert(
+            "device_manufacturer".into(),
+            e.device_manufacturer.clone().into(),
+        );
+    }
+    m.insert("event_properties".into(), props_json(&e.event_properties));
+    m.insert("user_properties".into(), props_json(&e.user_properties));
     if let Some(p) = e.price {
         m.insert("price".into(), p.into());
     }
@@ -285,7 +287,35 @@ pub fn event_json(e: &pb::Event) -> serde_json::Value {
     if !e.revenue_type.is_empty() {
         m.insert("revenueType".into(), e.revenue_type.clone().into());
     }
+    if !e.currency.is_empty() {
+        m.insert("currency".into(), e.currency.clone().into());
+    }
     serde_json::Value::Object(m)
+}
+
+/// A typed property map as a JSON object (sorted keys, values with their JSON types).
+pub fn props_json(p: &std::collections::BTreeMap<String, pb::PropertyValue>) -> serde_json::Value {
+    serde_json::Value::Object(p.iter().map(|(k, v)| (k.clone(), prop_json(v))).collect())
+}
+
+/// A property value as JSON.
+pub fn prop_json(v: &pb::PropertyValue) -> serde_json::Value {
+    use pb::property_value::Kind;
+    match v.kind.as_ref() {
+        Some(Kind::StringValue(s)) => s.clone().into(),
+        Some(Kind::IntValue(i)) => (*i).into(),
+        Some(Kind::DoubleValue(x)) => (*x).into(),
+        Some(Kind::BoolValue(b)) => (*b).into(),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// A property value as text (strings as they are, numbers and booleans as JSON writes them).
+pub fn prop_text(v: &pb::PropertyValue) -> String {
+    match prop_json(v) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 /// All rows of a Parquet file, with the file's schema.
@@ -311,4 +341,11 @@ pub fn one_batch(batches: &[arrow_array::RecordBatch]) -> arrow_array::RecordBat
         })
         .collect();
     arrow_select::concat::concat_batches(&s, &plain).unwrap()
+}
+
+/// How the Export layout shows the default scenario's devices.
+pub fn default_device_names() -> ampsim_engine::clients::ExportDeviceNames {
+    ampsim_engine::clients::ExportDeviceNames::new(
+        &ampsim_engine::Scenario::from_toml("").expect("the default scenario loads"),
+    )
 }

@@ -3,6 +3,7 @@
 
 use crate::support::event_json;
 use ampsim::pb;
+use ampsim::pb::property_value::Kind;
 use ampsim::wire::EventBatch;
 use ampsim_engine::memory::MemorySim;
 use ampsim_engine::{Engine, Scenario, SimConfig};
@@ -10,6 +11,14 @@ use prost::Message;
 
 fn line(e: &pb::Event) -> String {
     serde_json::to_string(&event_json(e)).unwrap()
+}
+
+fn text(s: &str) -> pb::PropertyValue {
+    typed(Kind::StringValue(s.into()))
+}
+
+fn typed(kind: Kind) -> pb::PropertyValue {
+    pb::PropertyValue { kind: Some(kind) }
 }
 
 fn printed(batch: &EventBatch) -> Vec<String> {
@@ -59,12 +68,21 @@ fn escapes_repeated_keys_and_optional_fields_print_as_serde_json_does() {
         revenue_type: "purchase".into(),
         ..pb::Event::default()
     };
-    odd.user_properties.insert("b".into(), "2".into());
-    odd.user_properties.insert("a".into(), "tab\t".into());
+    odd.user_properties.insert("b".into(), text("2"));
+    odd.user_properties.insert("a".into(), text("tab\t"));
+    odd.user_properties
+        .insert("n".into(), typed(Kind::IntValue(-7)));
+    odd.user_properties
+        .insert("x".into(), typed(Kind::DoubleValue(1e21)));
+    odd.user_properties
+        .insert("t".into(), typed(Kind::BoolValue(true)));
+    // A value without a type (another writer's): the printer shows an empty string.
+    odd.event_properties
+        .insert("none".into(), pb::PropertyValue { kind: None });
     // The same key twice in one event (two messages' bytes back to back merge, and a map
     // keeps the last value).
     let mut twice = pb::Event::default();
-    twice.user_properties.insert("a".into(), "last".into());
+    twice.user_properties.insert("a".into(), text("last"));
     let mut event = odd.encode_to_vec();
     event.extend(twice.encode_to_vec());
     let mut bytes = vec![0x0a];
@@ -72,6 +90,8 @@ fn escapes_repeated_keys_and_optional_fields_print_as_serde_json_does() {
     bytes.extend(event);
     let batch = EventBatch::decode(bytes.as_slice()).unwrap();
     let o = &batch.to_events().unwrap()[0];
-    assert_eq!(o.user_properties["a"], "last");
-    assert_eq!(printed(&batch), vec![line(o)]);
+    assert_eq!(o.user_properties["a"], text("last"));
+    let mut want = event_json(o);
+    want["event_properties"]["none"] = "".into();
+    assert_eq!(printed(&batch), vec![serde_json::to_string(&want).unwrap()]);
 }

@@ -72,12 +72,77 @@ impl Clients {
         }
     }
 
-    /// The device type of a device of kind `kind`.
-    pub fn device_type(s: &Scenario, kind: usize, client: Client) -> &str {
+    /// What a device of kind `kind` reports about itself (manufacturer and model) and how
+    /// Amplitude's Export shows it (family and type).
+    pub fn model(s: &Scenario, kind: usize, client: Client) -> ModelNames<'_> {
         let d = &s.devices[kind];
-        d.models
-            .get(client.model)
-            .map_or(d.device_type.as_str(), |m| m.device_type.as_str())
+        match d.models.get(client.model) {
+            Some(m) => ModelNames {
+                manufacturer: if m.device_manufacturer.is_empty() {
+                    &d.device_manufacturer
+                } else {
+                    &m.device_manufacturer
+                },
+                model: &m.device_model,
+                family: &d.device_family,
+                device_type: &m.device_type,
+            },
+            None => ModelNames {
+                manufacturer: &d.device_manufacturer,
+                model: &d.device_model,
+                family: &d.device_family,
+                device_type: &d.device_type,
+            },
+        }
+    }
+}
+
+/// A device model's names: the HTTP V2 request's (`device_manufacturer`, `device_model`, what
+/// the Browser SDK reads from the user agent) and the Export layout's (`device_family`,
+/// `device_type`, which Amplitude derives on ingestion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelNames<'a> {
+    /// `device_manufacturer`; empty when the user agent names none.
+    pub manufacturer: &'a str,
+    /// `device_model`.
+    pub model: &'a str,
+    /// The Export layout's `device_family`.
+    pub family: &'a str,
+    /// The Export layout's `device_type`.
+    pub device_type: &'a str,
+}
+
+/// How Amplitude's Export shows the devices of a scenario: (`device_manufacturer`,
+/// `device_model`) of an event → (`device_family`, `device_type`). Validation makes it a
+/// function: a manufacturer and model pair has one family and type across device kinds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportDeviceNames {
+    names: std::collections::BTreeMap<(String, String), (String, String)>,
+}
+
+impl ExportDeviceNames {
+    /// The names of every model of `s`'s devices.
+    pub fn new(s: &Scenario) -> Self {
+        let mut names = std::collections::BTreeMap::new();
+        for (kind, d) in s.devices.iter().enumerate() {
+            let n = d.models.len().max(1);
+            for model in 0..n {
+                let m = Clients::model(s, kind, Client { model, lag_days: 0 });
+                names
+                    .entry((m.manufacturer.to_string(), m.model.to_string()))
+                    .or_insert_with(|| (m.family.to_string(), m.device_type.to_string()));
+            }
+        }
+        ExportDeviceNames { names }
+    }
+
+    /// (`device_family`, `device_type`) of an event's manufacturer and model (the
+    /// manufacturer empty when the event has none); `None` for a pair the scenario does not
+    /// have.
+    pub fn get(&self, manufacturer: &str, model: &str) -> Option<(&str, &str)> {
+        self.names
+            .get(&(manufacturer.to_string(), model.to_string()))
+            .map(|(f, t)| (f.as_str(), t.as_str()))
     }
 }
 

@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 5;
+pub const ENGINE_VERSION: u32 = 6;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;

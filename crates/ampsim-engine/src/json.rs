@@ -72,6 +72,7 @@ pub fn write_canonical(e: &impl EventRecord, out: &mut impl JsonOut) {
                         PropValue::Str(s) => str(out, s),
                         PropValue::Int(i) => int(out, i),
                         PropValue::Float(x) => out.put(&canonical_float(x)),
+                        PropValue::Bool(b) => out.put(if b { "true" } else { "false" }),
                     }
                 });
                 out.put("}");
@@ -167,6 +168,7 @@ pub fn write_entries(entries: &[(&str, PropValue<'_>)], more: bool, out: &mut im
             PropValue::Str(s) => str(out, s),
             PropValue::Int(i) => int(out, i),
             PropValue::Float(x) => serde_number(out, x),
+            PropValue::Bool(b) => out.put(if b { "true" } else { "false" }),
         }
     }
 }

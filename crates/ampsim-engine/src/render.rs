@@ -17,10 +17,12 @@ pub enum Prop<'a> {
     Int(i64),
     /// A float.
     Float(f64),
+    /// A boolean.
+    Bool(bool),
 }
 
 impl Prop<'_> {
-    /// The value as a string (how the gRPC `map<string, string>` carries it).
+    /// The value as text (a number in its canonical form, `true`/`false`).
     pub fn to_string_value(&self) -> String {
         self.as_str_value().into_owned()
     }
@@ -31,6 +33,17 @@ impl Prop<'_> {
             Prop::Str(s) => Cow::Borrowed(s),
             Prop::Int(i) => Cow::Owned(i.to_string()),
             Prop::Float(f) => Cow::Owned(crate::json::canonical_float(*f)),
+            Prop::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        }
+    }
+
+    /// The value as the schema's [`PropValue`].
+    pub fn value(&self) -> PropValue<'_> {
+        match self {
+            Prop::Str(s) => PropValue::Str(s),
+            Prop::Int(i) => PropValue::Int(*i),
+            Prop::Float(x) => PropValue::Float(*x),
+            Prop::Bool(b) => PropValue::Bool(*b),
         }
     }
 }
@@ -48,6 +61,8 @@ pub struct Revenue<'a> {
     pub product_id: &'a str,
     /// Amplitude's camelCase `revenueType`.
     pub revenue_type: &'a str,
+    /// ISO 4217 currency of price and revenue.
+    pub currency: &'a str,
 }
 
 /// One event in Amplitude's HTTP V2 shape.
@@ -73,10 +88,10 @@ pub struct Event<'a> {
     pub os_name: &'a str,
     /// Browser version.
     pub os_version: &'a str,
-    /// Device family.
-    pub device_family: &'a str,
-    /// Device type/model.
-    pub device_type: &'a str,
+    /// Device manufacturer as the user agent names it; empty when it names none.
+    pub device_manufacturer: &'a str,
+    /// Device model as the Browser SDK reports it.
+    pub device_model: &'a str,
     /// Country.
     pub country: &'a str,
     /// Region.
@@ -108,8 +123,8 @@ impl Default for Event<'_> {
             platform: "",
             os_name: "",
             os_version: "",
-            device_family: "",
-            device_type: "",
+            device_manufacturer: "",
+            device_model: "",
             country: "",
             region: "",
             city: "",
@@ -128,7 +143,7 @@ pub struct UserDayContext<'a> {
     dev: &'a super::scenario::Device,
     /// The browser version on the day and the device's model.
     os_version: &'a str,
-    device_type: &'a str,
+    model: crate::clients::ModelNames<'a>,
     device_id: String,
     /// The user id, when the user is identified by the end of the day.
     user_id: Option<String>,
@@ -144,8 +159,8 @@ impl<'a> UserDayContext<'a> {
         ev.platform = &self.dev.platform;
         ev.os_name = &self.dev.os_name;
         ev.os_version = self.os_version;
-        ev.device_family = &self.dev.device_family;
-        ev.device_type = self.device_type;
+        ev.device_manufacturer = self.model.manufacturer;
+        ev.device_model = self.model.model;
         ev.country = &self.geo.country;
         ev.region = &self.geo.region;
         ev.city = &self.geo.city;
@@ -255,7 +270,7 @@ impl Engine {
             geo,
             dev,
             os_version: self.clients.version(s, kind, client, self.date_of(ud.day)),
-            device_type: crate::clients::Clients::device_type(s, kind, client),
+            model: crate::clients::Clients::model(s, kind, client),
             device_id: ids.device_id(ud.device),
             user_id: (usize::from(ud.user_id_from) < ud.events.len())
                 .then(|| self.user_id(ud.device)),
@@ -367,6 +382,7 @@ impl Engine {
                     revenue: p.price,
                     product_id: &p.sku,
                     revenue_type: "purchase",
+                    currency: &p.currency,
                 });
             }
         }
@@ -488,14 +504,7 @@ impl<'a> PropMap<'a> for &'a [(&'static str, Prop<'a>)] {
 
     fn for_each(&self, mut f: impl FnMut(&'a str, PropValue<'a>)) {
         for (k, v) in self.iter() {
-            f(
-                k,
-                match v {
-                    Prop::Str(s) => PropValue::Str(s),
-                    Prop::Int(i) => PropValue::Int(*i),
-                    Prop::Float(x) => PropValue::Float(*x),
-                },
-            );
+            f(k, v.value());
         }
     }
 }
@@ -521,8 +530,6 @@ impl EventRecord for Event<'_> {
             FieldId::Platform => Value::Str(self.platform),
             FieldId::OsName => Value::Str(self.os_name),
             FieldId::OsVersion => Value::Str(self.os_version),
-            FieldId::DeviceFamily => Value::Str(self.device_family),
-            FieldId::DeviceType => Value::Str(self.device_type),
             FieldId::Country => Value::Str(self.country),
             FieldId::Region => Value::Str(self.region),
             FieldId::City => Value::Str(self.city),
@@ -534,6 +541,12 @@ impl EventRecord for Event<'_> {
             FieldId::Revenue => rev.map_or(Value::Absent, |r| Value::Float(r.revenue)),
             FieldId::ProductId => rev.map_or(Value::Absent, |r| Value::Str(r.product_id)),
             FieldId::RevenueType => rev.map_or(Value::Absent, |r| Value::Str(r.revenue_type)),
+            FieldId::DeviceManufacturer => match self.device_manufacturer {
+                "" => Value::Absent,
+                m => Value::Str(m),
+            },
+            FieldId::DeviceModel => Value::Str(self.device_model),
+            FieldId::Currency => rev.map_or(Value::Absent, |r| Value::Str(r.currency)),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! path, for example `forms.types[2].share`.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The embedded default scenario, readable by users (`ampsim scenario` prints it).
 pub const DEFAULT_SCENARIO_TOML: &str = include_str!("default_scenario.toml");
@@ -67,7 +67,7 @@ pub struct Scenario {
     /// Seasonal factors: public holidays and lulls.
     pub seasons: Seasons,
     /// Public holidays by country code (ISO 3166-1 alpha-2).
-    pub holidays: std::collections::BTreeMap<String, Vec<HolidayRule>>,
+    pub holidays: BTreeMap<String, Vec<HolidayRule>>,
     /// Browsers and devices.
     pub devices: Vec<Device>,
 }
@@ -724,6 +724,8 @@ pub struct Product {
     pub price: f64,
     /// `monthly` or `annual`.
     pub billing_period: String,
+    /// ISO 4217 code of the price's currency (`currency` on purchases), e.g. `USD`.
+    pub currency: String,
     /// Selection weight per trial path.
     pub weight: PerPath,
 }
@@ -758,14 +760,23 @@ pub struct Device {
     pub os_name: String,
     /// Browser version.
     pub os_version: String,
-    /// Device family, e.g. `Mac`.
+    /// `device_manufacturer` as the Browser SDK reads it from the user agent, e.g. `Apple`;
+    /// empty (not sent) when the user agent names none, as on Windows PCs. A model's own
+    /// manufacturer overrides it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_manufacturer: String,
+    /// `device_model` as the Browser SDK reports it (when `models` is empty): the user
+    /// agent's model (`Macintosh`, `iPhone`), or the OS name (`Windows`) when it names none.
+    pub device_model: String,
+    /// How Amplitude's Export layout shows the device's family, e.g. `Mac OS X` (derived by
+    /// Amplitude on ingestion; never sent).
     pub device_family: String,
-    /// Device type/model (when `models` is empty).
+    /// How the Export layout shows the device's type (when `models` is empty), e.g. `Mac`.
     pub device_type: String,
     /// Share of visitors.
     pub weight: f64,
-    /// Models of this kind of device, each a `device_type` with a weight; a device keeps its
-    /// model. Empty: every device is `device_type`.
+    /// Models of this kind of device, each with a weight; a device keeps its model. Empty:
+    /// every device is `device_model`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<Model>,
     /// Browser versions on a release cycle (`os_version` before the first release).
@@ -785,7 +796,12 @@ pub struct Device {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
-    /// Amplitude's `device_type`, e.g. `Samsung Galaxy S24`.
+    /// `device_manufacturer`, e.g. `Samsung`; empty: the device kind's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub device_manufacturer: String,
+    /// `device_model` as the user agent names it, e.g. `SM-S921B`.
+    pub device_model: String,
+    /// How the Export layout shows it (`device_type`), e.g. `Samsung Galaxy S24`.
     pub device_type: String,
     /// Relative weight.
     pub weight: f64,
@@ -1803,6 +1819,15 @@ impl Validator {
                 );
             }
             self.non_negative(&format!("products[{i}].price"), p.price);
+            if p.currency.len() != 3 || !p.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                self.err(
+                    format!("products[{i}].currency"),
+                    format!(
+                        "{:?}: want a 3-letter uppercase ISO 4217 code, e.g. USD",
+                        p.currency
+                    ),
+                );
+            }
         }
 
         // geography and devices
@@ -1840,6 +1865,54 @@ impl Validator {
         if s.devices.len() > 250 {
             self.err("devices", "at most 250 devices");
         }
+        // The Export layout derives device_family and device_type from an event's
+        // manufacturer and model, so a pair must have one family and type wherever it occurs.
+        let mut shown: BTreeMap<(&str, &str), (&str, &str, String)> = BTreeMap::new();
+        for (i, d) in s.devices.iter().enumerate() {
+            let models: Vec<(&str, &str, &str, String)> = if d.models.is_empty() {
+                vec![(
+                    d.device_manufacturer.as_str(),
+                    d.device_model.as_str(),
+                    d.device_type.as_str(),
+                    format!("devices[{i}]"),
+                )]
+            } else {
+                d.models
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| {
+                        let maker = if m.device_manufacturer.is_empty() {
+                            &d.device_manufacturer
+                        } else {
+                            &m.device_manufacturer
+                        };
+                        (
+                            maker.as_str(),
+                            m.device_model.as_str(),
+                            m.device_type.as_str(),
+                            format!("devices[{i}].models[{j}]"),
+                        )
+                    })
+                    .collect()
+            };
+            for (maker, model, ty, path) in models {
+                match shown.get(&(maker, model)) {
+                    Some((family, t, first)) if (*family, *t) != (d.device_family.as_str(), ty) => {
+                        self.err(
+                            format!("{path}.device_type"),
+                            format!(
+                                "manufacturer {maker:?} and model {model:?} are shown as {family:?}/{t:?} at {first} but as {:?}/{ty:?} here: the Export layout derives device_family and device_type from the pair, so they must agree",
+                                d.device_family
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        shown.insert((maker, model), (d.device_family.as_str(), ty, path));
+                    }
+                }
+            }
+        }
         for (i, d) in s.devices.iter().enumerate() {
             let p = format!("devices[{i}]");
             if !d.models.is_empty() {
@@ -1854,9 +1927,14 @@ impl Validator {
                         .map(|(j, m)| (format!("{p}.models[{j}].weight"), m.weight)),
                 );
                 for (j, m) in d.models.iter().enumerate() {
+                    self.non_empty_str(&format!("{p}.models[{j}].device_model"), &m.device_model);
                     self.non_empty_str(&format!("{p}.models[{j}].device_type"), &m.device_type);
                 }
+            } else {
+                self.non_empty_str(&format!("{p}.device_model"), &d.device_model);
+                self.non_empty_str(&format!("{p}.device_type"), &d.device_type);
             }
+            self.non_empty_str(&format!("{p}.device_family"), &d.device_family);
             if let Some(c) = &d.version_cycle {
                 if parse_date(&c.released).is_none() {
                     self.err(

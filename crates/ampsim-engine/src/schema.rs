@@ -30,8 +30,8 @@ pub enum Kind {
     OptFloat,
     /// An integer some events have (protobuf `optional int64`).
     OptInt,
-    /// A property map with string keys (protobuf `map<string, string>`; a JSON object; a
-    /// STRING column holding that object).
+    /// A property map with string keys and typed values (protobuf `map<string,
+    /// PropertyValue>`; a JSON object; a STRING column holding that object).
     Props,
 }
 
@@ -99,6 +99,8 @@ pub enum PropValue<'a> {
     Int(i64),
     /// A float.
     Float(f64),
+    /// A boolean.
+    Bool(bool),
 }
 
 /// A property map of some representation of an event.
@@ -199,10 +201,6 @@ fields! {
     OsName = 9, "os_name", Str, per_user_day: true, export: ExportAs::Same;
     /// Browser version.
     OsVersion = 10, "os_version", Str, per_user_day: true, export: ExportAs::Same;
-    /// Device family.
-    DeviceFamily = 11, "device_family", Str, per_user_day: true, export: ExportAs::Same;
-    /// Device type or model.
-    DeviceType = 12, "device_type", Str, per_user_day: true, export: ExportAs::Same;
     /// Country.
     Country = 13, "country", Str, per_user_day: true, export: ExportAs::Same;
     /// Region.
@@ -211,10 +209,6 @@ fields! {
     City = 15, "city", Str, per_user_day: true, export: ExportAs::Same;
     /// Language.
     Language = 16, "language", Str, per_user_day: true, export: ExportAs::Same;
-    /// Event properties (page, UTM, form_type, trial_path, product_sku, ...).
-    EventProperties = 17, "event_properties", Props, per_user_day: false, export: ExportAs::Same;
-    /// User properties: attribution on a session's first event; plan on conversion.
-    UserProperties = 18, "user_properties", Props, per_user_day: false, export: ExportAs::Same;
     /// Unit price, on purchases.
     Price = 19, "price", OptFloat, per_user_day: false, export: ExportAs::EventProperty("$price");
     /// Quantity, on purchases.
@@ -229,6 +223,20 @@ fields! {
     /// Revenue type, on purchases (Amplitude's camelCase name).
     RevenueType = 23, "revenueType", OptStr, per_user_day: false,
         export: ExportAs::EventProperty("$revenueType");
+    /// Device manufacturer as the user agent names it (`Apple`, `Samsung`); absent when it
+    /// names none.
+    DeviceManufacturer = 24, "device_manufacturer", OptStr, per_user_day: true,
+        export: ExportAs::Same;
+    /// Device model as the Browser SDK reports it (`Macintosh`, `iPhone`, `SM-S921B`, or the
+    /// OS name, `Windows`, when the user agent names no model).
+    DeviceModel = 25, "device_model", Str, per_user_day: true, export: ExportAs::Same;
+    /// Event properties (page, UTM, form_type, trial_path, product_sku, ...), typed.
+    EventProperties = 26, "event_properties", Props, per_user_day: false, export: ExportAs::Same;
+    /// User properties: attribution on a session's first event; plan on conversion. Typed.
+    UserProperties = 27, "user_properties", Props, per_user_day: false, export: ExportAs::Same;
+    /// ISO 4217 currency of price and revenue, on purchases.
+    Currency = 28, "currency", OptStr, per_user_day: false,
+        export: ExportAs::EventProperty("$currency");
 }
 
 impl FieldId {
@@ -290,7 +298,7 @@ const fn by_name() -> [FieldId; FIELD_COUNT] {
         order[i] = FIELDS[i].id;
         i += 1;
     }
-    // Insertion sort: 23 names, at compile time.
+    // Insertion sort: a few dozen names, at compile time.
     let mut i = 1;
     while i < FIELD_COUNT {
         let mut j = i;
@@ -340,13 +348,11 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(names, sorted);
         assert_eq!(names.len(), FIELD_COUNT);
-        // The fields written once per user-day are one run of field numbers.
-        let shared: Vec<u32> = FIELDS
-            .iter()
-            .filter(|f| f.per_user_day)
-            .map(|f| f.tag)
-            .collect();
-        assert!(shared.windows(2).all(|w| w[1] == w[0] + 1), "{shared:?}");
+        // Field numbers are never reused: those of engine versions 1-5's
+        // `device_family`/`device_type` and string-valued property maps stay free.
+        for retired in [11, 12, 17, 18] {
+            assert_eq!(BY_TAG[retired], 0, "field number {retired} is retired");
+        }
     }
 
     #[test]

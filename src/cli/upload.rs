@@ -233,7 +233,7 @@ pub fn run_double(a: &DoubleArgs) -> anyhow::Result<()> {
         let d = double::AmplitudeDouble::start(a.listen, cfg)
             .await
             .map_err(|e| anyhow::anyhow!("--listen {}: {e}", a.listen))?;
-        tracing::info!(url = %d.base_url(), "Amplitude ingestion double listening (POST /2/httpapi, /batch; GET /stats); Ctrl-C stops");
+        tracing::info!(url = %d.base_url(), "Amplitude ingestion double listening (POST /2/httpapi, /batch; GET /stats, /ingested); Ctrl-C stops");
         tokio::signal::ctrl_c().await?;
         println!("{}", serde_json::to_string_pretty(&d.stats())?);
         d.stop().await;

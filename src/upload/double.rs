@@ -144,6 +144,7 @@ impl AmplitudeDouble {
             .route("/2/httpapi", post(http_v2))
             .route("/batch", post(batch))
             .route("/stats", get(stats))
+            .route("/ingested", get(ingested))
             .with_state(shared.clone());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -205,6 +206,20 @@ async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
     let st = s.inner.lock().expect("double state").stats.clone();
     (StatusCode::OK, axum::Json(st)).into_response()
+}
+
+/// `GET /ingested`: insert_id → how many times it was ingested, as a JSON object with sorted
+/// keys (what a client outside the process checks "every event exactly once" against).
+async fn ingested(State(s): State<Arc<Shared>>) -> Response {
+    let counts: BTreeMap<String, u32> = s
+        .inner
+        .lock()
+        .expect("double state")
+        .ingested
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    (StatusCode::OK, axum::Json(counts)).into_response()
 }
 
 fn answer(s: &Shared, route: Route, headers: &HeaderMap, body: &[u8]) -> Response {

@@ -443,5 +443,18 @@ async fn the_double_keeps_amplitudes_contract() {
     assert_eq!(st, 200);
     let ids: HashMap<String, u32> = d.ingested();
     assert!(ids.values().all(|&n| n == 1));
+    // GET /ingested serves the same record to clients outside the process (the Node SDK test).
+    let served = ampsim::upload::http_client()
+        .unwrap()
+        .get(format!("{}/ingested", d.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let served: HashMap<String, u32> = serde_json::from_slice(&served).unwrap();
+    assert!(!served.is_empty());
+    assert_eq!(served, ids);
     d.stop().await;
 }

@@ -372,7 +372,7 @@ const fn read_of_tag() -> [(u8, Read); MAX_TAG as usize + 1] {
                 Kind::Str | Kind::OptStr => Read::Str,
                 Kind::Int | Kind::TimeMs | Kind::OptInt => Read::Varint,
                 Kind::OptFloat => Read::F64,
-                Kind::Props => Read::Map,
+                Kind::Props | Kind::OptProps => Read::Map,
             },
         );
         i += 1;
@@ -636,6 +636,16 @@ impl<'a> EventView<'a> {
         self.props_of(FieldId::UserProperties)
     }
 
+    /// Amplitude groups (empty for an anonymous user's events).
+    pub fn groups(&self) -> Props<'a> {
+        self.props_of(FieldId::Groups)
+    }
+
+    /// Group properties (on `$groupidentify` only).
+    pub fn group_properties(&self) -> Props<'a> {
+        self.props_of(FieldId::GroupProperties)
+    }
+
     /// Appends the event as its HTTP V2 JSON object ([`ampsim_engine::json::write_http`]):
     /// the line `ampsim events` prints, the JSON-lines export holds and `ampsim upload` sends.
     pub fn write_json(&self, out: &mut Vec<u8>) {
@@ -666,7 +676,8 @@ impl EventRecord for EventView<'_> {
             (Kind::Int | Kind::TimeMs, _) => Value::Int(0),
             (Kind::OptFloat, Slot::F64(x)) => Value::Float(x),
             (Kind::Props, _) => Value::Props(self.props_of(f)),
-            (Kind::OptStr | Kind::OptInt | Kind::OptFloat, _) => Value::Absent,
+            (Kind::OptProps, Slot::Map { .. }) => Value::Props(self.props_of(f)),
+            (Kind::OptStr | Kind::OptInt | Kind::OptFloat | Kind::OptProps, _) => Value::Absent,
         }
     }
 }
@@ -1043,7 +1054,9 @@ mod tests {
                 }
                 Kind::OptInt => d.r#type() == Type::Int64 && optional,
                 Kind::OptFloat => d.r#type() == Type::Double && optional,
-                Kind::Props => d.r#type() == Type::Message && d.label() == Label::Repeated,
+                Kind::Props | Kind::OptProps => {
+                    d.r#type() == Type::Message && d.label() == Label::Repeated
+                }
             };
             assert!(
                 ok,

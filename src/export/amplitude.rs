@@ -32,6 +32,13 @@
 //!   lasts at most a few hours); a session that began before the exported range carries
 //!   nothing. Properties set on earlier days (e.g. `plan` from a conversion) are not carried:
 //!   that would need every user's state for the whole range.
+//! - `groups` lists each group type's values (`{"company":["bluewavelabs.de"]}`), and
+//!   `group_properties` holds, per group type and value, the group's properties as the
+//!   `$groupidentify` events written so far set them
+//!   (`{"company":{"bluewavelabs.de":{"industry":"Software",…}}}`): Amplitude applies group
+//!   properties to later events only. Both shapes are those of Amplitude's Accounts docs and
+//!   third-party parsers, not confirmed against a real export; a group whose `$groupidentify`
+//!   came before the exported range has no properties here.
 
 use super::files::{io_err, FileInfo, Staged};
 use super::{day_of, ExportOptions, FormatWriter, Result, DAY_MS};
@@ -189,6 +196,11 @@ enum Source {
     App,
     /// The `data` object.
     Data,
+    /// `groups`: each group type with its values as a list.
+    Groups,
+    /// `group_properties`: the properties of the event's groups as the `$groupidentify`
+    /// events before it set them.
+    GroupProperties,
     /// This JSON text, always.
     Raw(&'static str),
 }
@@ -210,8 +222,6 @@ const LAYOUT_KEYS: &[(&str, Source)] = &[
     ("device_type", Source::DeviceType),
     ("dma", Source::Raw("null")),
     ("global_user_properties", Source::Raw("null")),
-    ("group_properties", Source::Raw("{}")),
-    ("groups", Source::Raw("{}")),
     ("idfa", Source::Raw("null")),
     ("ip_address", Source::Raw("null")),
     ("is_attribution_event", Source::Raw("null")),
@@ -256,6 +266,14 @@ fn layout() -> Vec<(&'static str, Source)> {
             ExportAs::Renamed(name) => keys.push((name, Source::Field(f.id))),
             ExportAs::Timestamps => keys.extend(TIME_KEYS.iter().map(|k| (*k, Source::Time))),
             ExportAs::EventProperty(_) => {}
+            ExportAs::Groups => keys.push((
+                f.name,
+                if f.id == FieldId::Groups {
+                    Source::Groups
+                } else {
+                    Source::GroupProperties
+                },
+            )),
         }
     }
     keys.sort_by_key(|k| k.0);
@@ -287,6 +305,9 @@ pub(super) struct AmplitudeWriter {
     prefix: String,
     prefix_hour: i64,
     sessions: SessionProps,
+    /// Each group's properties as the `$groupidentify` events so far set them: group type →
+    /// group value → properties.
+    groups: BTreeMap<String, BTreeMap<String, BTreeMap<String, OwnedValue>>>,
     /// The keys of a line and where each value comes from.
     layout: Vec<(&'static str, Source)>,
     /// The fields exported inside `event_properties`.
@@ -308,6 +329,7 @@ impl AmplitudeWriter {
             prefix: String::new(),
             prefix_hour: i64::MIN,
             sessions: SessionProps::default(),
+            groups: BTreeMap::new(),
             layout: layout(),
             revenue: revenue_keys(),
             devices: opts.device_names.clone(),
@@ -392,6 +414,21 @@ impl FormatWriter for AmplitudeWriter {
 impl AmplitudeWriter {
     /// Writes one event's line into `self.line`, key by key in the layout's order.
     fn write_line(&mut self, e: &EventView<'_>, time: &str) {
+        if !e.group_properties().is_empty() {
+            // A `$groupidentify`: its properties are the groups' from now on.
+            for (ty, value) in e.groups().iter() {
+                let value = json::prop_text(value);
+                let props = self
+                    .groups
+                    .entry(ty.to_string())
+                    .or_default()
+                    .entry(value)
+                    .or_default();
+                for (k, v) in e.group_properties().iter() {
+                    props.insert(k.to_string(), OwnedValue::of(v));
+                }
+            }
+        }
         let out = &mut self.line;
         out.push(b'{');
         for (i, (k, source)) in self.layout.iter().enumerate() {
@@ -439,6 +476,43 @@ impl AmplitudeWriter {
                         (Some((_, ty)), _) => json::str(out, ty),
                         (None, _) => out.extend_from_slice(b"null"),
                     }
+                }
+                Source::Groups => {
+                    out.push(b'{');
+                    for (i, (ty, value)) in json::sorted_entries(e.groups()).iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        json::key(out, ty);
+                        out.push(b'[');
+                        json::write_value(out, *value);
+                        out.push(b']');
+                    }
+                    out.push(b'}');
+                }
+                Source::GroupProperties => {
+                    out.push(b'{');
+                    let mut more = false;
+                    for (ty, value) in json::sorted_entries(e.groups()).iter() {
+                        let value = json::prop_text(*value);
+                        let Some(props) = self.groups.get(*ty).and_then(|g| g.get(&value))
+                        else {
+                            continue;
+                        };
+                        if more {
+                            out.push(b',');
+                        }
+                        more = true;
+                        json::key(out, ty);
+                        out.push(b'{');
+                        json::key(out, &value);
+                        out.push(b'{');
+                        for (i, (k, v)) in props.iter().enumerate() {
+                            json::write_entries(&[(k.as_str(), v.as_value())], i > 0, out);
+                        }
+                        out.extend_from_slice(b"}}");
+                    }
+                    out.push(b'}');
                 }
                 Source::Time => json::str(out, time),
                 Source::Uuid => json::str(out, &event_uuid(e.insert_id())),

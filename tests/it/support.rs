@@ -290,6 +290,12 @@ pub fn event_json(e: &pb::Event) -> serde_json::Value {
     if !e.currency.is_empty() {
         m.insert("currency".into(), e.currency.clone().into());
     }
+    if !e.groups.is_empty() {
+        m.insert("groups".into(), props_json(&e.groups));
+    }
+    if !e.group_properties.is_empty() {
+        m.insert("group_properties".into(), props_json(&e.group_properties));
+    }
     serde_json::Value::Object(m)
 }
 

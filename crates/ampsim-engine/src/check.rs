@@ -78,7 +78,8 @@ impl Engine {
             EventKind::App => s.app.milestones.len() + s.app.usage.len(),
             EventKind::UpgradeClicked
             | EventKind::ContactSalesClicked
-            | EventKind::TrialExpired => usize::MAX,
+            | EventKind::TrialExpired
+            | EventKind::GroupIdentify => usize::MAX,
         };
         if aux >= n {
             return Err(CodecError("event index out of range"));

@@ -27,6 +27,7 @@ use crate::state::UserDay;
 use arrow_array::builder::{
     Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
+use crate::schema::PropMap;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
@@ -39,7 +40,7 @@ pub const BATCH_ROWS: usize = 64 * 1024;
 /// The Arrow type of a field's column.
 pub fn data_type(f: &Field) -> DataType {
     match f.kind {
-        Kind::Str | Kind::OptStr | Kind::Props => DataType::Utf8,
+        Kind::Str | Kind::OptStr | Kind::Props | Kind::OptProps => DataType::Utf8,
         Kind::Int | Kind::OptInt => DataType::Int64,
         Kind::TimeMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         Kind::OptFloat => DataType::Float64,
@@ -77,6 +78,8 @@ fn bytes_hint(f: FieldId) -> usize {
         FieldId::UserProperties => 64,
         FieldId::DeviceId | FieldId::InsertId => 36,
         FieldId::UserId | FieldId::ProductId | FieldId::RevenueType => 2,
+        FieldId::Groups => 8,
+        FieldId::GroupProperties => 1,
         _ => 16,
     }
 }
@@ -107,7 +110,7 @@ impl BatchBuilder {
         let cols = FIELDS
             .iter()
             .map(|f| match f.kind {
-                Kind::Str | Kind::OptStr | Kind::Props => {
+                Kind::Str | Kind::OptStr | Kind::Props | Kind::OptProps => {
                     Col::Str(StringBuilder::with_capacity(rows, rows * bytes_hint(f.id)))
                 }
                 Kind::Int | Kind::OptInt => Col::Int(Int64Builder::with_capacity(rows)),
@@ -142,6 +145,9 @@ impl BatchBuilder {
                     } else {
                         b.append_value(s);
                     }
+                }
+                (Col::Str(b), Value::Props(p)) if p.is_empty() && f.kind == Kind::OptProps => {
+                    b.append_null();
                 }
                 (Col::Str(b), Value::Props(p)) => {
                     // Printed straight into the column's value buffer.

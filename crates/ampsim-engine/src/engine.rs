@@ -6,6 +6,7 @@
 //! (seed, day, device, purpose). So users are processed in parallel (rayon) and the output is
 //! collected in device order, independent of the thread count.
 
+use super::accounts::{Companies, Company, CompanyInfo};
 use super::dist::{Delay, Draw, Lengths};
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
@@ -20,7 +21,7 @@ use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 6;
+pub const ENGINE_VERSION: u32 = 7;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -127,6 +128,8 @@ pub struct Engine {
     /// Geography and device tables, used when rendering events.
     pub(crate) geo: Weighted,
     pub(crate) devices: Weighted,
+    /// The companies visitors work for.
+    companies: Companies,
 }
 
 /// A cpc source's campaigns compiled by audience.
@@ -320,6 +323,7 @@ impl Engine {
             app_lengths: Lengths::new(&s.app.session_events),
             app_usage: Weighted::new(s.app.usage.iter().map(|u| u.weight)),
             milestone_logits: s.app.milestones.iter().map(|m| logit(m.reach)).collect(),
+            companies: Companies::new(s, cfg.population_scale, tag, cfg.seed),
             geo: Weighted::new(s.geography.iter().map(|g| g.weight)),
             devices: Weighted::new(s.devices.iter().map(|d| d.weight)),
             // Every day a simulation may emit: the warm start, then up to 30 years.
@@ -437,15 +441,37 @@ impl Engine {
             * mix
     }
 
-    /// The user id (a work e-mail address) of `device`: a name and a company domain of the
-    /// country of its geography.
+    /// The user id (a work e-mail address) of `device`: a name of the country of its
+    /// geography at its company's domain.
     pub fn user_id(&self, device: u64) -> String {
+        let company = self.company_of(device);
+        let domain = self.companies.domain(&self.cfg.scenario, company);
+        self.user_id_at(device, company, &domain)
+    }
+
+    /// [`Engine::user_id`] when the company's domain is known.
+    pub fn user_id_at(&self, device: u64, company: Company, domain: &str) -> String {
         let mut s = String::with_capacity(48);
-        let (geo, _) = self.profile(device);
-        let cc = &self.cfg.scenario.geography[geo].country_code;
+        let cc = &self.cfg.scenario.geography[company.geo].country_code;
         self.ids
-            .write_user_id(device, crate::names::locale(cc), &mut s);
+            .write_user_id(device, crate::names::locale(cc), domain, &mut s);
         s
+    }
+
+    /// The company a device's user works for (a latent trait: [`crate::accounts`]).
+    pub fn company_of(&self, device: u64) -> Company {
+        let (geo, _) = self.profile(device);
+        self.companies.of(self.cfg.seed, device, geo)
+    }
+
+    /// The compiled companies.
+    pub fn companies(&self) -> &Companies {
+        &self.companies
+    }
+
+    /// Everything about a company (its group properties).
+    pub fn company_info(&self, company: Company) -> CompanyInfo {
+        self.companies.info(&self.cfg.scenario, company)
     }
 
     /// The device number of a user id, or `None` if it is not one of this simulation's ids.
@@ -899,6 +925,13 @@ impl Engine {
                 if !identified {
                     st.identified_day = Some(day_at(at));
                     st.form_type = Some(form as u8);
+                    // The site tells Amplitude the user's company (from the form's e-mail
+                    // domain): a `$groupidentify` at the form's time, after it.
+                    events.push(EventRec {
+                        time_ms: at,
+                        kind: EventKind::GroupIdentify,
+                        aux: 0,
+                    });
                 }
                 if form == self.trial_form {
                     st.trial = Some(self.start_trial(day_at(at), st.device));

@@ -112,41 +112,6 @@ pub struct Ids {
     tag: u64,
 }
 
-const COMPANIES: [&str; 32] = [
-    "northwind",
-    "contoso",
-    "initech",
-    "globex",
-    "umbrella",
-    "hooli",
-    "piedpiper",
-    "acmecorp",
-    "stark",
-    "wayne",
-    "tyrell",
-    "cyberdyne",
-    "soylent",
-    "vandelay",
-    "wonka",
-    "gringotts",
-    "massive",
-    "oscorp",
-    "aperture",
-    "blackmesa",
-    "dunder",
-    "prestige",
-    "sterling",
-    "bluth",
-    "monarch",
-    "nakatomi",
-    "virtucon",
-    "zorg",
-    "weyland",
-    "ingen",
-    "octan",
-    "rekall",
-];
-
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 impl Ids {
@@ -183,9 +148,15 @@ impl Ids {
     }
 
     /// Appends the user id (a work e-mail address) of a device number whose user lives in a
-    /// country of `locale`: a name of that country, then a reversible code, at a company
-    /// domain under one of the country's top-level domains.
-    pub fn write_user_id(&self, device: u64, locale: &crate::names::Locale, out: &mut String) {
+    /// country of `locale`: a name of that country, then a reversible code, at `domain` (its
+    /// company's).
+    pub fn write_user_id(
+        &self,
+        device: u64,
+        locale: &crate::names::Locale,
+        domain: &str,
+        out: &mut String,
+    ) {
         let code = feistel(device, hash_words(&[self.tag, 0xe1]));
         let h = mix64(code ^ self.tag);
         out.push_str(locale.first[(h % locale.first.len() as u64) as usize]);
@@ -205,9 +176,7 @@ impl Ids {
         }
         out.push_str(std::str::from_utf8(&digits[i..]).expect("ascii"));
         out.push('@');
-        out.push_str(COMPANIES[((h >> 16) % 32) as usize]);
-        out.push('.');
-        out.push_str(locale.tld(((h >> 24) % 100) as u32));
+        out.push_str(domain);
     }
 
     /// The device number a user id's code names, or `None` if it has no code. The caller
@@ -269,7 +238,8 @@ mod tests {
             assert_eq!(d.len(), 36);
             assert_eq!(ids.parse_device_id(&d), Some(dev), "{d}");
             let mut u = String::new();
-            ids.write_user_id(dev, crate::names::locale("DE"), &mut u);
+            ids.write_user_id(dev, crate::names::locale("DE"), "example.de", &mut u);
+            assert!(u.ends_with("@example.de"), "{u}");
             assert!(u.contains('@'), "{u}");
             assert_eq!(ids.user_code_device(&u), Some(dev), "{u}");
         }

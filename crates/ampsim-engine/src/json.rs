@@ -47,7 +47,9 @@ pub fn write_canonical(e: &impl EventRecord, out: &mut impl JsonOut) {
     let mut first = true;
     for f in &FIELDS {
         let v = e.value(f.id);
-        if matches!(v, Value::Absent) {
+        if matches!(v, Value::Absent)
+            || (f.kind == Kind::OptProps && matches!(v, Value::Props(p) if p.is_empty()))
+        {
             continue;
         }
         if !first {
@@ -90,7 +92,10 @@ pub fn write_http(e: &impl EventRecord, out: &mut impl JsonOut) {
     for id in BY_NAME {
         let f = id.field();
         let v = e.value(id);
-        if matches!(v, Value::Absent) || (f.kind == Kind::OptStr && matches!(v, Value::Str(""))) {
+        if matches!(v, Value::Absent)
+            || (f.kind == Kind::OptStr && matches!(v, Value::Str("")))
+            || (f.kind == Kind::OptProps && matches!(v, Value::Props(p) if p.is_empty()))
+        {
             continue;
         }
         if !first {
@@ -164,12 +169,27 @@ pub fn write_entries(entries: &[(&str, PropValue<'_>)], more: bool, out: &mut im
             out.put(",");
         }
         key(out, k);
-        match *v {
-            PropValue::Str(s) => str(out, s),
-            PropValue::Int(i) => int(out, i),
-            PropValue::Float(x) => serde_number(out, x),
-            PropValue::Bool(b) => out.put(if b { "true" } else { "false" }),
-        }
+        write_value(out, *v);
+    }
+}
+
+/// Appends a property value with its JSON type (numbers as serde_json writes them).
+pub fn write_value(out: &mut impl JsonOut, v: PropValue<'_>) {
+    match v {
+        PropValue::Str(s) => str(out, s),
+        PropValue::Int(i) => int(out, i),
+        PropValue::Float(x) => serde_number(out, x),
+        PropValue::Bool(b) => out.put(if b { "true" } else { "false" }),
+    }
+}
+
+/// A property value as text: a string as it is, a number or boolean as JSON writes it.
+pub fn prop_text(v: PropValue<'_>) -> String {
+    match v {
+        PropValue::Str(s) => s.to_string(),
+        PropValue::Int(i) => i.to_string(),
+        PropValue::Float(x) => canonical_float(x),
+        PropValue::Bool(b) => b.to_string(),
     }
 }
 

@@ -82,6 +82,8 @@ pub struct Label {
     pub trial: Option<TrialLabel>,
     /// The product bought (index into `products`).
     pub product_sku: Option<u8>,
+    /// The company the user works for (its true account), known for anonymous users too.
+    pub company: crate::accounts::Company,
 }
 
 impl Label {
@@ -146,14 +148,17 @@ impl Engine {
                 trial.is_some_and(|t| t.ended && t.decision.is_some_and(|d| d.converts))
             }),
             trial,
+            company: self.company_of(st.device),
         }
     }
 }
 
 /// The columns of labels: (name, type, nullable, doc).
-const COLUMNS: [(&str, DataType, bool, &str); 22] = [
+const COLUMNS: [(&str, DataType, bool, &str); 24] = [
     ("device_id", DataType::Utf8, false, "The device id, as in the events."),
     ("user_id", DataType::Utf8, true, "The user id once identified, as in the events."),
+    ("company", DataType::Utf8, false, "The domain of the company the user works for (its true account): known for every user, the `company` group of its events once identified."),
+    ("company_size_band", DataType::Utf8, false, "The company's size band (accounts.size_bands[].name)."),
     ("first_seen_date", DataType::Date32, false, "The first day seen (UTC); before the start date for users of the warm start."),
     ("first_touch_source", DataType::Utf8, false, "First-touch utm_source (initial_utm_source)."),
     ("first_touch_medium", DataType::Utf8, false, "First-touch utm_medium."),
@@ -237,7 +242,7 @@ pub struct LabelsBuilder<'e> {
     as_of: u32,
     schema: SchemaRef,
     rows: usize,
-    strs: [StringBuilder; 9],
+    strs: [StringBuilder; 11],
     dates: [Date32Builder; 5],
     floats: [Float64Builder; 3],
     ints: [Int64Builder; 3],
@@ -293,7 +298,7 @@ impl<'e> LabelsBuilder<'e> {
     pub fn push(&mut self, l: &Label) {
         let e = self.engine;
         let s = e.scenario();
-        let [device_id, user_id, source, medium, campaign, form, path, outcome, sku] =
+        let [device_id, user_id, company, band, source, medium, campaign, form, path, outcome, sku] =
             &mut self.strs;
         let [first_seen, identified_date, start, decision, end] = &mut self.dates;
         let [intent, intent_mean, p] = &mut self.floats;
@@ -302,10 +307,13 @@ impl<'e> LabelsBuilder<'e> {
         self.buf.clear();
         e.ids().write_device_id(l.device, &mut self.buf);
         device_id.append_value(&self.buf);
+        let domain = e.companies().domain(s, l.company);
         match l.identified_day {
-            Some(_) => user_id.append_value(e.user_id(l.device)),
+            Some(_) => user_id.append_value(e.user_id_at(l.device, l.company, &domain)),
             None => user_id.append_null(),
         }
+        company.append_value(&domain);
+        band.append_value(&s.accounts.size_bands[l.company.band].name);
         first_seen.append_value(date32(e, l.first_day));
         let src = &s.sources[usize::from(l.first_touch.source)];
         source.append_value(&src.source);
@@ -339,7 +347,7 @@ impl<'e> LabelsBuilder<'e> {
 
     /// The rows added since the last call, as a batch of [`LabelsBuilder::schema`].
     pub fn finish(&mut self) -> RecordBatch {
-        let [device_id, user_id, source, medium, campaign, form, path, outcome, sku] =
+        let [device_id, user_id, company, band, source, medium, campaign, form, path, outcome, sku] =
             &mut self.strs;
         let [first_seen, identified_date, start, decision, end] = &mut self.dates;
         let [intent, intent_mean, p] = &mut self.floats;
@@ -349,6 +357,8 @@ impl<'e> LabelsBuilder<'e> {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(device_id.finish()),
             Arc::new(user_id.finish()),
+            Arc::new(company.finish()),
+            Arc::new(band.finish()),
             Arc::new(first_seen.finish()),
             Arc::new(source.finish()),
             Arc::new(medium.finish()),

@@ -19,6 +19,7 @@
 //! - `ids`: reversible device ids and user ids, and insert ids.
 //! - `memory`: an in-memory driver (due queue in a map), for tests and the engine benchmark.
 
+pub mod accounts;
 pub mod calendar;
 pub mod check;
 pub mod clients;

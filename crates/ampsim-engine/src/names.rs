@@ -497,6 +497,100 @@ impl Locale {
     }
 }
 
+/// Company names: a first word, a second word and a kind of business, 64 of each, so that
+/// 262,144 companies have distinct names (and domains) before a number is added.
+const COMPANY_FIRST: [&str; 64] = [
+    "blue", "north", "silver", "bright", "red", "green", "stone", "iron", "clear", "swift", "true",
+    "deep", "high", "wide", "oak", "pine", "cedar", "maple", "river", "lake", "sea", "sky", "sun",
+    "star", "moon", "cloud", "storm", "frost", "fire", "gold", "amber", "coral", "jade", "ruby",
+    "pearl", "onyx", "crystal", "summit", "ridge", "vale", "glen", "harbor", "bay", "cape", "port",
+    "bridge", "tower", "gate", "field", "meadow", "grove", "brook", "falls", "peak", "crest",
+    "arc", "nova", "terra", "astro", "lumen", "vector", "pixel", "quant", "mint",
+];
+const COMPANY_SECOND: [&str; 64] = [
+    "wave", "path", "point", "line", "works", "mark", "light", "forge", "stack", "loop", "base",
+    "flow", "grid", "sign", "craft", "scope", "sight", "wise", "hub", "field", "leaf", "rock",
+    "wood", "way", "spring", "view", "dale", "gate", "ford", "haven", "shore", "wind", "hill",
+    "side", "core", "beam", "spark", "bit", "byte", "cast", "trail", "rise", "shift", "fox",
+    "hawk", "wolf", "bear", "lynx", "owl", "wren", "finch", "heron", "orca", "otter", "elm",
+    "birch", "ash", "reed", "moss", "bloom", "stream", "nest", "lane", "mill",
+];
+const COMPANY_KIND: [&str; 64] = [
+    "Labs", "Systems", "Analytics", "Software", "Group", "Partners", "Technologies", "Digital",
+    "Networks", "Solutions", "Ventures", "Media", "Health", "Capital", "Logistics", "Studio",
+    "Works", "Retail", "Foods", "Energy", "Learning", "Security", "Cloud", "Data", "Robotics",
+    "Mobility", "Commerce", "Interactive", "Consulting", "Games", "Bio", "Financial", "Insurance",
+    "Travel", "Fashion", "Home", "Motors", "Telecom", "Apparel", "Supply", "Brands", "Pharma",
+    "Foundry", "Collective", "Industries", "Dynamics", "Holdings", "Markets", "Payments",
+    "Platforms", "Research", "Services", "Products", "Devices", "Sciences", "Engineering",
+    "Design", "Marketing", "Education", "Studios", "Outdoor", "Legal", "Hospitality", "Aerospace",
+];
+
+/// How many companies have distinct names before a number is appended.
+pub const DISTINCT_COMPANY_NAMES: u64 = 64 * 64 * 64;
+
+/// The display name (`Bluewave Analytics`) and the domain label (`bluewaveanalytics`) of the
+/// company named by `code`: distinct codes below [`DISTINCT_COMPANY_NAMES`] give distinct names,
+/// and a larger code repeats a name with a number (`Bluewave Analytics 2`,
+/// `bluewaveanalytics2`), so every code's name and label are its own.
+pub fn company_name(code: u64) -> (String, String) {
+    let (round, c) = (code / DISTINCT_COMPANY_NAMES, code % DISTINCT_COMPANY_NAMES);
+    let (a, b, k) = (
+        COMPANY_FIRST[(c % 64) as usize],
+        COMPANY_SECOND[(c / 64 % 64) as usize],
+        COMPANY_KIND[(c / 4096) as usize],
+    );
+    let mut name = String::with_capacity(40);
+    name.push(a.as_bytes()[0].to_ascii_uppercase() as char);
+    name.push_str(&a[1..]);
+    name.push_str(b);
+    name.push(' ');
+    name.push_str(k);
+    let mut label = String::with_capacity(40);
+    label.push_str(a);
+    label.push_str(b);
+    label.push_str(&k.to_ascii_lowercase());
+    if round > 0 {
+        name.push_str(&format!(" {}", round + 1));
+        label.push_str(&(round + 1).to_string());
+    }
+    (name, label)
+}
+
+/// The code of a company's domain label ([`company_name`]'s inverse), or `None` if the label
+/// is not one.
+pub fn company_code(label: &str) -> Option<u64> {
+    for (ai, a) in COMPANY_FIRST.iter().enumerate() {
+        let Some(rest) = label.strip_prefix(a) else {
+            continue;
+        };
+        for (bi, b) in COMPANY_SECOND.iter().enumerate() {
+            let Some(rest) = rest.strip_prefix(b) else {
+                continue;
+            };
+            for (ki, k) in COMPANY_KIND.iter().enumerate() {
+                let k = k.to_ascii_lowercase();
+                let Some(digits) = rest.strip_prefix(k.as_str()) else {
+                    continue;
+                };
+                let round = if digits.is_empty() {
+                    0
+                } else if digits.starts_with('0') || !digits.bytes().all(|d| d.is_ascii_digit()) {
+                    continue;
+                } else {
+                    match digits.parse::<u64>() {
+                        Ok(n) if n >= 2 && n < 1 << 20 => n - 1,
+                        _ => continue,
+                    }
+                };
+                let c = ai as u64 + 64 * bi as u64 + 4096 * ki as u64;
+                return Some(round * DISTINCT_COMPANY_NAMES + c);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,5 +613,30 @@ mod tests {
         }
         assert_eq!(locale("DE").tld(0), "de");
         assert_eq!(locale("DE").tld(99), "io");
+    }
+
+    #[test]
+    fn company_names_are_distinct() {
+        let mut names = std::collections::BTreeSet::new();
+        let mut labels = std::collections::BTreeSet::new();
+        for code in (0..DISTINCT_COMPANY_NAMES).chain([
+            DISTINCT_COMPANY_NAMES,
+            DISTINCT_COMPANY_NAMES + 7,
+            3 * DISTINCT_COMPANY_NAMES + 1,
+        ]) {
+            let (name, label) = company_name(code);
+            assert!(
+                label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{label}"
+            );
+            assert_eq!(company_code(&label), Some(code), "{label}");
+            assert!(names.insert(name), "code {code}");
+            assert!(labels.insert(label), "code {code}");
+        }
+        assert_eq!(company_code("bluewavelabs1"), None);
+        assert_eq!(company_code("bluewavelabs02"), None);
+        assert_eq!(company_code("acme"), None);
+        assert_eq!(company_name(0).0, "Bluewave Labs");
+        assert_eq!(company_name(DISTINCT_COMPANY_NAMES).1, "bluewavelabs2");
     }
 }

@@ -106,6 +106,10 @@ pub struct Event<'a> {
     pub user_properties: Vec<(&'static str, Prop<'a>)>,
     /// Revenue fields, on purchases only.
     pub revenue: Option<Revenue<'a>>,
+    /// Amplitude groups, `{"company": domain}`, on an identified user's events.
+    pub groups: Vec<(&'static str, Prop<'a>)>,
+    /// The company's group properties, on `$groupidentify` only.
+    pub group_properties: Vec<(&'static str, Prop<'a>)>,
 }
 
 impl Default for Event<'_> {
@@ -132,6 +136,8 @@ impl Default for Event<'_> {
             event_properties: Vec::with_capacity(12),
             user_properties: Vec::with_capacity(10),
             revenue: None,
+            groups: Vec::with_capacity(1),
+            group_properties: Vec::new(),
         }
     }
 }
@@ -147,6 +153,8 @@ pub struct UserDayContext<'a> {
     device_id: String,
     /// The user id, when the user is identified by the end of the day.
     user_id: Option<String>,
+    /// The user's company, when the user is identified by the end of the day.
+    company: Option<crate::accounts::CompanyInfo>,
     first_src: &'a super::scenario::Source,
     first_campaign: Option<&'a str>,
 }
@@ -186,6 +194,7 @@ impl Engine {
             EventKind::TrialExpired => "trial_expired",
             EventKind::Purchase => "purchase",
             EventKind::App => self.app_event_type(aux),
+            EventKind::GroupIdentify => "$groupidentify",
         }
     }
 
@@ -266,14 +275,18 @@ impl Engine {
         let client = self.clients.client(self.config().seed, ud.device, kind);
         let ids = self.ids();
         let first_src = &s.sources[ud.first_touch.source as usize];
+        let company = (usize::from(ud.user_id_from) < ud.events.len())
+            .then(|| self.company_info(self.company_of(ud.device)));
         UserDayContext {
             geo,
             dev,
             os_version: self.clients.version(s, kind, client, self.date_of(ud.day)),
             model: crate::clients::Clients::model(s, kind, client),
             device_id: ids.device_id(ud.device),
-            user_id: (usize::from(ud.user_id_from) < ud.events.len())
-                .then(|| self.user_id(ud.device)),
+            user_id: company
+                .as_ref()
+                .map(|c| self.user_id_at(ud.device, c.company, &c.domain)),
+            company,
             first_src,
             first_campaign: campaign_name(s, ud.first_touch),
         }
@@ -304,6 +317,21 @@ impl Engine {
             }
             _ => ev.user_id = None,
         }
+        // The company group is on every event that has the user id.
+        match (&ctx.company, ev.user_id.is_some()) {
+            (Some(c), true) => {
+                let same = matches!(ev.groups.first(), Some((_, Prop::Str(d))) if *d == c.domain);
+                if !same {
+                    ev.groups.clear();
+                    ev.groups.push((
+                        crate::accounts::GROUP_TYPE,
+                        Prop::Str(Cow::Owned(c.domain.clone())),
+                    ));
+                }
+            }
+            _ => ev.groups.clear(),
+        }
+        ev.group_properties.clear();
         let event_id = ud.event_id_base + i as u32 + 1;
         ev.insert_id.clear();
         ids.write_insert_id(ud.device, event_id, &mut ev.insert_id);
@@ -367,6 +395,27 @@ impl Engine {
                 }
             }
             EventKind::App => {}
+            EventKind::GroupIdentify => {
+                if let Some(c) = &ctx.company {
+                    let a = &s.accounts;
+                    let gp = &mut ev.group_properties;
+                    gp.push(("name", Prop::Str(Cow::Owned(c.name.clone()))));
+                    gp.push(("domain", Prop::Str(Cow::Owned(c.domain.clone()))));
+                    gp.push((
+                        "industry",
+                        Prop::Str(Cow::Borrowed(&a.industries[c.industry].name)),
+                    ));
+                    gp.push((
+                        "size_band",
+                        Prop::Str(Cow::Borrowed(&a.size_bands[c.company.band].name)),
+                    ));
+                    gp.push(("employees", Prop::Int(i64::from(c.employees))));
+                    gp.push((
+                        "country",
+                        Prop::Str(Cow::Borrowed(&s.geography[c.company.geo].country)),
+                    ));
+                }
+            }
             EventKind::Purchase => {
                 let p = &s.products[aux];
                 props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
@@ -386,7 +435,8 @@ impl Engine {
                 });
             }
         }
-        if let Some(sess) = session {
+        // `$groupidentify` carries only the group's properties.
+        if let Some(sess) = session.filter(|_| e.kind != EventKind::GroupIdentify) {
             let src = &s.sources[sess.touch.source as usize];
             props.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
             props.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
@@ -547,6 +597,10 @@ impl EventRecord for Event<'_> {
             },
             FieldId::DeviceModel => Value::Str(self.device_model),
             FieldId::Currency => rev.map_or(Value::Absent, |r| Value::Str(r.currency)),
+            FieldId::Groups if self.groups.is_empty() => Value::Absent,
+            FieldId::Groups => Value::Props(&self.groups),
+            FieldId::GroupProperties if self.group_properties.is_empty() => Value::Absent,
+            FieldId::GroupProperties => Value::Props(&self.group_properties),
         }
     }
 }

@@ -31,6 +31,10 @@ pub enum Purpose {
     Traits = 7,
     /// A trial's outcome and conversion day, decided on the window's first day.
     TrialDecision = 8,
+    /// A device's company (size band and company), drawn once.
+    Company = 9,
+    /// A company's traits (industry, head count), drawn once from its serial.
+    CompanyTraits = 10,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.

@@ -62,6 +62,8 @@ pub struct Scenario {
     pub app: App,
     /// The product catalogue bought by converting trials.
     pub products: Vec<Product>,
+    /// The companies visitors work for: B2B accounts (Amplitude groups).
+    pub accounts: Accounts,
     /// Where visitors are.
     pub geography: Vec<Geo>,
     /// Seasonal factors: public holidays and lulls.
@@ -707,6 +709,48 @@ pub struct AppEvent {
     /// The event type, e.g. `chart_viewed`.
     pub event_type: String,
     /// Relative weight.
+    pub weight: f64,
+}
+
+/// The companies visitors work for. Every visitor works for one company, a latent trait of
+/// its device (drawn once, like its geography): a size band by `size_bands[].share`, then one
+/// of the band's companies in the visitor's geography, uniformly. Colleagues are visitors who
+/// drew the same company; they find the site independently. Once a visitor is identified, its
+/// events carry the company as an Amplitude group and its e-mail address has the company's
+/// domain; the identifying form is followed by a `$groupidentify` event that sets the
+/// company's group properties.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Accounts {
+    /// Company size bands (employees), from the smallest.
+    pub size_bands: Vec<SizeBand>,
+    /// Industries, weighted (a company's industry is drawn from its number).
+    pub industries: Vec<Industry>,
+}
+
+/// A company size band.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SizeBand {
+    /// The band's name, the `size_band` group property, e.g. `51-200`.
+    pub name: String,
+    /// Employees of its companies, `[min, max]` (a company's count is log-uniform in it).
+    pub employees: [u32; 2],
+    /// Share of visitors who work for a company of this band.
+    pub share: f64,
+    /// Companies of the band at population scale 1, split over the geographies by their
+    /// weights (at least one per geography) and multiplied by the population scale, so that
+    /// visitors per company do not depend on the scale.
+    pub companies: f64,
+}
+
+/// An industry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Industry {
+    /// The `industry` group property, e.g. `Software`.
+    pub name: String,
+    /// Relative weight among companies.
     pub weight: f64,
 }
 
@@ -1830,6 +1874,55 @@ impl Validator {
             }
         }
 
+        // accounts
+        let a = &s.accounts;
+        if a.size_bands.len() > 16 {
+            self.err("accounts.size_bands", "at most 16 size bands");
+        }
+        self.shares(
+            "accounts.size_bands",
+            a.size_bands
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("accounts.size_bands[{i}].share"), b.share)),
+        );
+        let mut band_names = BTreeSet::new();
+        for (i, b) in a.size_bands.iter().enumerate() {
+            let path = format!("accounts.size_bands[{i}]");
+            self.non_empty_str(&format!("{path}.name"), &b.name);
+            if !band_names.insert(b.name.as_str()) {
+                self.err(format!("{path}.name"), format!("duplicate band {:?}", b.name));
+            }
+            let [lo, hi] = b.employees;
+            if lo == 0 || lo > hi {
+                self.err(
+                    format!("{path}.employees"),
+                    format!("want [min, max] with 1 <= min <= max, got [{lo}, {hi}]"),
+                );
+            }
+            if self.finite(&format!("{path}.companies"), b.companies)
+                && !(1.0..=10_000_000.0).contains(&b.companies)
+            {
+                self.err(
+                    format!("{path}.companies"),
+                    format!("must be in [1, 10000000], got {}", b.companies),
+                );
+            }
+        }
+        if a.industries.len() > 250 {
+            self.err("accounts.industries", "at most 250 industries");
+        }
+        self.weights(
+            "accounts.industries",
+            a.industries
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (format!("accounts.industries[{i}].weight"), x.weight)),
+        );
+        for (i, x) in a.industries.iter().enumerate() {
+            self.non_empty_str(&format!("accounts.industries[{i}].name"), &x.name);
+        }
+
         // geography and devices
         for (i, g) in s.geography.iter().enumerate() {
             if g.time_zone.parse::<chrono_tz::Tz>().is_err() {
@@ -2002,7 +2095,7 @@ pub const MAX_DELAY_DAYS: u32 = 365;
 pub const MAX_GRACE_DAYS: i64 = 30;
 
 /// The event types of the engine's own events (not named by the scenario).
-pub const FIXED_EVENT_TYPES: [&str; 7] = [
+pub const FIXED_EVENT_TYPES: [&str; 8] = [
     "search",
     "button_click",
     "upgrade_button_clicked",
@@ -2010,6 +2103,7 @@ pub const FIXED_EVENT_TYPES: [&str; 7] = [
     "trial_converted",
     "trial_expired",
     "purchase",
+    "$groupidentify",
 ];
 
 /// The most page-level events a session may have (a distribution's `max`).

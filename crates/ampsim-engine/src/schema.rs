@@ -33,12 +33,23 @@ pub enum Kind {
     /// A property map with string keys and typed values (protobuf `map<string,
     /// PropertyValue>`; a JSON object; a STRING column holding that object).
     Props,
+    /// A property map some events have: absent when empty (protobuf has no entries, JSON
+    /// leaves it out, the column holds null).
+    OptProps,
 }
 
 impl Kind {
     /// True for the kinds that some events leave out.
     pub const fn is_optional(self) -> bool {
-        matches!(self, Kind::OptStr | Kind::OptFloat | Kind::OptInt)
+        matches!(
+            self,
+            Kind::OptStr | Kind::OptFloat | Kind::OptInt | Kind::OptProps
+        )
+    }
+
+    /// True for property maps.
+    pub const fn is_props(self) -> bool {
+        matches!(self, Kind::Props | Kind::OptProps)
     }
 }
 
@@ -53,6 +64,10 @@ pub enum ExportAs {
     EventProperty(&'static str),
     /// As the layout's timestamp strings (`event_time`, `client_event_time`, ...).
     Timestamps,
+    /// The layout's own `groups` and `group_properties` (group values as lists; each group's
+    /// properties as Amplitude knows them at the event, from the `$groupidentify` events
+    /// before it).
+    Groups,
 }
 
 /// One field of an event.
@@ -237,6 +252,12 @@ fields! {
     /// ISO 4217 currency of price and revenue, on purchases.
     Currency = 28, "currency", OptStr, per_user_day: false,
         export: ExportAs::EventProperty("$currency");
+    /// Amplitude groups, `{"company": "<domain>"}`: on every event of an identified user.
+    Groups = 29, "groups", OptProps, per_user_day: false, export: ExportAs::Groups;
+    /// The group's properties (name, domain, industry, size_band, employees, country): on
+    /// `$groupidentify` events only.
+    GroupProperties = 30, "group_properties", OptProps, per_user_day: false,
+        export: ExportAs::Groups;
 }
 
 impl FieldId {

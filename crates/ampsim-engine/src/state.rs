@@ -233,6 +233,9 @@ pub enum EventKind {
     /// An in-app event of a product session (`aux` = index into the app's milestones, then
     /// its usage events).
     App = 9,
+    /// `$groupidentify`: right after the identifying form, it sets the group properties of
+    /// the user's company (Amplitude's Accounts), in the session.
+    GroupIdentify = 10,
 }
 
 impl EventKind {
@@ -250,6 +253,7 @@ impl EventKind {
             7 => TrialExpired,
             8 => Purchase,
             9 => App,
+            10 => GroupIdentify,
             _ => return None,
         })
     }

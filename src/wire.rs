@@ -953,6 +953,7 @@ mod tests {
         let events = sim.engine.render_sorted(&records);
         let has = |t: &str| events.iter().any(|e| e.event_type == t);
         assert!(has("purchase") && has("trial_converted") && has("trial_expired"));
+        assert!(has("$groupidentify") && events.iter().any(|e| !e.groups.is_empty()));
         assert!(events.iter().any(|e| e.user_id.is_none()));
         f(&events);
     }
@@ -1017,6 +1018,8 @@ mod tests {
             event_properties: props(e.event_properties),
             user_properties: props(e.user_properties),
             currency,
+            groups: props(e.groups),
+            group_properties: props(e.group_properties),
         }
     }
 

@@ -495,8 +495,7 @@ impl AmplitudeWriter {
                     let mut more = false;
                     for (ty, value) in json::sorted_entries(e.groups()).iter() {
                         let value = json::prop_text(*value);
-                        let Some(props) = self.groups.get(*ty).and_then(|g| g.get(&value))
-                        else {
+                        let Some(props) = self.groups.get(*ty).and_then(|g| g.get(&value)) else {
                             continue;
                         };
                         if more {

@@ -371,6 +371,51 @@ async fn amplitude_export_matches_the_stream_in_the_export_layout() {
     }
     assert_eq!(got, want);
 
+    // Groups: the stream's company as a one-value list; group properties from the
+    // `$groupidentify` before the event (Amplitude applies them to later events only).
+    let streamed: BTreeMap<&str, &pb::Event> =
+        f.range.iter().map(|e| (e.insert_id.as_str(), e)).collect();
+    let mut known: BTreeMap<String, Value> = BTreeMap::new();
+    let (mut grouped, mut with_props) = (0, 0);
+    let mut ordered: Vec<&Value> = lines.iter().collect();
+    ordered.sort_by_key(|l| {
+        let e = streamed[l["$insert_id"].as_str().unwrap()];
+        (e.time, e.device_id.clone(), e.event_id)
+    });
+    for l in ordered {
+        let e = streamed[l["$insert_id"].as_str().unwrap()];
+        match e.groups.get("company").map(crate::support::prop_text) {
+            None => {
+                assert_eq!(l["groups"], serde_json::json!({}));
+                assert_eq!(l["group_properties"], serde_json::json!({}));
+            }
+            Some(company) => {
+                grouped += 1;
+                assert_eq!(l["groups"], serde_json::json!({ "company": [company] }));
+                if e.event_type == "$groupidentify" {
+                    known.insert(
+                        company.clone(),
+                        crate::support::props_json(&e.group_properties),
+                    );
+                }
+                match known.get(&company) {
+                    Some(p) => {
+                        with_props += 1;
+                        assert_eq!(
+                            l["group_properties"],
+                            serde_json::json!({ "company": { company.as_str(): p } })
+                        );
+                    }
+                    None => assert_eq!(l["group_properties"], serde_json::json!({})),
+                }
+            }
+        }
+    }
+    assert!(
+        grouped > 0 && with_props > 0,
+        "{grouped} grouped, {with_props} with properties"
+    );
+
     // amplitude_id is one per device.
     let mut ids: BTreeMap<&str, u64> = BTreeMap::new();
     for l in &lines {

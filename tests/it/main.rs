@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod accounts;
 mod causes;
 mod engine;
 mod export;

@@ -22,12 +22,12 @@
 //! order, in parallel chunks.
 
 use crate::engine::Engine;
+use crate::schema::PropMap;
 use crate::schema::{EventRecord, Field, FieldId, Kind, Value, FIELDS};
 use crate::state::UserDay;
 use arrow_array::builder::{
     Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
-use crate::schema::PropMap;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;

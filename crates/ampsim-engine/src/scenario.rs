@@ -1891,7 +1891,10 @@ impl Validator {
             let path = format!("accounts.size_bands[{i}]");
             self.non_empty_str(&format!("{path}.name"), &b.name);
             if !band_names.insert(b.name.as_str()) {
-                self.err(format!("{path}.name"), format!("duplicate band {:?}", b.name));
+                self.err(
+                    format!("{path}.name"),
+                    format!("duplicate band {:?}", b.name),
+                );
             }
             let [lo, hi] = b.employees;
             if lo == 0 || lo > hi {

@@ -550,8 +550,12 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
                     "trial_path": j.trial_path, "trial_outcome": j.trial_outcome,
                     "product_sku": j.product_sku, "revenue": j.revenue,
                     "event_count": j.event_count, "stages": j.stages,
+                    "company": j.company,
                     "ground_truth": j.ground_truth.as_ref().map(|g| {
-                        let mut v = serde_json::json!({"intent": g.intent, "intent_mean": g.intent_mean});
+                        let mut v = serde_json::json!({
+                            "intent": g.intent, "intent_mean": g.intent_mean,
+                            "company": {"domain": g.company, "name": g.company_name, "size_band": g.company_size_band},
+                        });
                         if g.trial_decided {
                             v["trial_decision"] = serde_json::json!({
                                 "date": g.trial_decision_date,

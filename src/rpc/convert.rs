@@ -119,7 +119,13 @@ pub fn journey_summary(
     engine: &ampsim_engine::Engine,
     j: &crate::query::JourneySummary,
 ) -> pb::JourneySummary {
+    let company = engine.company_info(engine.company_of(j.device));
     pb::JourneySummary {
+        company: if j.is_identified {
+            company.domain.clone()
+        } else {
+            String::new()
+        },
         device_id: engine.ids().device_id(j.device),
         user_id: if j.is_identified {
             engine.user_id(j.device)
@@ -151,6 +157,11 @@ pub fn journey_summary(
                 usage_at_decision: d.map_or(0, |d| u32::from(d.usage)),
                 p_convert: d.map_or(0.0, |d| d.p_convert),
                 trial_converts: d.is_some_and(|d| d.converts),
+                company: company.domain.clone(),
+                company_name: company.name.clone(),
+                company_size_band: engine.scenario().accounts.size_bands[company.company.band]
+                    .name
+                    .clone(),
             }
         }),
     }

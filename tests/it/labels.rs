@@ -21,6 +21,8 @@ const DAY_MS: i64 = 86_400_000;
 #[derive(Default)]
 struct Seen {
     user_id: Option<String>,
+    /// The `company` group of its events.
+    company: Option<String>,
     converted: bool,
     expired: bool,
     sessions: BTreeSet<i64>,
@@ -32,6 +34,7 @@ struct Seen {
 #[derive(Debug)]
 struct Row {
     user_id: Option<String>,
+    company: String,
     first_seen: i32,
     sessions: i64,
     identified: bool,
@@ -71,6 +74,7 @@ fn rows(b: &RecordBatch) -> BTreeMap<String, Row> {
             .clone()
     };
     let bo = |n: &str| b.column_by_name(n).unwrap().as_boolean().clone();
+    let company = s("company");
     let (dev, uid, path, outcome, source) = (
         s("device_id"),
         s("user_id"),
@@ -98,6 +102,7 @@ fn rows(b: &RecordBatch) -> BTreeMap<String, Row> {
     for k in 0..b.num_rows() {
         let row = Row {
             user_id: opt_s(&uid, k),
+            company: company.value(k).to_string(),
             first_seen: first.value(k),
             sessions: sessions.value(k),
             identified: identified.value(k),
@@ -216,6 +221,13 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         let s = seen.entry(e.device_id.as_str()).or_default();
         if !e.user_id.is_empty() {
             assert!(s.user_id.get_or_insert(e.user_id.clone()) == &e.user_id);
+            let group = e.groups.get("company").map(crate::support::prop_text);
+            assert!(
+                group.is_some(),
+                "{}: an identified event without a group",
+                e.insert_id
+            );
+            assert!(s.company.get_or_insert_with(|| group.clone().unwrap()) == &group.unwrap());
         }
         if e.session_id >= 0 {
             s.sessions.insert(e.session_id);
@@ -256,6 +268,11 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         if let Some(s) = s {
             if s.user_id.is_some() {
                 assert_eq!(l.user_id, s.user_id, "{d}");
+                assert_eq!(
+                    Some(&l.company),
+                    s.company.as_ref(),
+                    "{d}: the true company"
+                );
             }
         }
         // Outcomes agree with the terminal events of the emitted days.
@@ -368,10 +385,14 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
                 summary = Some(x);
             }
         }
-        let g = summary
-            .unwrap()
-            .ground_truth
-            .expect("ground truth in the summary");
+        let summary = summary.unwrap();
+        assert_eq!(
+            summary.company, l.company,
+            "{d}: decided trialists are identified"
+        );
+        let g = summary.ground_truth.expect("ground truth in the summary");
+        assert_eq!(g.company, l.company, "{d}");
+        assert!(!g.company_name.is_empty() && !g.company_size_band.is_empty());
         assert_eq!(g.intent, l.intent, "{d}");
         assert_eq!(g.intent_mean, l.intent_mean, "{d}");
         assert!(g.trial_decided, "{d}");

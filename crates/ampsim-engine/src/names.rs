@@ -635,7 +635,7 @@ pub fn company_code(label: &str) -> Option<u64> {
                     continue;
                 } else {
                     match digits.parse::<u64>() {
-                        Ok(n) if n >= 2 && n < 1 << 20 => n - 1,
+                        Ok(n) if (2..1 << 20).contains(&n) => n - 1,
                         _ => continue,
                     }
                 };

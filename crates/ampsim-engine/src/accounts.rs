@@ -171,7 +171,7 @@ impl Companies {
 
     /// The domain of a company (what [`Companies::info`] gives, without the rest).
     pub fn domain(&self, s: &Scenario, company: Company) -> String {
-        let (_, mut label) = crate::names::company_name(self.code(company.serial));
+        let mut label = crate::names::company_label(self.code(company.serial));
         let h = mix64(hash_words(&[self.tag, u64::from(company.serial), 0xc2]));
         let locale = crate::names::locale(&s.geography[company.geo].country_code);
         label.push('.');

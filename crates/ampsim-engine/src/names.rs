@@ -613,6 +613,21 @@ pub fn company_name(code: u64) -> (String, String) {
     (name, label)
 }
 
+/// The domain label of [`company_name`] alone (what every identified event needs).
+pub fn company_label(code: u64) -> String {
+    let (round, c) = (code / DISTINCT_COMPANY_NAMES, code % DISTINCT_COMPANY_NAMES);
+    let mut label = String::with_capacity(40);
+    label.push_str(COMPANY_FIRST[(c % 64) as usize]);
+    label.push_str(COMPANY_SECOND[(c / 64 % 64) as usize]);
+    for b in COMPANY_KIND[(c / 4096) as usize].bytes() {
+        label.push(b.to_ascii_lowercase() as char);
+    }
+    if round > 0 {
+        label.push_str(itoa::Buffer::new().format(round + 1));
+    }
+    label
+}
+
 /// The code of a company's domain label ([`company_name`]'s inverse), or `None` if the label
 /// is not one.
 pub fn company_code(label: &str) -> Option<u64> {
@@ -688,6 +703,7 @@ mod tests {
                 "{label}"
             );
             assert_eq!(company_code(&label), Some(code), "{label}");
+            assert_eq!(company_label(code), label);
             assert!(names.insert(name), "code {code}");
             assert!(labels.insert(label), "code {code}");
         }

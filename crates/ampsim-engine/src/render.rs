@@ -153,8 +153,8 @@ pub struct UserDayContext<'a> {
     device_id: String,
     /// The user id, when the user is identified by the end of the day.
     user_id: Option<String>,
-    /// The user's company, when the user is identified by the end of the day.
-    company: Option<crate::accounts::CompanyInfo>,
+    /// The user's company and its domain, when the user is identified by the end of the day.
+    company: Option<(crate::accounts::Company, String)>,
     first_src: &'a super::scenario::Source,
     first_campaign: Option<&'a str>,
 }
@@ -275,8 +275,10 @@ impl Engine {
         let client = self.clients.client(self.config().seed, ud.device, kind);
         let ids = self.ids();
         let first_src = &s.sources[ud.first_touch.source as usize];
-        let company = (usize::from(ud.user_id_from) < ud.events.len())
-            .then(|| self.company_info(self.company_of(ud.device)));
+        let company = (usize::from(ud.user_id_from) < ud.events.len()).then(|| {
+            let c = self.company_of(ud.device);
+            (c, self.companies().domain(s, c))
+        });
         UserDayContext {
             geo,
             dev,
@@ -285,7 +287,7 @@ impl Engine {
             device_id: ids.device_id(ud.device),
             user_id: company
                 .as_ref()
-                .map(|c| self.user_id_at(ud.device, c.company, &c.domain)),
+                .map(|(c, domain)| self.user_id_at(ud.device, *c, domain)),
             company,
             first_src,
             first_campaign: campaign_name(s, ud.first_touch),
@@ -319,13 +321,13 @@ impl Engine {
         }
         // The company group is on every event that has the user id.
         match (&ctx.company, ev.user_id.is_some()) {
-            (Some(c), true) => {
-                let same = matches!(ev.groups.first(), Some((_, Prop::Str(d))) if *d == c.domain);
+            (Some((_, domain)), true) => {
+                let same = matches!(ev.groups.first(), Some((_, Prop::Str(d))) if d == domain);
                 if !same {
                     ev.groups.clear();
                     ev.groups.push((
                         crate::accounts::GROUP_TYPE,
-                        Prop::Str(Cow::Owned(c.domain.clone())),
+                        Prop::Str(Cow::Owned(domain.clone())),
                     ));
                 }
             }
@@ -396,11 +398,13 @@ impl Engine {
             }
             EventKind::App => {}
             EventKind::GroupIdentify => {
-                if let Some(c) = &ctx.company {
+                if let Some((company, _)) = &ctx.company {
+                    // Rare (once per identified user): the company's details on demand.
+                    let c = self.company_info(*company);
                     let a = &s.accounts;
                     let gp = &mut ev.group_properties;
-                    gp.push(("name", Prop::Str(Cow::Owned(c.name.clone()))));
-                    gp.push(("domain", Prop::Str(Cow::Owned(c.domain.clone()))));
+                    gp.push(("name", Prop::Str(Cow::Owned(c.name))));
+                    gp.push(("domain", Prop::Str(Cow::Owned(c.domain))));
                     gp.push((
                         "industry",
                         Prop::Str(Cow::Borrowed(&a.industries[c.industry].name)),

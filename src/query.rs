@@ -192,6 +192,10 @@ pub struct CohortFilter {
     pub sku: Option<u8>,
     /// Session count range, inclusive.
     pub sessions: (u32, u32),
+    /// The company (serial) the user works for.
+    pub company: Option<u32>,
+    /// The company's size band (index into `accounts.size_bands`).
+    pub size_band: Option<usize>,
 }
 
 /// The raw filter fields of a cohort request.
@@ -221,6 +225,10 @@ pub struct CohortParams {
     pub min_sessions: Option<u32>,
     /// Maximum sessions.
     pub max_sessions: Option<u32>,
+    /// A company's domain or empty.
+    pub company: String,
+    /// A size band's name or empty.
+    pub company_size_band: String,
 }
 
 fn one_of(field: &str, value: &str, known: impl Iterator<Item = String>) -> Error {
@@ -389,6 +397,48 @@ impl CohortFilter {
                 })?;
             f.sku = Some(i as u8);
         }
+        if !p.company.is_empty() {
+            let c = engine
+                .companies()
+                .parse_domain(s, &p.company)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "company",
+                        format!(
+                            "no company of this simulation has the domain {:?} (the domain of a user id, or of the `company` group)",
+                            p.company
+                        ),
+                    )
+                })?;
+            f.company = Some(c.serial);
+            f.size_band = Some(c.band);
+        }
+        if !p.company_size_band.is_empty() {
+            let b = s
+                .accounts
+                .size_bands
+                .iter()
+                .position(|b| b.name == p.company_size_band)
+                .ok_or_else(|| {
+                    one_of(
+                        "company_size_band",
+                        &p.company_size_band,
+                        s.accounts.size_bands.iter().map(|b| b.name.clone()),
+                    )
+                })?;
+            if f.size_band.is_some_and(|x| x != b) {
+                return Err(Error::invalid(
+                    "company_size_band",
+                    format!(
+                        "{:?} contradicts the company filter: {} is in band {:?}",
+                        p.company_size_band,
+                        p.company,
+                        s.accounts.size_bands[f.size_band.unwrap_or(0)].name
+                    ),
+                ));
+            }
+            f.size_band = Some(b);
+        }
         // Contradictions: filters that no user can satisfy together.
         let needs_identity = f.form_type.is_some()
             || f.trial_path.is_some()
@@ -422,7 +472,7 @@ impl CohortFilter {
     }
 
     /// Whether a user matches.
-    pub fn matches(&self, st: &UserState) -> bool {
+    pub fn matches(&self, engine: &Engine, st: &UserState) -> bool {
         let n = st.session_count();
         if n < self.sessions.0 || n > self.sessions.1 {
             return false;
@@ -457,6 +507,15 @@ impl CohortFilter {
         }
         if self.sku.is_some() && self.sku != st.product_sku {
             return false;
+        }
+        if self.company.is_some() || self.size_band.is_some() {
+            // The true account, a trait of the device: anonymous users have one too.
+            let c = engine.company_of(st.device);
+            if self.company.is_some_and(|x| x != c.serial)
+                || self.size_band.is_some_and(|b| b != c.band)
+            {
+                return false;
+            }
         }
         true
     }
@@ -598,7 +657,7 @@ pub fn scan_cohort(
             codec::for_each_state(&raw, |st| {
                 if let Err(e) = engine.check_state(&st) {
                     bad = Err(e);
-                } else if filter.matches(&st) {
+                } else if filter.matches(engine, &st) {
                     agg.add(&st);
                 }
             })

@@ -184,6 +184,12 @@ pub struct CohortArgs {
     /// Product SKU bought.
     #[arg(long)]
     pub product_sku: Option<String>,
+    /// Users of the company with this domain (its true account: anonymous colleagues too).
+    #[arg(long)]
+    pub company: Option<String>,
+    /// Users whose company is of this size band, e.g. 5000+.
+    #[arg(long)]
+    pub company_size_band: Option<String>,
     /// At least this many sessions.
     #[arg(long)]
     pub min_sessions: Option<u32>,
@@ -594,6 +600,8 @@ async fn cohort(a: CohortArgs) -> anyhow::Result<()> {
             trial_path: a.trial_path.unwrap_or_default(),
             trial_outcome: a.trial_outcome.unwrap_or_default(),
             product_sku: a.product_sku.unwrap_or_default(),
+            company: a.company.unwrap_or_default(),
+            company_size_band: a.company_size_band.unwrap_or_default(),
             min_sessions: a.min_sessions,
             max_sessions: a.max_sessions,
             max_members: a.max_members,

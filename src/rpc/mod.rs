@@ -391,6 +391,8 @@ impl SimulationService for Service {
             product_sku: r.product_sku,
             min_sessions: r.min_sessions,
             max_sessions: r.max_sessions,
+            company: r.company,
+            company_size_band: r.company_size_band,
         };
         let id = r.simulation_id;
         let max = r.max_members;

@@ -453,6 +453,118 @@ async fn cohort_filters_are_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohorts_filter_by_company_and_size_band() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    // From the events: each identified user's company group, and each company's band (from
+    // its `$groupidentify`), for users first seen in the emitted days.
+    let mut company_of: BTreeMap<&str, String> = BTreeMap::new();
+    let mut band_of: BTreeMap<String, String> = BTreeMap::new();
+    for e in f
+        .events
+        .iter()
+        .filter(|e| first_seen_in_range(&e.device_id))
+    {
+        if let Some(g) = e.groups.get("company") {
+            company_of.insert(&e.device_id, crate::support::prop_text(g));
+        }
+        if e.event_type == "$groupidentify" {
+            band_of.insert(
+                crate::support::prop_text(&e.groups["company"]),
+                crate::support::prop_text(&e.group_properties["size_band"]),
+            );
+        }
+    }
+    let mut people: BTreeMap<&str, usize> = BTreeMap::new();
+    for co in company_of.values() {
+        *people.entry(co.as_str()).or_default() += 1;
+    }
+    let (&busiest, &n) = people.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert!(n >= 3, "the busiest company has {n} identified people");
+    let (members, summary) = cohort(
+        &mut c,
+        pb::QueryCohortRequest {
+            company: busiest.into(),
+            identified: Some(true),
+            max_members: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.identified as usize, n, "{busiest}");
+    assert_eq!(members.len(), n);
+    let want: BTreeSet<&str> = company_of
+        .iter()
+        .filter(|(_, co)| co.as_str() == busiest)
+        .map(|(d, _)| *d)
+        .collect();
+    let got: BTreeSet<&str> = members.iter().map(|m| m.device_id.as_str()).collect();
+    assert_eq!(got, want);
+    for m in &members {
+        assert!(m.user_id.ends_with(&format!("@{busiest}")), "{}", m.user_id);
+    }
+    // The true account counts anonymous colleagues too.
+    let (_, everyone) = cohort(
+        &mut c,
+        pb::QueryCohortRequest {
+            company: busiest.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(everyone.users >= summary.users && everyone.identified == summary.identified);
+    // A size band: its identified users are those whose company's $groupidentify names it.
+    let band = &band_of[busiest];
+    let (_, in_band) = cohort(
+        &mut c,
+        pb::QueryCohortRequest {
+            company_size_band: band.clone(),
+            identified: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let want = company_of
+        .values()
+        .filter(|co| band_of.get(*co) == Some(band))
+        .count();
+    assert_eq!(in_band.identified as usize, want, "band {band}");
+    // Errors name the field.
+    let other_band = if band == "1-19" { "5000+" } else { "1-19" };
+    for (req, field) in [
+        (
+            pb::QueryCohortRequest {
+                company: "nosuchcompany.com".into(),
+                ..Default::default()
+            },
+            "company",
+        ),
+        (
+            pb::QueryCohortRequest {
+                company_size_band: "huge".into(),
+                ..Default::default()
+            },
+            "company_size_band",
+        ),
+        (
+            pb::QueryCohortRequest {
+                company: busiest.into(),
+                company_size_band: other_band.into(),
+                ..Default::default()
+            },
+            "company_size_band",
+        ),
+    ] {
+        let e = cohort(&mut c, req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_passes_at_small_scale() {
     let f = fixture().await;
     let mut c = f.server.client().await;

@@ -141,8 +141,12 @@ impl Companies {
 
     /// Everything about a company.
     pub fn info(&self, s: &Scenario, company: Company) -> CompanyInfo {
-        let (name, _) = crate::names::company_name(self.code(company.serial));
-        let domain = self.domain(s, company);
+        let (name, label) = crate::names::company_name(self.code(company.serial));
+        let h = mix64(hash_words(&[self.tag, u64::from(company.serial), 0xc2]));
+        let locale = crate::names::locale(&s.geography[company.geo].country_code);
+        let mut domain = label;
+        domain.push('.');
+        domain.push_str(locale.tld((h % 100) as u32));
         let mut rng = KeyedRng::new(
             self.seed,
             0,

@@ -48,6 +48,11 @@ impl Engine {
                 return Err(CodecError("trial starts after the day"));
             }
         }
+        if let Some(p) = ud.plan {
+            if usize::from(p.sku) >= self.scenario().products.len() {
+                return Err(CodecError("product out of range"));
+            }
+        }
         u32::try_from(ud.events.len())
             .ok()
             .and_then(|n| ud.event_id_base.checked_add(n))
@@ -74,7 +79,11 @@ impl Engine {
             EventKind::Search => s.pages.search_terms.len(),
             EventKind::ButtonClick => s.pages.buttons.len(),
             EventKind::Form => s.forms.types.len(),
-            EventKind::TrialConverted | EventKind::Purchase => s.products.len(),
+            EventKind::TrialConverted
+            | EventKind::Purchase
+            | EventKind::SubscriptionRenewed
+            | EventKind::SubscriptionCanceled => s.products.len(),
+            EventKind::SubscriptionChanged => 2,
             EventKind::App => s.app.milestones.len() + s.app.usage.len(),
             EventKind::UpgradeClicked
             | EventKind::ContactSalesClicked
@@ -131,6 +140,9 @@ impl Engine {
         let products = s.products.len();
         if st.trial.is_some_and(|t| usize::from(t.sku) >= products)
             || st.product_sku.is_some_and(|p| usize::from(p) >= products)
+            || st
+                .subscription
+                .is_some_and(|p| usize::from(p.sku) >= products)
         {
             return Err(CodecError("product out of range"));
         }

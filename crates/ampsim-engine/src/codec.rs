@@ -6,12 +6,13 @@
 
 use super::scenario::TrialPath;
 use super::state::{
-    Carry, EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
+    Carry, EventKind, EventRec, PlanDay, SessionRec, SessionSummary, Subscription, Touch, Trial,
+    UserDay, UserState,
 };
 use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 5;
-const DAYS_FORMAT: u8 = 2;
+const STATES_FORMAT: u8 = 6;
+const DAYS_FORMAT: u8 = 3;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,7 +181,7 @@ where
             | u8::from(st.carry.is_some()) << 6
             | u8::from(st.quiet_until.is_some()) << 7;
         out.push(flags);
-        out.push(u8::from(st.viewed_high_intent));
+        out.push(u8::from(st.viewed_high_intent) | u8::from(st.subscription.is_some()) << 1);
         put_touch(&mut out, st.first_touch);
         put_touch(&mut out, st.last_touch);
         put_varint(&mut out, st.sessions.len() as u64);
@@ -230,8 +231,23 @@ where
             put_varint(&mut out, zigzag(t));
         }
         put_varint(&mut out, u64::from(st.identify_hazard));
+        if let Some(sub) = st.subscription {
+            out.push(sub.sku);
+            out.push(u8::from(sub.canceled));
+            put_varint(&mut out, u64::from(sub.seats));
+            put_varint(&mut out, u64::from(sub.start_day));
+            put_varint(&mut out, u64::from(sub.anchor_ms));
+            put_varint(&mut out, u64::from(sub.renewals));
+            put_varint(&mut out, u64::from(sub.next_day - sub.start_day));
+            put_varint(&mut out, u64::from(sub.active_days));
+            put_varint(&mut out, u64::from(sub.last_active_day));
+        }
     }
     out
+}
+
+fn u16_of(r: &mut Reader<'_>, what: &'static str) -> Result<u16, CodecError> {
+    u16::try_from(r.varint()?).map_err(|_| CodecError(what))
 }
 
 /// Decodes a blob written by [`encode_states`], calling `f` for each state in device order.
@@ -252,7 +268,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
         prev = device;
         let flags = r.u8()?;
         let flags2 = r.u8()?;
-        if flags2 > 1 {
+        if flags2 > 3 {
             return Err(CodecError("state flags"));
         }
         let first_touch = get_touch(&mut r)?;
@@ -324,6 +340,34 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             None
         };
         let identify_hazard = r.u32()?;
+        let subscription = if flags2 & 2 != 0 {
+            let sku = r.u8()?;
+            let canceled = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(CodecError("subscription flags")),
+            };
+            let seats = u16_of(&mut r, "subscription seats")?;
+            let start_day = r.u32()?;
+            let anchor_ms = r.u32()?;
+            let renewals = u16_of(&mut r, "subscription renewals")?;
+            let next_day = start_day
+                .checked_add(r.u32()?)
+                .ok_or(CodecError("day overflow"))?;
+            Some(Subscription {
+                sku,
+                seats,
+                start_day,
+                anchor_ms,
+                renewals,
+                next_day,
+                active_days: u16_of(&mut r, "subscription active days")?,
+                last_active_day: r.u32()?,
+                canceled,
+            })
+        } else {
+            None
+        };
         f(UserState {
             device,
             first_touch,
@@ -342,6 +386,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             carry,
             quiet_until,
             identify_hazard,
+            subscription,
         });
     }
     Ok(())
@@ -369,13 +414,23 @@ pub fn encode_user_days(day_start_ms: i64, records: &[UserDay]) -> Vec<u8> {
         put_varint(&mut out, r.device - prev);
         prev = r.device;
         let flags = u8::from(r.trial.is_some()) << 2
-            | u8::from(matches!(r.trial, Some((TrialPath::SalesAssisted, _)))) << 3;
+            | u8::from(matches!(r.trial, Some((TrialPath::SalesAssisted, _)))) << 3
+            | u8::from(r.plan.is_some()) << 4
+            | u8::from(r.plan.is_some_and(|p| p.canceled)) << 5;
         out.push(flags);
         put_varint(&mut out, u64::from(r.event_id_base));
         put_touch(&mut out, r.first_touch);
         put_varint(&mut out, u64::from(r.user_id_from));
         if let Some((_, start)) = r.trial {
             put_varint(&mut out, u64::from(r.day - start));
+        }
+        if let Some(p) = r.plan {
+            out.push(p.sku);
+            put_varint(&mut out, u64::from(p.seats));
+            put_varint(&mut out, u64::from(p.prev_seats));
+            put_varint(&mut out, u64::from(r.day - p.start_day));
+            put_varint(&mut out, u64::from(p.renewals));
+            put_varint(&mut out, u64::from(p.period_active_days));
         }
         put_varint(&mut out, r.sessions.len() as u64);
         for s in &r.sessions {
@@ -426,6 +481,23 @@ pub fn for_each_user_day(
         } else {
             None
         };
+        let plan = if flags & 16 != 0 {
+            let sku = r.u8()?;
+            let seats = u16_of(&mut r, "plan seats")?;
+            let prev_seats = u16_of(&mut r, "plan seats")?;
+            let back = r.u32()?;
+            Some(PlanDay {
+                sku,
+                seats,
+                prev_seats,
+                start_day: day.checked_sub(back).ok_or(CodecError("plan start"))?,
+                renewals: u16_of(&mut r, "plan renewals")?,
+                period_active_days: u16_of(&mut r, "plan active days")?,
+                canceled: flags & 32 != 0,
+            })
+        } else {
+            None
+        };
         let ns = r.varint()? as usize;
         if ns > blob.len() {
             return Err(CodecError("session count"));
@@ -442,6 +514,7 @@ pub fn for_each_user_day(
             first_touch,
             user_id_from,
             trial,
+            plan,
             sessions,
             events,
         });

@@ -10,10 +10,11 @@ use super::accounts::{Companies, Company, CompanyInfo};
 use super::dist::{Delay, Draw, Lengths};
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
-use super::scenario::SESSION_TIMEOUT_MINUTES;
+use super::scenario::{MAX_DELAY_DAYS, SESSION_TIMEOUT_MINUTES};
 use super::scenario::{Scenario, TrialPath};
 use super::state::{
-    Carry, EventKind, EventRec, SessionRec, SessionSummary, Touch, Trial, UserDay, UserState,
+    Carry, EventKind, EventRec, PlanDay, SeatChange, SessionRec, SessionSummary, Subscription,
+    Touch, Trial, UserDay, UserState,
 };
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
@@ -21,7 +22,7 @@ use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 7;
+pub const ENGINE_VERSION: u32 = 8;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -654,6 +655,7 @@ impl Engine {
             first_touch: st.first_touch,
             user_id_from: 0,
             trial: None,
+            plan: None,
             sessions: SmallVec::new(),
             events: Vec::new(),
         };
@@ -674,6 +676,15 @@ impl Engine {
             .filter(|t| !t.ended && !t.decided && t.end_day == day)
         {
             self.decide_trial(day, &mut st, t);
+        }
+        // A subscription's renewal is decided before the day's sessions, from the period's
+        // use: a customer who churns today does not come back.
+        let mut billed = None;
+        if let Some(sub) = st
+            .subscription
+            .filter(|s| !s.canceled && s.next_day == day)
+        {
+            billed = Some(self.renew(day, &mut st, sub, &mut rec));
         }
         if st.next_session_day == Some(day) {
             // One generator for the day's sessions, drawn from in order.
@@ -703,6 +714,18 @@ impl Engine {
             .trial
             .filter(|t| t.start_day <= day)
             .map(|t| (t.path, t.start_day));
+        rec.plan = st.subscription.map(|sub| {
+            let (prev_seats, period_active_days) = billed.unwrap_or((sub.seats, 0));
+            PlanDay {
+                sku: sub.sku,
+                seats: sub.seats,
+                prev_seats,
+                start_day: sub.start_day,
+                renewals: sub.renewals,
+                period_active_days,
+                canceled: sub.canceled,
+            }
+        });
         rec.user_id_from = if identified_before {
             0
         } else if st.identified_day == Some(day) {
@@ -772,12 +795,16 @@ impl Engine {
             st.trial.is_some_and(|t| t.active_on(day)),
         );
         let tilt = (b.high_intent_tilt * x).clamp(-0.5, 0.5);
-        // While a trial runs, the trialist's sessions are in the product.
+        // While a trial runs, the trialist's sessions are in the product; so are a paying
+        // customer's, from the day after the purchase until it churns.
         let product_trial = st.trial.filter(|t| t.in_product_on(day));
+        let customer = st
+            .subscription
+            .is_some_and(|sub| !sub.canceled && sub.start_day < day);
 
         // Shape: length, then gaps, then the start time. A session that starts late runs on
         // past midnight with the same session id.
-        let lengths = if product_trial.is_some() {
+        let lengths = if product_trial.is_some() || customer {
             &self.app_lengths
         } else {
             &self.lengths
@@ -836,9 +863,25 @@ impl Engine {
                 });
             }
             st.trial = Some(t);
+        } else if customer {
+            // A customer's product session: usage events only (onboarding is behind it).
+            let base = self.milestone_logits.len();
+            for &off in &offsets[..n] {
+                events.push(EventRec {
+                    time_ms: start + off,
+                    kind: EventKind::App,
+                    aux: (base + self.app_usage.pick(rng)) as u8,
+                });
+            }
+            if let Some(sub) = st.subscription.as_mut() {
+                if sub.last_active_day != day {
+                    sub.last_active_day = day;
+                    sub.active_days = sub.active_days.saturating_add(1);
+                }
+            }
         }
         for (i, &off) in offsets[..n].iter().enumerate() {
-            if product_trial.is_some() {
+            if product_trial.is_some() || customer {
                 break;
             }
             let (kind, aux) = if i == 0 {
@@ -898,7 +941,8 @@ impl Engine {
             // form is on offer): the chance that this session does.
             st.add_identify_probability(reach * self.submit[tier]);
         }
-        if rng.chance(reach) {
+        // Customers work in the product; the website's forms are behind them.
+        if !customer && rng.chance(reach) {
             let identified = st.is_identified();
             let submits = if identified {
                 rng.chance(s.forms.secondary_probability)
@@ -1002,9 +1046,11 @@ impl Engine {
             st.converted_to_paid = true;
             st.product_sku = Some(t.sku);
             st.trial = Some(Trial { ended: true, ..t });
+            st.subscription = Some(self.subscribe(day, st.device, t.sku, at[2]));
         }
 
-        // When does the user come back?
+        // When does the user come back? A paying customer (who bought today or before) comes
+        // back to the product on a later day, at its own pace.
         let active_trial = st.trial.is_some_and(|t| t.active_on(day));
         let (p_return, delay) = if active_trial {
             (s.trials.active_return_probability, &self.trial_delay)
@@ -1013,7 +1059,10 @@ impl Engine {
         };
         let end = events.iter().map(|e| e.time_ms).max().unwrap_or(start);
         let mut same_day = None;
-        st.next_session_day = if rng.chance(p_return) {
+        let paying = st.subscription.is_some_and(|sub| !sub.canceled);
+        st.next_session_day = if paying {
+            Some(self.customer_return_day(day, geo, st.device, rng))
+        } else if rng.chance(p_return) {
             // Later today, if the gap ends before midnight; else on a later day.
             if rng.chance(e.same_day_return_share) {
                 let gap = (self.same_day_gap.sample(rng) * 60_000.0) as i64;
@@ -1138,6 +1187,184 @@ impl Engine {
             st.due_by(t.end_day);
         }
         st.trial = Some(t);
+    }
+
+    /// A new subscription: bought on `day` at `paid_ms` (the billing anchor), with the seats
+    /// of the buyer's company's size band (log-uniform in the band's `seats`).
+    fn subscribe(&self, day: u32, device: u64, sku: u8, paid_ms: i64) -> Subscription {
+        let s = &self.cfg.scenario;
+        let band = self.company_of(device).band;
+        let [lo, hi] = s.accounts.size_bands[band].seats;
+        let mut rng = KeyedRng::new(self.cfg.seed, day, device, Purpose::Seats);
+        let (lo, hi) = (f64::from(lo), f64::from(hi) + 1.0);
+        let seats = (lo * (hi / lo).powf(rng.f64())).floor().min(hi - 1.0) as u16;
+        let start = self.day_start_ms(day);
+        let mut sub = Subscription {
+            sku,
+            seats: seats.max(1),
+            start_day: day,
+            anchor_ms: (paid_ms - start).clamp(0, DAY_MS - 1) as u32,
+            renewals: 0,
+            next_day: day,
+            active_days: 0,
+            last_active_day: 0,
+            canceled: false,
+        };
+        sub.next_day = self.period_start(&sub, 1);
+        sub
+    }
+
+    /// The first day of period `k` of a subscription (0: the purchase day): the purchase's
+    /// date `k` billing periods later (a month's end clamps to a shorter month's last day).
+    pub fn period_start(&self, sub: &Subscription, k: u16) -> u32 {
+        let months = self.cfg.scenario.products[usize::from(sub.sku)]
+            .period()
+            .months()
+            * u32::from(k);
+        let bought = self.date_of(sub.start_day);
+        let date = bought
+            .checked_add_months(chrono::Months::new(months))
+            .expect("renewal dates stay in chrono's range");
+        sub.start_day + (date - bought).num_days() as u32
+    }
+
+    /// A customer's typical active days per week: a latent trait of its device, lognormal
+    /// around `lifecycle.active_days_per_week` (at most 7).
+    pub fn customer_usage(&self, device: u64) -> f64 {
+        let l = &self.cfg.scenario.lifecycle;
+        let mut rng = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Usage);
+        (l.active_days_per_week * (l.usage_sigma * rng.normal().clamp(-4.0, 4.0)).exp()).min(7.0)
+    }
+
+    /// The next day a customer is in the product: each later day with chance `usage / 7`
+    /// (a geometric gap), kept with the day's share of the calendar's peak for the
+    /// customer's geography (up to 8 tries), so customers work on working days.
+    fn customer_return_day(&self, day: u32, geo: usize, device: u64, rng: &mut KeyedRng) -> u32 {
+        let q = (self.customer_usage(device) / 7.0).clamp(1e-3, 1.0);
+        let gap = |rng: &mut KeyedRng| -> u32 {
+            if q >= 1.0 {
+                return 1;
+            }
+            let g = ((1.0 - rng.f64()).ln() / (1.0 - q).ln()).floor();
+            1 + g.min(f64::from(MAX_DELAY_DAYS)) as u32
+        };
+        let mut next = day + gap(rng);
+        for _ in 0..8 {
+            if rng.chance(self.calendar.return_acceptance(geo, self.date_of(next))) {
+                break;
+            }
+            next = day + gap(rng);
+        }
+        next
+    }
+
+    /// Measured use of a billing period: active days per week.
+    pub fn period_use(active_days: u16, period_days: u32) -> f64 {
+        f64::from(active_days) * 7.0 / f64::from(period_days.max(1))
+    }
+
+    /// The chances at a renewal of product `sku` with `seats` seats, after `active_days`
+    /// active days in a period of `period_days` days: (churn, expansion, contraction), the
+    /// last two for a customer who renews. Each is the period's base chance
+    /// (`lifecycle.monthly` or `.annual`) moved on the log-odds scale by its
+    /// `*_per_active_day` times the period's use above `lifecycle.active_days_per_week`;
+    /// a single seat cannot contract. This is the ground truth of churn and expansion.
+    pub fn renewal_chances(
+        &self,
+        sku: u8,
+        seats: u16,
+        active_days: u16,
+        period_days: u32,
+    ) -> (f64, f64, f64) {
+        let s = &self.cfg.scenario;
+        let l = &s.lifecycle;
+        let r = l.renewal(s.products[usize::from(sku)].period());
+        let d = Self::period_use(active_days, period_days) - l.active_days_per_week;
+        let moved = |p: f64, slope: f64| {
+            if p <= 0.0 || p >= 1.0 {
+                p.clamp(0.0, 1.0)
+            } else {
+                sigmoid(logit(p) + slope * d)
+            }
+        };
+        let churn = moved(r.churn, l.churn_per_active_day);
+        let mut expansion = moved(r.expansion, l.expansion_per_active_day);
+        let mut contraction = if seats > 1 {
+            moved(r.contraction, l.contraction_per_active_day)
+        } else {
+            0.0
+        };
+        let total = expansion + contraction;
+        if total > 1.0 {
+            expansion /= total;
+            contraction /= total;
+        }
+        (churn, expansion, contraction)
+    }
+
+    /// Decides a renewal (its day has come): the customer churns (`subscription_canceled`)
+    /// or pays another period (`subscription_renewed`), changing its seats first
+    /// (`subscription_changed`) if it expands or contracts; all server-side, at the billing
+    /// anchor. Returns the seats before the decision and the period's active days.
+    fn renew(
+        &self,
+        day: u32,
+        st: &mut UserState,
+        mut sub: Subscription,
+        rec: &mut UserDay,
+    ) -> (u16, u16) {
+        let period_days = day - self.period_start(&sub, sub.renewals);
+        let (churn, expansion, contraction) =
+            self.renewal_chances(sub.sku, sub.seats, sub.active_days, period_days);
+        let r = self
+            .cfg
+            .scenario
+            .lifecycle
+            .renewal(self.cfg.scenario.products[usize::from(sub.sku)].period());
+        let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Renewal);
+        let at = self.day_start_ms(day) + i64::from(sub.anchor_ms);
+        let before = (sub.seats, sub.active_days);
+        if rng.chance(churn) {
+            rec.events.push(EventRec {
+                time_ms: at,
+                kind: EventKind::SubscriptionCanceled,
+                aux: sub.sku,
+            });
+            sub.canceled = true;
+            st.next_session_day = None;
+        } else {
+            let u = rng.f64();
+            let share = |[lo, hi]: [f64; 2], rng: &mut KeyedRng| lo + (hi - lo) * rng.f64();
+            let change = if u < expansion {
+                let add = (f64::from(sub.seats) * share(r.expansion_share, &mut rng)).round();
+                sub.seats = sub.seats.saturating_add(add.max(1.0) as u16);
+                Some(SeatChange::Expansion)
+            } else if u < expansion + contraction {
+                let cut = (f64::from(sub.seats) * share(r.contraction_share, &mut rng)).round();
+                let cut = (cut.max(1.0) as u16).min(sub.seats - 1);
+                sub.seats -= cut;
+                Some(SeatChange::Contraction)
+            } else {
+                None
+            };
+            if let Some(c) = change {
+                rec.events.push(EventRec {
+                    time_ms: at,
+                    kind: EventKind::SubscriptionChanged,
+                    aux: c as u8,
+                });
+            }
+            rec.events.push(EventRec {
+                time_ms: at,
+                kind: EventKind::SubscriptionRenewed,
+                aux: sub.sku,
+            });
+            sub.renewals += 1;
+            sub.active_days = 0;
+            sub.next_day = self.period_start(&sub, sub.renewals + 1);
+        }
+        st.subscription = Some(sub);
+        before
     }
 
     /// Emits `trial_expired`, a server-side event (the billing system ends the trial; no

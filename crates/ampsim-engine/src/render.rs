@@ -4,7 +4,7 @@
 use super::engine::{DayOutput, Engine};
 
 use super::schema::{EventRecord, FieldId, PropMap, PropValue, Value};
-use super::state::{EventKind, UserDay};
+use super::state::{EventKind, SeatChange, UserDay};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -195,6 +195,9 @@ impl Engine {
             EventKind::Purchase => "purchase",
             EventKind::App => self.app_event_type(aux),
             EventKind::GroupIdentify => "$groupidentify",
+            EventKind::SubscriptionChanged => "subscription_changed",
+            EventKind::SubscriptionRenewed => "subscription_renewed",
+            EventKind::SubscriptionCanceled => "subscription_canceled",
         }
     }
 
@@ -391,6 +394,10 @@ impl Engine {
                         props.push(("trial_length_days", Prop::Int(s.trials.expiry_day)));
                         uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
                         uprops.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                        if let Some(plan) = ud.plan {
+                            uprops.push(("seats", Prop::Int(i64::from(plan.seats))));
+                        }
+                        uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("customer"))));
                     } else {
                         props.push(("trial_length_days", Prop::Int(days)));
                     }
@@ -420,8 +427,9 @@ impl Engine {
                     ));
                 }
             }
-            EventKind::Purchase => {
+            EventKind::Purchase | EventKind::SubscriptionRenewed => {
                 let p = &s.products[aux];
+                let seats = ud.plan.map_or(1, |plan| plan.seats);
                 props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
                 props.push(("product_name", Prop::Str(Cow::Borrowed(&p.name))));
                 props.push(("plan_tier", Prop::Str(Cow::Borrowed(&p.tier))));
@@ -429,14 +437,60 @@ impl Engine {
                     "billing_period",
                     Prop::Str(Cow::Borrowed(&p.billing_period)),
                 ));
+                props.push(("seats", Prop::Int(i64::from(seats))));
+                let renewal = e.kind == EventKind::SubscriptionRenewed;
+                if let (true, Some(plan)) = (renewal, ud.plan) {
+                    props.push(("renewal_number", Prop::Int(i64::from(plan.renewals))));
+                    props.push((
+                        "period_active_days",
+                        Prop::Int(i64::from(plan.period_active_days)),
+                    ));
+                    uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
+                    uprops.push(("seats", Prop::Int(i64::from(seats))));
+                    uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("customer"))));
+                }
                 revenue = Some(Revenue {
                     price: p.price,
-                    quantity: 1,
-                    revenue: p.price,
+                    quantity: i64::from(seats),
+                    revenue: p.price * f64::from(seats),
                     product_id: &p.sku,
-                    revenue_type: "purchase",
+                    revenue_type: if renewal { "renewal" } else { "purchase" },
                     currency: &p.currency,
                 });
+            }
+            EventKind::SubscriptionChanged | EventKind::SubscriptionCanceled => {
+                if let Some(plan) = ud.plan {
+                    let p = &s.products[usize::from(plan.sku)];
+                    props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
+                    props.push(("plan_tier", Prop::Str(Cow::Borrowed(&p.tier))));
+                    props.push((
+                        "billing_period",
+                        Prop::Str(Cow::Borrowed(&p.billing_period)),
+                    ));
+                    if e.kind == EventKind::SubscriptionChanged {
+                        let change = if aux == SeatChange::Expansion as usize {
+                            SeatChange::Expansion
+                        } else {
+                            SeatChange::Contraction
+                        };
+                        props.push(("change", Prop::Str(Cow::Borrowed(change.name()))));
+                        props.push(("previous_seats", Prop::Int(i64::from(plan.prev_seats))));
+                        props.push(("seats", Prop::Int(i64::from(plan.seats))));
+                        uprops.push(("seats", Prop::Int(i64::from(plan.seats))));
+                    } else {
+                        props.push(("seats", Prop::Int(i64::from(plan.seats))));
+                        props.push(("renewals", Prop::Int(i64::from(plan.renewals))));
+                        props.push((
+                            "tenure_days",
+                            Prop::Int(i64::from(ud.day - plan.start_day)),
+                        ));
+                        props.push((
+                            "period_active_days",
+                            Prop::Int(i64::from(plan.period_active_days)),
+                        ));
+                        uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("churned"))));
+                    }
+                }
             }
         }
         // `$groupidentify` carries only the group's properties.

@@ -35,6 +35,12 @@ pub enum Purpose {
     Company = 9,
     /// A company's traits (industry, head count), drawn once from its serial.
     CompanyTraits = 10,
+    /// A purchase's seats, drawn once on the purchase day.
+    Seats = 11,
+    /// A renewal's outcome (churn, seat change), drawn on the renewal day.
+    Renewal = 12,
+    /// A customer's product use (a latent trait), drawn once from its device.
+    Usage = 13,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.

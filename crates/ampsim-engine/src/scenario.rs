@@ -64,6 +64,8 @@ pub struct Scenario {
     pub products: Vec<Product>,
     /// The companies visitors work for: B2B accounts (Amplitude groups).
     pub accounts: Accounts,
+    /// After the purchase: customers' product use, renewals, seat changes and churn.
+    pub lifecycle: Lifecycle,
     /// Where visitors are.
     pub geography: Vec<Geo>,
     /// Seasonal factors: public holidays and lulls.
@@ -742,6 +744,91 @@ pub struct SizeBand {
     /// weights (at least one per geography) and multiplied by the population scale, so that
     /// visitors per company do not depend on the scale.
     pub companies: f64,
+    /// Seats a company of the band buys, `[min, max]` (log-uniform).
+    pub seats: [u32; 2],
+}
+
+/// The customer lifecycle: what paying customers do after the purchase.
+///
+/// A customer's product use is a latent trait: its typical active days per week,
+/// lognormal around `active_days_per_week` with `usage_sigma`. Its sessions are product
+/// sessions of usage events; a day is active when it has one. At each renewal the period's
+/// measured use `u` (active days per week in the period) decides, on the log-odds scale,
+/// whether the customer churns, and if not whether it expands or contracts its seats:
+/// `logit p = logit(base) + per_active_day * (u - active_days_per_week)`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Median active days per week of a customer (0 < x <= 7).
+    pub active_days_per_week: f64,
+    /// Lognormal sigma of customers' active days per week around the median.
+    pub usage_sigma: f64,
+    /// Renewal outcomes of monthly plans.
+    pub monthly: Renewal,
+    /// Renewal outcomes of annual plans.
+    pub annual: Renewal,
+    /// Change of the churn log-odds per active day per week above the median (negative:
+    /// customers who use the product churn less).
+    pub churn_per_active_day: f64,
+    /// Change of the expansion log-odds per active day per week above the median.
+    pub expansion_per_active_day: f64,
+    /// Change of the contraction log-odds per active day per week above the median.
+    pub contraction_per_active_day: f64,
+}
+
+/// What happens at one renewal of a billing period, for a customer of median use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Renewal {
+    /// Probability that the customer churns instead of renewing.
+    pub churn: f64,
+    /// Probability that a renewing customer adds seats.
+    pub expansion: f64,
+    /// Probability that a renewing customer with more than one seat removes seats.
+    pub contraction: f64,
+    /// Seats added, as a share of the current seats `[min, max]` (uniform; at least one).
+    pub expansion_share: [f64; 2],
+    /// Seats removed, as a share of the current seats `[min, max]` (uniform; at least one,
+    /// never the last).
+    pub contraction_share: [f64; 2],
+}
+
+impl Lifecycle {
+    /// The renewal outcomes of a billing period.
+    pub fn renewal(&self, period: BillingPeriod) -> &Renewal {
+        match period {
+            BillingPeriod::Monthly => &self.monthly,
+            BillingPeriod::Annual => &self.annual,
+        }
+    }
+}
+
+/// A product's billing period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BillingPeriod {
+    /// Renews every calendar month on the purchase's day of the month.
+    Monthly,
+    /// Renews every year on the purchase's date.
+    Annual,
+}
+
+impl BillingPeriod {
+    /// Months per period.
+    pub fn months(self) -> u32 {
+        match self {
+            BillingPeriod::Monthly => 1,
+            BillingPeriod::Annual => 12,
+        }
+    }
+
+    /// The period of a product's `billing_period` (`monthly` or `annual`).
+    pub fn parse(s: &str) -> Option<BillingPeriod> {
+        match s {
+            "monthly" => Some(BillingPeriod::Monthly),
+            "annual" => Some(BillingPeriod::Annual),
+            _ => None,
+        }
+    }
 }
 
 /// An industry.
@@ -772,6 +859,13 @@ pub struct Product {
     pub currency: String,
     /// Selection weight per trial path.
     pub weight: PerPath,
+}
+
+impl Product {
+    /// The billing period (validated: `monthly` or `annual`).
+    pub fn period(&self) -> BillingPeriod {
+        BillingPeriod::parse(&self.billing_period).unwrap_or(BillingPeriod::Monthly)
+    }
 }
 
 /// A place.
@@ -1863,6 +1957,12 @@ impl Validator {
                 );
             }
             self.non_negative(&format!("products[{i}].price"), p.price);
+            if BillingPeriod::parse(&p.billing_period).is_none() {
+                self.err(
+                    format!("products[{i}].billing_period"),
+                    format!("{:?}: want \"monthly\" or \"annual\"", p.billing_period),
+                );
+            }
             if p.currency.len() != 3 || !p.currency.bytes().all(|b| b.is_ascii_uppercase()) {
                 self.err(
                     format!("products[{i}].currency"),
@@ -1911,6 +2011,13 @@ impl Validator {
                     format!("must be in [1, 10000000], got {}", b.companies),
                 );
             }
+            let [lo, hi] = b.seats;
+            if lo == 0 || lo > hi || hi > 10_000 {
+                self.err(
+                    format!("{path}.seats"),
+                    format!("want [min, max] with 1 <= min <= max <= 10000, got [{lo}, {hi}]"),
+                );
+            }
         }
         if a.industries.len() > 250 {
             self.err("accounts.industries", "at most 250 industries");
@@ -1924,6 +2031,60 @@ impl Validator {
         );
         for (i, x) in a.industries.iter().enumerate() {
             self.non_empty_str(&format!("accounts.industries[{i}].name"), &x.name);
+        }
+
+        // lifecycle
+        let l = &s.lifecycle;
+        if self.finite("lifecycle.active_days_per_week", l.active_days_per_week)
+            && !(l.active_days_per_week > 0.0 && l.active_days_per_week <= 7.0)
+        {
+            self.err(
+                "lifecycle.active_days_per_week",
+                format!("must be in (0, 7], got {}", l.active_days_per_week),
+            );
+        }
+        if self.finite("lifecycle.usage_sigma", l.usage_sigma)
+            && !(0.0..=3.0).contains(&l.usage_sigma)
+        {
+            self.err(
+                "lifecycle.usage_sigma",
+                format!("must be in [0, 3], got {}", l.usage_sigma),
+            );
+        }
+        for (name, x) in [
+            ("churn_per_active_day", l.churn_per_active_day),
+            ("expansion_per_active_day", l.expansion_per_active_day),
+            ("contraction_per_active_day", l.contraction_per_active_day),
+        ] {
+            let path = format!("lifecycle.{name}");
+            if self.finite(&path, x) && x.abs() > 5.0 {
+                self.err(path, format!("must be in [-5, 5], got {x}"));
+            }
+        }
+        for (name, r) in [("monthly", &l.monthly), ("annual", &l.annual)] {
+            let path = format!("lifecycle.{name}");
+            self.prob(&format!("{path}.churn"), r.churn);
+            self.prob(&format!("{path}.expansion"), r.expansion);
+            self.prob(&format!("{path}.contraction"), r.contraction);
+            if r.expansion + r.contraction > 1.0 {
+                self.err(
+                    format!("{path}.contraction"),
+                    "expansion + contraction must be at most 1",
+                );
+            }
+            for (key, [lo, hi]) in [
+                ("expansion_share", r.expansion_share),
+                ("contraction_share", r.contraction_share),
+            ] {
+                let p = format!("{path}.{key}");
+                let limit = if key == "expansion_share" { 10.0 } else { 1.0 };
+                if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= limit) {
+                    self.err(
+                        p,
+                        format!("want [min, max] with 0 <= min <= max <= {limit}, got [{lo}, {hi}]"),
+                    );
+                }
+            }
         }
 
         // geography and devices
@@ -2098,7 +2259,7 @@ pub const MAX_DELAY_DAYS: u32 = 365;
 pub const MAX_GRACE_DAYS: i64 = 30;
 
 /// The event types of the engine's own events (not named by the scenario).
-pub const FIXED_EVENT_TYPES: [&str; 8] = [
+pub const FIXED_EVENT_TYPES: [&str; 11] = [
     "search",
     "button_click",
     "upgrade_button_clicked",
@@ -2107,6 +2268,9 @@ pub const FIXED_EVENT_TYPES: [&str; 8] = [
     "trial_expired",
     "purchase",
     "$groupidentify",
+    "subscription_changed",
+    "subscription_renewed",
+    "subscription_canceled",
 ];
 
 /// The most page-level events a session may have (a distribution's `max`).

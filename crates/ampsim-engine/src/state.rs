@@ -63,6 +63,79 @@ impl Trial {
     }
 }
 
+/// A paying customer's subscription, from the purchase on: it renews each billing period
+/// (a server-side revenue event), may change its seats at a renewal, and ends when the
+/// customer churns (at a renewal, the period it does not pay for). Renewals, changes and
+/// churn are decided on the renewal day from the customer's product use in the period
+/// ([`crate::Engine::churn_probability`] and its siblings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The product (index into `scenario.products`).
+    pub sku: u8,
+    /// Paid seats (the revenue events' `quantity`).
+    pub seats: u16,
+    /// The purchase day; renewals fall on the same day of the month (or year) after it.
+    pub start_day: u32,
+    /// The purchase's time of day in ms (UTC): the billing anchor of every renewal.
+    pub anchor_ms: u32,
+    /// Periods paid after the first (renewals so far).
+    pub renewals: u16,
+    /// The next renewal day; once canceled, the day it ended.
+    pub next_day: u32,
+    /// Days with a product session in the current period.
+    pub active_days: u16,
+    /// The last day with a product session (0 before the first).
+    pub last_active_day: u32,
+    /// Whether the customer churned (the subscription ended on `next_day`).
+    pub canceled: bool,
+}
+
+impl Subscription {
+    /// Whether the subscription is paid for on `day`.
+    pub fn active_on(&self, day: u32) -> bool {
+        self.start_day <= day && (!self.canceled || day < self.next_day)
+    }
+}
+
+/// How a renewal changed a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum SeatChange {
+    /// More seats.
+    Expansion = 0,
+    /// Fewer seats.
+    Contraction = 1,
+}
+
+impl SeatChange {
+    /// The `change` event property.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeatChange::Expansion => "expansion",
+            SeatChange::Contraction => "contraction",
+        }
+    }
+}
+
+/// A user-day's view of the subscription (for rendering): after the day's billing events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanDay {
+    /// The product (index into `scenario.products`).
+    pub sku: u8,
+    /// Seats after today's change, if any.
+    pub seats: u16,
+    /// Seats before today's change (= `seats` without one).
+    pub prev_seats: u16,
+    /// The purchase day.
+    pub start_day: u32,
+    /// Renewals so far, today's included.
+    pub renewals: u16,
+    /// Active days in the period decided today (0 on other days).
+    pub period_active_days: u16,
+    /// Whether the subscription has ended (today or before).
+    pub canceled: bool,
+}
+
 /// One past session, kept for reports, retention and cohorts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionSummary {
@@ -115,6 +188,8 @@ pub struct UserState {
     /// 1/[`HAZARD_SCALE`]). Its mean over a group of users is the group's expected
     /// identification rate.
     pub identify_hazard: u32,
+    /// The subscription, from the purchase on.
+    pub subscription: Option<Subscription>,
 }
 
 /// The fixed-point unit of [`UserState::identify_hazard`].
@@ -154,16 +229,21 @@ impl UserState {
             carry: None,
             quiet_until: None,
             identify_hazard: 0,
+            subscription: None,
         }
     }
 
     /// The next day the engine must process this user: its scheduled return, its trial's
-    /// terminal event or the rest of a session that crossed midnight, whichever is first.
-    /// `None` once nothing more is scheduled.
+    /// terminal event, its subscription's renewal or the rest of a session that crossed
+    /// midnight, whichever is first. `None` once nothing more is scheduled.
     pub fn next_due(&self) -> Option<u32> {
         let trial_end = self.trial.filter(|t| !t.ended).map(|t| t.end_day);
         let carry = self.carry.as_ref().map(|c| c.day);
-        [self.next_session_day, trial_end, carry]
+        let renewal = self
+            .subscription
+            .filter(|s| !s.canceled)
+            .map(|s| s.next_day);
+        [self.next_session_day, trial_end, carry, renewal]
             .into_iter()
             .flatten()
             .min()
@@ -236,6 +316,15 @@ pub enum EventKind {
     /// `$groupidentify`: right after the identifying form, it sets the group properties of
     /// the user's company (Amplitude's Accounts), in the session.
     GroupIdentify = 10,
+    /// `subscription_changed` (`aux` = [`SeatChange`]): a renewal with more or fewer seats,
+    /// server-side, right before its `subscription_renewed`.
+    SubscriptionChanged = 11,
+    /// `subscription_renewed` (`aux` = product index): the billing system charges a period,
+    /// server-side (a revenue event, quantity = seats).
+    SubscriptionRenewed = 12,
+    /// `subscription_canceled` (`aux` = product index): the customer churned; the period it
+    /// does not pay for starts, server-side.
+    SubscriptionCanceled = 13,
 }
 
 impl EventKind {
@@ -254,13 +343,23 @@ impl EventKind {
             8 => Purchase,
             9 => App,
             10 => GroupIdentify,
+            11 => SubscriptionChanged,
+            12 => SubscriptionRenewed,
+            13 => SubscriptionCanceled,
             _ => return None,
         })
     }
 
-    /// Whether events of this kind belong to the day's session (others have `session_id` -1).
+    /// Whether events of this kind belong to the day's session (others have `session_id` -1):
+    /// the billing system's events (trial expiry, renewals, changes, churn) are server-side.
     pub fn in_session(self) -> bool {
-        self != EventKind::TrialExpired
+        !matches!(
+            self,
+            EventKind::TrialExpired
+                | EventKind::SubscriptionChanged
+                | EventKind::SubscriptionRenewed
+                | EventKind::SubscriptionCanceled
+        )
     }
 }
 
@@ -310,6 +409,8 @@ pub struct UserDay {
     pub user_id_from: u16,
     /// The user's trial, if any (for `trial_path` and `conversion_day` properties).
     pub trial: Option<(TrialPath, u32)>,
+    /// The subscription, once the user has paid (after today's billing events).
+    pub plan: Option<PlanDay>,
     /// Today's sessions in time order: the rest of yesterday's session if it crossed
     /// midnight (`continued`), then the sessions that start today. They never overlap; an
     /// in-session event belongs to the last session that started at or before it.

@@ -521,6 +521,17 @@ fn series(s: pb::ReportSeries) -> ampsim_engine::report::Series {
                 converted: x.converted,
             })
             .collect(),
+        mrr: s
+            .mrr
+            .into_iter()
+            .map(|x| r::MonthRevenue {
+                month: x.month,
+                mrr: x.mrr,
+                paying: x.paying,
+                new: x.new,
+                churned: x.churned,
+            })
+            .collect(),
     }
 }
 

@@ -107,6 +107,17 @@ fn series(s: &ampsim_engine::report::Series) -> pb::ReportSeries {
                 converted: x.converted,
             })
             .collect(),
+        mrr: s
+            .mrr
+            .iter()
+            .map(|x| pb::MonthRevenue {
+                month: x.month.clone(),
+                mrr: x.mrr,
+                paying: x.paying,
+                new: x.new,
+                churned: x.churned,
+            })
+            .collect(),
     }
 }
 

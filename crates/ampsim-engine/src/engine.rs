@@ -10,8 +10,8 @@ use super::accounts::{Companies, Company, CompanyInfo};
 use super::dist::{Delay, Draw, Lengths};
 use super::ids::{device_num, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
-use super::scenario::{MAX_DELAY_DAYS, SESSION_TIMEOUT_MINUTES};
 use super::scenario::{Scenario, TrialPath};
+use super::scenario::{MAX_DELAY_DAYS, SESSION_TIMEOUT_MINUTES};
 use super::state::{
     Carry, EventKind, EventRec, PlanDay, SeatChange, SessionRec, SessionSummary, Subscription,
     Touch, Trial, UserDay, UserState,
@@ -680,10 +680,7 @@ impl Engine {
         // A subscription's renewal is decided before the day's sessions, from the period's
         // use: a customer who churns today does not come back.
         let mut billed = None;
-        if let Some(sub) = st
-            .subscription
-            .filter(|s| !s.canceled && s.next_day == day)
-        {
+        if let Some(sub) = st.subscription.filter(|s| !s.canceled && s.next_day == day) {
             billed = Some(self.renew(day, &mut st, sub, &mut rec));
         }
         if st.next_session_day == Some(day) {
@@ -1217,15 +1214,54 @@ impl Engine {
     /// The first day of period `k` of a subscription (0: the purchase day): the purchase's
     /// date `k` billing periods later (a month's end clamps to a shorter month's last day).
     pub fn period_start(&self, sub: &Subscription, k: u16) -> u32 {
-        let months = self.cfg.scenario.products[usize::from(sub.sku)]
+        self.period_start_of(sub.sku, sub.start_day, k)
+    }
+
+    /// [`Engine::period_start`] of a subscription to product `sku` bought on `start_day`.
+    pub fn period_start_of(&self, sku: u8, start_day: u32, k: u16) -> u32 {
+        let months = self.cfg.scenario.products[usize::from(sku)]
             .period()
             .months()
             * u32::from(k);
-        let bought = self.date_of(sub.start_day);
+        let bought = self.date_of(start_day);
         let date = bought
             .checked_add_months(chrono::Months::new(months))
             .expect("renewal dates stay in chrono's range");
-        sub.start_day + (date - bought).num_days() as u32
+        start_day + (date - bought).num_days() as u32
+    }
+
+    /// The expected seats after a renewal decision ([`Engine::renewal_chances`]; 0 for a
+    /// customer who churns): the ground truth of net revenue retention per renewal.
+    pub fn expected_seats_after(
+        &self,
+        sku: u8,
+        seats: u16,
+        active_days: u16,
+        period_days: u32,
+    ) -> f64 {
+        let s = &self.cfg.scenario;
+        let r = s.lifecycle.renewal(s.products[usize::from(sku)].period());
+        let (churn, expansion, contraction) =
+            self.renewal_chances(sku, seats, active_days, period_days);
+        // The seat changes' means over the uniform share, by the midpoint rule (they round
+        // and are at least one seat).
+        const STEPS: u32 = 512;
+        let mean = |[lo, hi]: [f64; 2], f: &dyn Fn(f64) -> f64| -> f64 {
+            (0..STEPS)
+                .map(|i| f(lo + (hi - lo) * (f64::from(i) + 0.5) / f64::from(STEPS)))
+                .sum::<f64>()
+                / f64::from(STEPS)
+        };
+        let n = f64::from(seats);
+        let add = mean(r.expansion_share, &|x| (n * x).round().max(1.0));
+        let cut = if seats > 1 {
+            mean(r.contraction_share, &|x| {
+                (n * x).round().max(1.0).min(n - 1.0)
+            })
+        } else {
+            0.0
+        };
+        (1.0 - churn) * (n + expansion * add - contraction * cut)
     }
 
     /// A customer's typical active days per week: a latent trait of its device, lognormal

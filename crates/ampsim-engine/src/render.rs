@@ -480,10 +480,7 @@ impl Engine {
                     } else {
                         props.push(("seats", Prop::Int(i64::from(plan.seats))));
                         props.push(("renewals", Prop::Int(i64::from(plan.renewals))));
-                        props.push((
-                            "tenure_days",
-                            Prop::Int(i64::from(ud.day - plan.start_day)),
-                        ));
+                        props.push(("tenure_days", Prop::Int(i64::from(ud.day - plan.start_day))));
                         props.push((
                             "period_active_days",
                             Prop::Int(i64::from(plan.period_active_days)),

@@ -34,7 +34,7 @@
 
 use super::engine::Engine;
 use super::scenario::TrialPath;
-use super::state::{EventKind, UserDay, UserState};
+use super::state::{EventKind, PlanDay, UserDay, UserState};
 use serde::Serialize;
 // Looked up by device and counted, never iterated: its order cannot reach the report.
 #[allow(clippy::disallowed_types)]
@@ -91,7 +91,7 @@ pub struct ReportRow {
     pub tolerance: f64,
     /// The measured value.
     pub measured: f64,
-    /// How the value is expressed: `count`, `ratio` or `violations`.
+    /// How the value is expressed: `count`, `ratio`, `mean` or `violations`.
     pub unit: String,
     /// Whether the row passed (`status == Pass`).
     pub pass: bool,
@@ -107,6 +107,7 @@ impl ReportRow {
     pub fn cells(&self) -> [String; 3] {
         let f = |v: f64| match self.unit.as_str() {
             "ratio" => format!("{:.2}%", v * 100.0),
+            "mean" => format!("{v:.2}"),
             _ => format!("{v:.0}"),
         };
         let info = self.status == RowStatus::Info;
@@ -220,6 +221,27 @@ pub struct Series {
     pub retention: Vec<Cohort>,
     /// Closed trials and their conversions, by path and by activation level.
     pub conversion: Vec<Conversion>,
+    /// Recurring revenue by calendar month of the range, from the revenue events.
+    pub mrr: Vec<MonthRevenue>,
+}
+
+/// One month's recurring revenue, from the revenue events (`purchase`,
+/// `subscription_renewed`): each pays its billing period from its day, and contributes its
+/// revenue divided by the period's months to the MRR of every month-end it covers. A
+/// subscription paid before the first emitted day counts from its first payment in the
+/// range.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MonthRevenue {
+    /// The month, `YYYY-MM`.
+    pub month: String,
+    /// MRR on the month's last day (or the range's last day, in its last month).
+    pub mrr: f64,
+    /// Subscriptions paid for on that day.
+    pub paying: u64,
+    /// Purchases in the month.
+    pub new: u64,
+    /// Cancellations (`subscription_canceled`) in the month.
+    pub churned: u64,
 }
 
 /// A named series of daily values.
@@ -345,6 +367,33 @@ struct Progress {
     trial_start: Option<u32>,
     ended: bool,
     converted: bool,
+    /// Paid (a purchase), and not churned since.
+    paying: bool,
+    /// Days with in-app events since the current billing period began, and the day it
+    /// began (0 before a purchase).
+    active_days: u16,
+    period_start: u32,
+    last_active_day: u32,
+}
+
+/// Renewal decisions of one group: how many, how many churned, and the sum of their modelled
+/// churn chances.
+#[derive(Default, Clone, Copy)]
+struct Decisions {
+    n: u64,
+    churned: u64,
+    p: f64,
+}
+
+/// Revenue across renewal decisions of one billing period: the revenue of the periods
+/// decided, what the customers pay after (0 for churn), its modelled expectation, and the
+/// sum of squared deviations from it.
+#[derive(Default, Clone, Copy)]
+struct Retained {
+    before: f64,
+    after: f64,
+    expected: f64,
+    sq: f64,
 }
 
 /// Accumulates the report.
@@ -398,6 +447,29 @@ pub struct ReportBuilder<'e> {
     daily_sessions: Vec<Vec<u64>>,
     /// Users first seen in the range who reached each funnel stage (from their events).
     funnel: [u64; 4],
+    // lifecycle, from records
+    /// Renewal decisions by billing period (monthly, annual) and the period's use (below,
+    /// at or above the median).
+    churn: [[Decisions; 2]; 2],
+    /// Renewals (not churned): how many, expansions and their modelled chances, contractions
+    /// and theirs.
+    changes: (u64, u64, f64, u64, f64),
+    /// Revenue across renewal decisions, by billing period.
+    retained: [Retained; 2],
+    /// Renewal decisions whose `period_active_days` differs from the days with in-app events
+    /// in the period (periods that began in the range), and how many were checked.
+    usage_mismatch: (u64, u64),
+    /// The last day of each calendar month in the range (the range's last day last), with
+    /// its MRR and paying subscriptions, and each month's purchases and cancellations.
+    months: Vec<(u32, MonthRevenue)>,
+    /// Per subscription bought in the range (by device): the MRR of the revenue event that
+    /// pays for the last day, from the events and from the states.
+    mrr_events: HashMap<u64, f64>,
+    mrr_states: HashMap<u64, f64>,
+    /// Per subscription paid for on the last day (by device): its company serial and seats.
+    paying_last_day: Vec<(u64, u32, u16)>,
+    /// Identified users with events in the last 28 days: (company serial, device).
+    recently_active: Vec<(u32, u64)>,
     /// Per weekly cohort: users, and users active in each week since.
     retention: WeeklyRetention,
     #[allow(clippy::disallowed_types)]
@@ -469,6 +541,106 @@ impl<'e> ReportBuilder<'e> {
             retention: WeeklyRetention::new(engine.first_day()),
             #[allow(clippy::disallowed_types)]
             progress: HashMap::new(),
+            churn: Default::default(),
+            changes: (0, 0, 0.0, 0, 0.0),
+            retained: Default::default(),
+            usage_mismatch: (0, 0),
+            months: Self::month_ends(engine, last_day),
+            #[allow(clippy::disallowed_types)]
+            mrr_events: HashMap::new(),
+            #[allow(clippy::disallowed_types)]
+            mrr_states: HashMap::new(),
+            paying_last_day: Vec::new(),
+            recently_active: Vec::new(),
+        }
+    }
+
+    /// The last day of each calendar month from the first emitted day to `last_day` (which
+    /// ends the last one), each with an empty [`MonthRevenue`].
+    fn month_ends(engine: &Engine, last_day: u32) -> Vec<(u32, MonthRevenue)> {
+        let first = engine.first_day();
+        (first..=last_day.max(first))
+            .filter(|&d| d == last_day || chrono::Datelike::day0(&engine.date_of(d + 1)) == 0)
+            .map(|d| {
+                let month = engine.date_of(d).format("%Y-%m").to_string();
+                (
+                    d,
+                    MonthRevenue {
+                        month,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A subscription's MRR: its price times its seats over the billing period's months.
+    fn mrr_of(&self, sku: u8, seats: u16) -> f64 {
+        let p = &self.engine.scenario().products[usize::from(sku)];
+        p.price * f64::from(seats) / f64::from(p.period().months())
+    }
+
+    /// Counts one renewal decision (a renewal or a cancellation on `day`, from its record's
+    /// plan): its churn, seat change and revenue against the model's chances.
+    fn add_decision(&mut self, day: u32, plan: PlanDay, renewed: bool, change: Option<u8>) {
+        let e = self.engine;
+        let s = e.scenario();
+        let k = if renewed {
+            plan.renewals - 1
+        } else {
+            plan.renewals
+        };
+        let period_days = day - e.period_start_of(plan.sku, plan.start_day, k);
+        let active = plan.period_active_days;
+        let period = s.products[usize::from(plan.sku)].period();
+        let (pc, pe, pk) = e.renewal_chances(plan.sku, plan.prev_seats, active, period_days);
+        let high = Engine::period_use(active, period_days) >= s.lifecycle.active_days_per_week;
+        let pi = usize::from(period == crate::scenario::BillingPeriod::Annual);
+        let d = &mut self.churn[pi][usize::from(high)];
+        d.n += 1;
+        d.churned += u64::from(!renewed);
+        d.p += pc;
+        if renewed {
+            let c = &mut self.changes;
+            c.0 += 1;
+            c.1 += u64::from(change == Some(0));
+            c.2 += pe;
+            c.3 += u64::from(change == Some(1));
+            c.4 += pk;
+        }
+        let price = s.products[usize::from(plan.sku)].price;
+        let after = if renewed {
+            price * f64::from(plan.seats)
+        } else {
+            0.0
+        };
+        let expected =
+            price * e.expected_seats_after(plan.sku, plan.prev_seats, active, period_days);
+        let r = &mut self.retained[pi];
+        r.before += price * f64::from(plan.prev_seats);
+        r.after += after;
+        r.expected += expected;
+        r.sq += (after - expected).powi(2);
+    }
+
+    /// Counts a revenue event on `day` of a subscription (`plan`, after the day's change):
+    /// the MRR of the month-ends its billing period covers.
+    fn add_revenue(&mut self, device: u64, day: u32, plan: PlanDay, renewal: bool) {
+        let k = if renewal { plan.renewals } else { 0 };
+        let end = self.engine.period_start_of(plan.sku, plan.start_day, k + 1);
+        let mrr = self.mrr_of(plan.sku, plan.seats);
+        for (d, m) in &mut self.months {
+            if day <= *d && *d < end {
+                m.mrr += mrr;
+                m.paying += 1;
+            }
+        }
+        if day <= self.last_day && self.last_day < end {
+            if plan.start_day >= self.first_day {
+                self.mrr_events.insert(device, mrr);
+            }
+            let serial = self.engine.company_of(device).serial;
+            self.paying_last_day.push((device, serial, plan.seats));
         }
     }
 
@@ -487,8 +659,18 @@ impl<'e> ReportBuilder<'e> {
         let s = self.engine.scenario();
         let first = self.first_day;
         let new_here = st.first_day() >= first;
+        // A paying customer's sessions after its purchase day are product use, not the
+        // website's: the lifecycle rows count them, the website's rows do not.
+        let website_until = st.subscription.map_or(u32::MAX, |sub| sub.start_day);
+        let website = &st.sessions[..st.sessions.partition_point(|x| x.day <= website_until)];
+        if let Some(sub) = st.subscription {
+            if sub.start_day >= first && sub.active_on(self.last_day) {
+                self.mrr_states
+                    .insert(st.device, self.mrr_of(sub.sku, sub.seats));
+            }
+        }
         let n = st.sessions.len() as u64;
-        let in_range = st.sessions.iter().filter(|x| x.day >= first).count() as u64;
+        let in_range = website.iter().filter(|x| x.day >= first).count() as u64;
         self.sessions_from_states += in_range;
         // Every session in the range but a user's very first is a returning one.
         self.returning_sessions += in_range - u64::from(new_here && n > 0);
@@ -508,7 +690,7 @@ impl<'e> ReportBuilder<'e> {
                 }
             }
         }
-        for (i, sess) in st.sessions.iter().enumerate() {
+        for (i, sess) in website.iter().enumerate() {
             let tier = sess.tier as usize;
             if sess.day >= first && sess.day + self.max_delays[tier] <= self.last_day {
                 self.tier_sessions[tier] += 1;
@@ -551,6 +733,11 @@ impl<'e> ReportBuilder<'e> {
         let s = self.engine.scenario();
         self.events += ud.events.len() as u64;
         for sess in &ud.sessions {
+            // A paying customer's product sessions are not the website's (see add_state).
+            let started = if sess.continued { ud.day - 1 } else { ud.day };
+            if ud.plan.is_some_and(|p| started > p.start_day) {
+                continue;
+            }
             if sess.continued {
                 // Counted on its first day; one that began before the range is counted here,
                 // as a session with events in the range (the warm start's last night).
@@ -597,6 +784,28 @@ impl<'e> ReportBuilder<'e> {
         let mut p = self.progress.get(&ud.device).copied().unwrap_or_default();
         let tracked = p.identified || usize::from(ud.user_id_from) < ud.events.len();
         let out_of_order_before = self.out_of_order;
+        let usage_before = self.usage_mismatch;
+        // A renewal is decided before the day's sessions: the period's use on its event is
+        // the days with in-app events before today, counted from the events (for periods
+        // that began in the range); today's sessions count in the next period.
+        if let Some(plan) = ud.plan.filter(|_| p.paying) {
+            let decided = ud.events.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::SubscriptionRenewed | EventKind::SubscriptionCanceled
+                )
+            });
+            if decided {
+                if p.period_start >= self.first_day {
+                    self.usage_mismatch.1 += 1;
+                    if p.active_days != plan.period_active_days {
+                        self.usage_mismatch.0 += 1;
+                    }
+                }
+                p.active_days = 0;
+                p.period_start = ud.day;
+            }
+        }
         for (i, e) in ud.events.iter().enumerate() {
             let has_user_id = i >= usize::from(ud.user_id_from);
             // Identity never goes backwards, and only a form identifies.
@@ -648,9 +857,34 @@ impl<'e> ReportBuilder<'e> {
                         self.out_of_order += 1;
                     }
                 }
-                // In-app events belong to a running trial.
+                // In-app events belong to a running trial or a paying customer.
+                EventKind::App if p.paying => {
+                    // A session counts on the day it starts (the rest of yesterday's was
+                    // counted yesterday).
+                    let started_today =
+                        ud.session_at(e.time_ms).is_some_and(|sess| !sess.continued);
+                    if started_today && p.last_active_day != ud.day {
+                        p.last_active_day = ud.day;
+                        p.active_days += 1;
+                    }
+                }
                 EventKind::App if p.trial_start.is_none() || p.ended => {
                     self.out_of_order += 1;
+                }
+                // Billing events belong to a paying customer.
+                EventKind::SubscriptionChanged
+                | EventKind::SubscriptionRenewed
+                | EventKind::SubscriptionCanceled => {
+                    if !p.paying
+                        || ud.plan.is_none_or(|plan| {
+                            plan.sku != e.aux && e.kind != EventKind::SubscriptionChanged
+                        })
+                    {
+                        self.out_of_order += 1;
+                    }
+                    if e.kind == EventKind::SubscriptionCanceled {
+                        p.paying = false;
+                    }
                 }
                 EventKind::TrialConverted | EventKind::TrialExpired => {
                     let w = s.trials.conversion_window;
@@ -677,9 +911,12 @@ impl<'e> ReportBuilder<'e> {
                     {
                         self.purchases_without_sku += 1;
                     }
-                    if !p.converted {
+                    if !p.converted || p.paying {
                         self.out_of_order += 1;
                     }
+                    p.paying = true;
+                    p.active_days = 0;
+                    p.period_start = ud.day;
                     if checked {
                         self.funnel[3] += 1;
                     }
@@ -689,8 +926,49 @@ impl<'e> ReportBuilder<'e> {
         }
         if !checked {
             self.out_of_order = out_of_order_before;
+            self.usage_mismatch = usage_before;
         } else if tracked {
             self.progress.insert(ud.device, p);
+        }
+        self.add_lifecycle(ud);
+    }
+
+    /// Counts a user-day's billing events and, near the end, its account's activity.
+    fn add_lifecycle(&mut self, ud: &UserDay) {
+        let Some(plan) = ud.plan else {
+            if ud.day + 28 > self.last_day && usize::from(ud.user_id_from) < ud.events.len() {
+                let serial = self.engine.company_of(ud.device).serial;
+                self.recently_active.push((serial, ud.device));
+            }
+            return;
+        };
+        if ud.day + 28 > self.last_day {
+            let serial = self.engine.company_of(ud.device).serial;
+            self.recently_active.push((serial, ud.device));
+        }
+        let month = self.months.partition_point(|(d, _)| *d < ud.day);
+        let mut change = None;
+        for e in &ud.events {
+            match e.kind {
+                EventKind::Purchase => {
+                    if let Some((_, m)) = self.months.get_mut(month) {
+                        m.new += 1;
+                    }
+                    self.add_revenue(ud.device, ud.day, plan, false);
+                }
+                EventKind::SubscriptionChanged => change = Some(e.aux),
+                EventKind::SubscriptionRenewed => {
+                    self.add_decision(ud.day, plan, true, change);
+                    self.add_revenue(ud.device, ud.day, plan, true);
+                }
+                EventKind::SubscriptionCanceled => {
+                    if let Some((_, m)) = self.months.get_mut(month) {
+                        m.churned += 1;
+                    }
+                    self.add_decision(ud.day, plan, false, None);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -1061,6 +1339,122 @@ impl<'e> ReportBuilder<'e> {
             (self.sessions - self.carried_in).abs_diff(self.sessions_from_states),
             self.sessions,
         );
+        // The MRR of each subscription bought in the range, from its last revenue event and
+        // from its state, must agree.
+        let mut mrr_mismatch = 0u64;
+        for (device, m) in &self.mrr_states {
+            if self
+                .mrr_events
+                .get(device)
+                .is_none_or(|x| (x - m).abs() > 1e-6)
+            {
+                mrr_mismatch += 1;
+            }
+        }
+        mrr_mismatch += self
+            .mrr_events
+            .keys()
+            .filter(|d| !self.mrr_states.contains_key(d))
+            .count() as u64;
+        exact(
+            "mrr_mismatch",
+            "subscriptions whose MRR ≠ their last revenue event's",
+            mrr_mismatch,
+            self.mrr_states.len() as u64,
+        );
+        exact(
+            "period_use_mismatch",
+            "renewals whose period_active_days ≠ days with in-app events",
+            self.usage_mismatch.0,
+            self.usage_mismatch.1,
+        );
+
+        // The lifecycle: churn, seat changes and revenue retention per renewal against the
+        // model's chances for each decision (its period's use, from the renewal events).
+        let lifecycle_rows = lifecycle_rows(
+            &self.churn,
+            self.changes,
+            &self.retained,
+            s.lifecycle.active_days_per_week,
+        );
+        rows.extend(lifecycle_rows);
+        let last_mrr = self.months.last().map_or(0.0, |(_, m)| m.mrr);
+        let paying = self.paying_last_day.len() as u64;
+        rows.push(row(
+            "mrr_last_day",
+            "MRR on the last day (revenue events)",
+            0.0,
+            0.0,
+            last_mrr,
+            "count",
+            RowStatus::Info,
+            paying,
+        ));
+        // Logo churn per month: the cancellations of each whole month over the subscriptions
+        // paid for on the month before's last day.
+        let (mut churned, mut base) = (0u64, 0u64);
+        for w in self.months.windows(2) {
+            churned += w[1].1.churned;
+            base += w[0].1.paying;
+        }
+        rows.push(row(
+            "logo_churn_monthly",
+            "logo churn per month, all plans",
+            0.0,
+            0.0,
+            if base == 0 {
+                0.0
+            } else {
+                churned as f64 / base as f64
+            },
+            "ratio",
+            RowStatus::Info,
+            base,
+        ));
+        let mut accounts: Vec<(u32, u16)> = self
+            .paying_last_day
+            .iter()
+            .map(|&(_, c, n)| (c, n))
+            .collect();
+        accounts.sort_unstable();
+        let seats: u64 = accounts.iter().map(|&(_, n)| u64::from(n)).sum();
+        accounts.dedup_by_key(|a| a.0);
+        let n_accounts = accounts.len() as u64;
+        let mut active = self.recently_active.clone();
+        active.sort_unstable();
+        active.dedup();
+        let active_in_paying = active
+            .iter()
+            .filter(|(c, _)| accounts.binary_search_by_key(c, |a| a.0).is_ok())
+            .count() as u64;
+        let per = |x: u64| {
+            if n_accounts == 0 {
+                0.0
+            } else {
+                x as f64 / n_accounts as f64
+            }
+        };
+        rows.push(row(
+            "seats_per_account",
+            "seats per paying account, last day",
+            0.0,
+            0.0,
+            per(seats),
+            "mean",
+            RowStatus::Info,
+            n_accounts,
+        ));
+        rows.push(row(
+            "active_users_per_account",
+            "active users per paying account, last 28 days",
+            0.0,
+            0.0,
+            per(active_in_paying),
+            "mean",
+            RowStatus::Info,
+            n_accounts,
+        ));
+
         let date = |d: u32| engine.date_of(d).format("%Y-%m-%d").to_string();
         let mut conversion: Vec<Conversion> = ["self-service", "sales-assisted"]
             .iter()
@@ -1112,6 +1506,7 @@ impl<'e> ReportBuilder<'e> {
                 })
                 .collect(),
             conversion,
+            mrr: self.months.into_iter().map(|(_, m)| m).collect(),
         };
         Report {
             days,
@@ -1120,4 +1515,124 @@ impl<'e> ReportBuilder<'e> {
             series,
         }
     }
+}
+
+/// The lifecycle's rows: churn per renewal by billing period and by the period's use, seat
+/// expansion and contraction per renewal, and net revenue retention per renewal by billing
+/// period, each against the mean of the model's chances over the decisions
+/// ([`Engine::renewal_chances`], [`Engine::expected_seats_after`]) within 4 standard errors
+/// and a slack (1 point for monthly plans' rates, 2 for annual plans' and for retention);
+/// insufficient data when 4 standard errors exceed three slacks (10 points for retention).
+fn lifecycle_rows(
+    churn: &[[Decisions; 2]; 2],
+    changes: (u64, u64, f64, u64, f64),
+    retained: &[Retained; 2],
+    median_use: f64,
+) -> Vec<ReportRow> {
+    let mut rows = Vec::new();
+    let mut rate = |key: String, name: String, num: u64, den: u64, p_sum: f64, slack: f64| {
+        let target = if den == 0 { 0.0 } else { p_sum / den as f64 };
+        let measured = if den == 0 {
+            0.0
+        } else {
+            num as f64 / den as f64
+        };
+        let sigma = if den == 0 {
+            1.0
+        } else {
+            (target * (1.0 - target) / den as f64).sqrt()
+        };
+        let tolerance = slack.max(4.0 * sigma);
+        let status = if den == 0 || 4.0 * sigma > 3.0 * slack {
+            RowStatus::Insufficient
+        } else if (measured - target).abs() <= tolerance {
+            RowStatus::Pass
+        } else {
+            RowStatus::Fail
+        };
+        rows.push(ReportRow {
+            key,
+            name,
+            target,
+            tolerance,
+            measured,
+            unit: "ratio".into(),
+            pass: status == RowStatus::Pass,
+            status,
+            sample: den,
+        });
+    };
+    for (pi, period) in ["monthly", "annual"].iter().enumerate() {
+        let [lo, hi] = churn[pi];
+        // Annual plans renew once a year: fewer decisions, a wider slack.
+        let slack = if pi == 0 { 0.01 } else { 0.02 };
+        rate(
+            format!("churn_{period}"),
+            format!("churn per renewal, {period} plans"),
+            lo.churned + hi.churned,
+            lo.n + hi.n,
+            lo.p + hi.p,
+            slack,
+        );
+        for (d, which, cmp) in [(lo, "low", "<"), (hi, "high", "≥")] {
+            rate(
+                format!("churn_{period}_{which}_use"),
+                format!("churn per renewal, {period}, use {cmp} {median_use} days/week"),
+                d.churned,
+                d.n,
+                d.p,
+                slack,
+            );
+        }
+    }
+    let (n, exp, p_exp, con, p_con) = changes;
+    rate(
+        "expansion".into(),
+        "seat expansion per renewal".into(),
+        exp,
+        n,
+        p_exp,
+        0.01,
+    );
+    rate(
+        "contraction".into(),
+        "seat contraction per renewal".into(),
+        con,
+        n,
+        p_con,
+        0.01,
+    );
+    for (pi, period) in ["monthly", "annual"].iter().enumerate() {
+        let r = retained[pi];
+        let (target, measured) = if r.before > 0.0 {
+            (r.expected / r.before, r.after / r.before)
+        } else {
+            (0.0, 0.0)
+        };
+        let sigma = if r.before > 0.0 {
+            r.sq.sqrt() / r.before
+        } else {
+            1.0
+        };
+        let tolerance = 0.02f64.max(4.0 * sigma);
+        let status = if r.before == 0.0 || 4.0 * sigma > 0.10 {
+            RowStatus::Insufficient
+        } else if (measured - target).abs() <= tolerance {
+            RowStatus::Pass
+        } else {
+            RowStatus::Fail
+        };
+        rows.push(ReportRow {
+            key: format!("nrr_{period}"),
+            name: format!("net revenue retention per renewal, {period} plans"),
+            target,
+            tolerance,
+            measured,
+            unit: "ratio".into(),
+            pass: status == RowStatus::Pass,
+            status,
+            sample: churn[pi][0].n + churn[pi][1].n,
+        });
+    }
+    rows
 }

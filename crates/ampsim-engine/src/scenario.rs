@@ -2081,7 +2081,9 @@ impl Validator {
                 if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= limit) {
                     self.err(
                         p,
-                        format!("want [min, max] with 0 <= min <= max <= {limit}, got [{lo}, {hi}]"),
+                        format!(
+                            "want [min, max] with 0 <= min <= max <= {limit}, got [{lo}, {hi}]"
+                        ),
                     );
                 }
             }

@@ -381,7 +381,12 @@ const FORM_EVENTS: [&str; 6] = [
 ];
 
 /// Server-side events (the billing system's): no session.
-const OUT_OF_SESSION: [&str; 1] = ["trial_expired"];
+const OUT_OF_SESSION: [&str; 4] = [
+    "trial_expired",
+    "subscription_changed",
+    "subscription_renewed",
+    "subscription_canceled",
+];
 
 /// One shared 120-day run (generated once, checked by several tests). Only devices first seen
 /// in the emitted days are kept: the journeys of the warm start's users begin before day 1,
@@ -643,6 +648,14 @@ fn invariant_purchases_carry_sku_and_revenue_and_follow_a_conversion() {
     let mut purchases = 0;
     for (device, evs) in &r.devices {
         for (i, e) in evs.iter().enumerate() {
+            // Renewals are revenue events too (tests/it/lifecycle.rs checks them).
+            if e.event_type == "subscription_renewed" {
+                assert!(
+                    e.revenue.is_some(),
+                    "device {device}: renewal without revenue"
+                );
+                continue;
+            }
             if e.event_type != "purchase" {
                 assert!(
                     e.revenue.is_none(),
@@ -1296,6 +1309,12 @@ fn codec_round_trips_states_and_day_records() {
         }
     }
     assert!(with_trial > 0, "no record with a trial was exercised");
+    assert!(
+        days.iter()
+            .flat_map(|(_, r)| r)
+            .any(|r| r.plan.is_some_and(|p| p.renewals > 0)),
+        "no record with a renewed subscription was exercised"
+    );
     let all = || days.iter().flat_map(|(_, r)| r);
     assert!(
         all().any(|r| r.sessions.len() >= 2),
@@ -1311,6 +1330,7 @@ fn codec_round_trips_states_and_day_records() {
     assert!(states.iter().any(|s| s.trial.is_some_and(|t| t.ended)));
     assert!(states.iter().any(|s| s.product_sku.is_some()));
     assert!(states.iter().any(|s| s.identify_hazard > 0));
+    assert!(states.iter().any(|s| s.subscription.is_some()));
     // A session running past the last day's midnight waits in its state.
     let mut states = states;
     if !states.iter().any(|s| s.carry.is_some()) {

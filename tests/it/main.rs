@@ -12,6 +12,7 @@ mod html;
 mod integrity;
 mod labels;
 mod layout;
+mod lifecycle;
 mod offline;
 mod queries;
 mod realism;

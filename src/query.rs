@@ -36,7 +36,7 @@ pub struct JourneySummary {
     pub trial_outcome: String,
     /// Product bought.
     pub product_sku: String,
-    /// Revenue.
+    /// Revenue: the purchase's and the renewals'.
     pub revenue: f64,
     /// Events.
     pub event_count: u64,
@@ -97,10 +97,11 @@ pub fn summarize_journey(engine: &Engine, device: u64, records: &[UserDay]) -> J
                 }
                 EventKind::TrialConverted => j.trial_outcome = "converted".into(),
                 EventKind::TrialExpired => j.trial_outcome = "expired".into(),
-                EventKind::Purchase => {
+                EventKind::Purchase | EventKind::SubscriptionRenewed => {
                     let p = &s.products[e.aux as usize];
                     j.product_sku = p.sku.clone();
-                    j.revenue += p.price;
+                    let seats = r.plan.map_or(1, |plan| plan.seats);
+                    j.revenue += p.price * f64::from(seats);
                 }
                 _ => {}
             }

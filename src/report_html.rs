@@ -66,6 +66,8 @@ pub fn render(report: &Report, title: &str) -> Result<String, ChartError> {
     })?);
     page.push_str("<h2>Trial &#8594; paid by path and by activation level</h2>\n");
     page.push_str(&chart("conversion", 340, |a| conversion(a, s))?);
+    page.push_str("<h2>Monthly recurring revenue (from the revenue events)</h2>\n");
+    page.push_str(&chart("mrr", 340, |a| mrr(a, s))?);
 
     page.push_str("<h2>Acceptance table</h2>\n");
     page.push_str(&table(report));
@@ -246,6 +248,26 @@ fn funnel<'a>(area: &Area<'a>, s: &Series) -> Result<(), Box<dyn std::error::Err
         })
         .collect();
     bars(area, &rows, "users (log scale)", true)
+}
+
+fn mrr<'a>(area: &Area<'a>, s: &Series) -> Result<(), Box<dyn std::error::Error>> {
+    let rows: Vec<(String, f64, String)> = s
+        .mrr
+        .iter()
+        .map(|m| {
+            let short = if m.mrr >= 1e6 {
+                format!("{:.1}M", m.mrr / 1e6)
+            } else {
+                format!("{:.0}k", m.mrr / 1e3)
+            };
+            (
+                m.month.get(2..).unwrap_or(&m.month).to_string(),
+                m.mrr,
+                short,
+            )
+        })
+        .collect();
+    bars(area, &rows, "MRR", false)
 }
 
 fn conversion<'a>(area: &Area<'a>, s: &Series) -> Result<(), Box<dyn std::error::Error>> {

@@ -256,15 +256,15 @@ fn colleagues_share_companies_and_bands_have_the_scenarios_shares() {
 fn accounts_scenario_errors_name_the_key() {
     let cases = [
         (
-            "[accounts]\nsize_bands = [{ name = \"a\", employees = [1, 9], share = 0.5, companies = 10.0 }]\n",
+            "[accounts]\nsize_bands = [{ name = \"a\", employees = [1, 9], share = 0.5, companies = 10.0, seats = [1, 3] }]\n",
             "accounts.size_bands",
         ),
         (
-            "[accounts]\nsize_bands = [{ name = \"a\", employees = [0, 9], share = 1.0, companies = 10.0 }]\n",
+            "[accounts]\nsize_bands = [{ name = \"a\", employees = [0, 9], share = 1.0, companies = 10.0, seats = [1, 3] }]\n",
             "accounts.size_bands[0].employees",
         ),
         (
-            "[accounts]\nsize_bands = [{ name = \"a\", employees = [1, 9], share = 1.0, companies = 0.5 }]\n",
+            "[accounts]\nsize_bands = [{ name = \"a\", employees = [1, 9], share = 1.0, companies = 0.5, seats = [1, 3] }]\n",
             "accounts.size_bands[0].companies",
         ),
         (
@@ -281,7 +281,7 @@ fn accounts_scenario_errors_name_the_key() {
         assert_eq!(e.path, path, "{toml}: {e}");
     }
     // One company per band and geography: everyone in a geography and band is a colleague.
-    let one = "[accounts]\nsize_bands = [{ name = \"all\", employees = [10, 10], share = 1.0, companies = 1.0 }]\n";
+    let one = "[accounts]\nsize_bands = [{ name = \"all\", employees = [10, 10], share = 1.0, companies = 1.0, seats = [1, 3] }]\n";
     let engine = Engine::new(SimConfig {
         scenario: Scenario::from_toml(one).unwrap(),
         seed: 1,

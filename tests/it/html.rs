@@ -129,10 +129,18 @@ fn the_html_report_is_one_well_formed_page_with_data_in_every_chart() {
     let groups = series.conversion.iter().filter(|c| c.trials > 0).count();
     assert!(groups >= 2);
     assert!(coloured_rects(chart(&doc, "conversion")) >= groups);
+    // MRR: a bar per month with revenue.
+    let months = series.mrr.iter().filter(|m| m.mrr > 0.0).count();
+    assert!(
+        months >= 1,
+        "no month with recurring revenue: {:?}",
+        series.mrr
+    );
+    assert!(coloured_rects(chart(&doc, "mrr")) >= months);
 
-    // A real browser loads it: Chromium's DOM holds the four charts and the table.
+    // A real browser loads it: Chromium's DOM holds the five charts and the table.
     let dom = chromium_dom(&file);
-    assert_eq!(dom.matches("<svg").count(), 4, "charts in Chromium's DOM");
+    assert_eq!(dom.matches("<svg").count(), 5, "charts in Chromium's DOM");
     assert!(dom.contains("id=\"acceptance\""));
     drop(server);
 }

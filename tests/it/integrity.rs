@@ -39,7 +39,7 @@ fn corrupt_a_day_chunk(db: &Path, day: u32) -> u64 {
     let stored = first_day() + day;
     let (rowid, blob): (i64, Vec<u8>) = conn
         .query_row(
-            "SELECT rowid, data FROM event_chunks WHERE day = ?1 ORDER BY chunk LIMIT 1",
+            "SELECT rowid, data FROM event_chunks WHERE day = ?1 ORDER BY chunk DESC LIMIT 1",
             [stored],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -175,10 +175,13 @@ fn outcomes_happen_in_product_sessions_on_days_that_agree_with_the_trial() {
         // pages; milestones in order, each once.
         let mut reached = Vec::new();
         let mut product_sessions = HashSet::new();
+        // (A converted trialist's later in-app events are a customer's product use.)
+        let customer_from = (end.event_type == "trial_converted").then_some(end.time);
         for e in t
             .events
             .iter()
             .filter(|e| app.contains(e.event_type.as_str()))
+            .filter(|e| customer_from.is_none_or(|t| e.time <= t || e.session_id == end.session_id))
         {
             assert!(e.time > t.start.time && e.time <= end.time);
             assert_ne!(

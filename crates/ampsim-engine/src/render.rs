@@ -490,6 +490,17 @@ impl Engine {
                 }
             }
         }
+        // A customer's events carry its plan, seats and lifecycle stage as user properties,
+        // from the purchase on (the billing events set their own).
+        if let Some(plan) = ud.plan {
+            let paid = ud.day > plan.start_day || e.kind == EventKind::Purchase;
+            if paid && !uprops.iter().any(|(k, _)| *k == "lifecycle_stage") {
+                let p = &s.products[usize::from(plan.sku)];
+                uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
+                uprops.push(("seats", Prop::Int(i64::from(plan.seats))));
+                uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("customer"))));
+            }
+        }
         // `$groupidentify` carries only the group's properties.
         if let Some(sess) = session.filter(|_| e.kind != EventKind::GroupIdentify) {
             let src = &s.sources[sess.touch.source as usize];

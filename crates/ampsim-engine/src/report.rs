@@ -211,7 +211,8 @@ impl WeeklyRetention {
 pub struct Series {
     /// The first emitted date, `YYYY-MM-DD`; the daily series start there.
     pub first_date: String,
-    /// Sessions per day by channel (the medium of the session's source).
+    /// Sessions per day by channel (the medium of the session's source), customers' product
+    /// sessions included.
     pub daily_sessions: Vec<NamedSeries>,
     /// The funnel of the users first seen in the range, from their events: visited,
     /// identified, started a trial, paid.
@@ -311,7 +312,7 @@ impl Report {
         }
         if info > 0 {
             s.push_str(&format!(
-                "; {info} shown as information (the source plan's year figures are checked on a whole year of the default scenario)"
+                "; {info} shown as information (the source plan's year figures are checked on a whole year of the default scenario; the lifecycle's totals have no target)"
             ));
         }
         s
@@ -355,6 +356,18 @@ impl Report {
                     RowStatus::Insufficient => "insufficient data",
                 }
             ));
+        }
+        if !self.series.mrr.is_empty() {
+            s.push_str(&format!(
+                "\nrecurring revenue by month (revenue events)\n{:<8} {:>14} {:>8} {:>8} {:>8}\n",
+                "month", "MRR", "paying", "new", "churned"
+            ));
+            for m in &self.series.mrr {
+                s.push_str(&format!(
+                    "{:<8} {:>14.0} {:>8} {:>8} {:>8}\n",
+                    m.month, m.mrr, m.paying, m.new, m.churned
+                ));
+            }
         }
         s
     }
@@ -733,21 +746,20 @@ impl<'e> ReportBuilder<'e> {
         let s = self.engine.scenario();
         self.events += ud.events.len() as u64;
         for sess in &ud.sessions {
-            // A paying customer's product sessions are not the website's (see add_state).
+            // A paying customer's product sessions are not the website's (see add_state): the
+            // sessions rows leave them out; the daily series and the campaign checks do not.
             let started = if sess.continued { ud.day - 1 } else { ud.day };
-            if ud.plan.is_some_and(|p| started > p.start_day) {
-                continue;
-            }
+            let website = !ud.plan.is_some_and(|p| started > p.start_day);
             if sess.continued {
                 // Counted on its first day; one that began before the range is counted here,
                 // as a session with events in the range (the warm start's last night).
-                if ud.day == self.first_day {
+                if website && ud.day == self.first_day {
                     self.sessions += 1;
                     self.carried_in += 1;
                 }
                 continue;
             }
-            self.sessions += 1;
+            self.sessions += u64::from(website);
             let day = (ud.day - self.first_day) as usize;
             if let Some(&c) = self.channel_of.get(sess.touch.source as usize) {
                 if let Some(v) = self.daily_sessions[c].get_mut(day) {

@@ -490,11 +490,12 @@ impl Engine {
                 }
             }
         }
-        // A customer's events carry its plan, seats and lifecycle stage as user properties,
-        // from the purchase on (the billing events set their own).
-        if let Some(plan) = ud.plan {
-            let paid = ud.day > plan.start_day || e.kind == EventKind::Purchase;
-            if paid && !uprops.iter().any(|(k, _)| *k == "lifecycle_stage") {
+        // A customer's product session starts by setting its plan, seats and lifecycle stage
+        // (the product identifies its user on load), as a website session starts with its
+        // attribution; the billing events and the conversion set them when they change.
+        if let (Some(plan), Some(sess)) = (ud.plan, session) {
+            let opens = !sess.continued && e.time_ms == sess.start_ms;
+            if opens && ud.day > plan.start_day {
                 let p = &s.products[usize::from(plan.sku)];
                 uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
                 uprops.push(("seats", Prop::Int(i64::from(plan.seats))));

@@ -747,13 +747,15 @@ impl<'e> ReportBuilder<'e> {
         self.events += ud.events.len() as u64;
         for sess in &ud.sessions {
             // A paying customer's product sessions are not the website's (see add_state): the
-            // sessions rows leave them out; the daily series and the campaign checks do not.
+            // sessions rows leave them out (but for one carried over from the warm start's last
+            // night, which the states never count); the daily series and the campaign checks
+            // do not.
             let started = if sess.continued { ud.day - 1 } else { ud.day };
             let website = !ud.plan.is_some_and(|p| started > p.start_day);
             if sess.continued {
                 // Counted on its first day; one that began before the range is counted here,
                 // as a session with events in the range (the warm start's last night).
-                if website && ud.day == self.first_day {
+                if ud.day == self.first_day {
                     self.sessions += 1;
                     self.carried_in += 1;
                 }

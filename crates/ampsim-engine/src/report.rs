@@ -477,8 +477,8 @@ pub struct ReportBuilder<'e> {
     months: Vec<(u32, MonthRevenue)>,
     /// Per subscription bought in the range (by device): the MRR of the revenue event that
     /// pays for the last day, from the events and from the states.
-    mrr_events: HashMap<u64, f64>,
-    mrr_states: HashMap<u64, f64>,
+    mrr_events: std::collections::BTreeMap<u64, f64>,
+    mrr_states: std::collections::BTreeMap<u64, f64>,
     /// Per subscription paid for on the last day (by device): its company serial and seats.
     paying_last_day: Vec<(u64, u32, u16)>,
     /// Identified users with events in the last 28 days: (company serial, device).
@@ -559,10 +559,8 @@ impl<'e> ReportBuilder<'e> {
             retained: Default::default(),
             usage_mismatch: (0, 0),
             months: Self::month_ends(engine, last_day),
-            #[allow(clippy::disallowed_types)]
-            mrr_events: HashMap::new(),
-            #[allow(clippy::disallowed_types)]
-            mrr_states: HashMap::new(),
+            mrr_events: Default::default(),
+            mrr_states: Default::default(),
             paying_last_day: Vec::new(),
             recently_active: Vec::new(),
         }
@@ -751,7 +749,7 @@ impl<'e> ReportBuilder<'e> {
             // night, which the states never count); the daily series and the campaign checks
             // do not.
             let started = if sess.continued { ud.day - 1 } else { ud.day };
-            let website = !ud.plan.is_some_and(|p| started > p.start_day);
+            let website = ud.plan.is_none_or(|p| started <= p.start_day);
             if sess.continued {
                 // Counted on its first day; one that began before the range is counted here,
                 // as a session with events in the range (the warm start's last night).

@@ -9,7 +9,7 @@ use crate::store::days::Packed;
 use ampsim_engine::ids::first_day_of;
 use ampsim_engine::render::campaign_name;
 use ampsim_engine::scenario::TrialPath;
-use ampsim_engine::state::EventKind;
+use ampsim_engine::state::{EventKind, LifecycleStage};
 use ampsim_engine::{codec, Engine, UserDay, UserState};
 use std::collections::BinaryHeap;
 
@@ -197,6 +197,10 @@ pub struct CohortFilter {
     pub company: Option<u32>,
     /// The company's size band (index into `accounts.size_bands`).
     pub size_band: Option<usize>,
+    /// The subscription's plan tier (`products[].tier`): the products of that tier.
+    pub plan: Option<Vec<u8>>,
+    /// The lifecycle stage.
+    pub stage: Option<LifecycleStage>,
 }
 
 /// The raw filter fields of a cohort request.
@@ -230,6 +234,10 @@ pub struct CohortParams {
     pub company: String,
     /// A size band's name or empty.
     pub company_size_band: String,
+    /// A plan tier or empty.
+    pub plan: String,
+    /// A lifecycle stage or empty.
+    pub lifecycle_stage: String,
 }
 
 fn one_of(field: &str, value: &str, known: impl Iterator<Item = String>) -> Error {
@@ -440,6 +448,26 @@ impl CohortFilter {
             }
             f.size_band = Some(b);
         }
+        if !p.plan.is_empty() {
+            let skus: Vec<u8> = (0..s.products.len() as u8)
+                .filter(|&i| s.products[usize::from(i)].tier == p.plan)
+                .collect();
+            if skus.is_empty() {
+                let mut tiers: Vec<String> = s.products.iter().map(|x| x.tier.clone()).collect();
+                tiers.dedup();
+                return Err(one_of("plan", &p.plan, tiers.into_iter()));
+            }
+            f.plan = Some(skus);
+        }
+        if !p.lifecycle_stage.is_empty() {
+            f.stage = Some(LifecycleStage::parse(&p.lifecycle_stage).ok_or_else(|| {
+                one_of(
+                    "lifecycle_stage",
+                    &p.lifecycle_stage,
+                    LifecycleStage::ALL.iter().map(|x| x.name().to_string()),
+                )
+            })?);
+        }
         // Contradictions: filters that no user can satisfy together.
         let needs_identity = f.form_type.is_some()
             || f.trial_path.is_some()
@@ -508,6 +536,15 @@ impl CohortFilter {
         }
         if self.sku.is_some() && self.sku != st.product_sku {
             return false;
+        }
+        if self.stage.is_some_and(|x| x != LifecycleStage::of(st)) {
+            return false;
+        }
+        if let Some(skus) = &self.plan {
+            // The current subscription's tier (the last one's, once churned).
+            if !st.subscription.is_some_and(|sub| skus.contains(&sub.sku)) {
+                return false;
+            }
         }
         if self.company.is_some() || self.size_band.is_some() {
             // The true account, a trait of the device: anonymous users have one too.

@@ -190,6 +190,12 @@ pub struct CohortArgs {
     /// Users whose company is of this size band, e.g. 5000+.
     #[arg(long)]
     pub company_size_band: Option<String>,
+    /// Users whose subscription is of this plan tier, e.g. growth (the last one once churned).
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Users at this lifecycle stage: prospect, customer or churned.
+    #[arg(long)]
+    pub lifecycle_stage: Option<String>,
     /// At least this many sessions.
     #[arg(long)]
     pub min_sessions: Option<u32>,
@@ -613,6 +619,8 @@ async fn cohort(a: CohortArgs) -> anyhow::Result<()> {
             product_sku: a.product_sku.unwrap_or_default(),
             company: a.company.unwrap_or_default(),
             company_size_band: a.company_size_band.unwrap_or_default(),
+            plan: a.plan.unwrap_or_default(),
+            lifecycle_stage: a.lifecycle_stage.unwrap_or_default(),
             min_sessions: a.min_sessions,
             max_sessions: a.max_sessions,
             max_members: a.max_members,

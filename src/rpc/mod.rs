@@ -393,6 +393,8 @@ impl SimulationService for Service {
             max_sessions: r.max_sessions,
             company: r.company,
             company_size_band: r.company_size_band,
+            plan: r.plan,
+            lifecycle_stage: r.lifecycle_stage,
         };
         let id = r.simulation_id;
         let max = r.max_members;

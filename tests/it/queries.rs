@@ -571,6 +571,124 @@ async fn cohorts_filter_by_company_and_size_band() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohorts_filter_by_lifecycle_stage_and_plan() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    // The fixture's simulation run for a whole year ("lc": the same definition, so the same
+    // devices), long enough for customers to churn.
+    create(&mut c, "lc", 17, 0.01).await;
+    generate(&mut c, "lc", 365).await;
+    let billing = pull(
+        &mut c,
+        pb::StreamEventsRequest {
+            simulation_id: "lc".into(),
+            event_types: vec![
+                "purchase".into(),
+                "subscription_renewed".into(),
+                "subscription_canceled".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    // From the events (users first seen in the emitted days, as cohorts count): who paid, who
+    // churned, and the plan tier of each one's last payment.
+    let mut paid: BTreeMap<&str, String> = BTreeMap::new();
+    let mut churned: BTreeSet<&str> = BTreeSet::new();
+    for e in billing.iter().filter(|e| first_seen_in_range(&e.device_id)) {
+        if e.event_type == "subscription_canceled" {
+            churned.insert(&e.device_id);
+        } else {
+            let tier = crate::support::prop_text(&e.event_properties["plan_tier"]);
+            paid.insert(&e.device_id, tier);
+        }
+    }
+    let mut query = async |mut req: pb::QueryCohortRequest| {
+        req.simulation_id = "lc".into();
+        req.max_members = 100_000;
+        let mut s = c.query_cohort(req).await?.into_inner();
+        let (mut members, mut summary) = (BTreeSet::new(), None);
+        while let Some(item) = s.message().await? {
+            match item.item.unwrap() {
+                pb::cohort_item::Item::Members(m) => {
+                    members.extend(m.members.into_iter().map(|m| m.device_id))
+                }
+                pb::cohort_item::Item::Summary(x) => summary = Some(x),
+            }
+        }
+        Ok::<_, tonic::Status>((members, summary.unwrap()))
+    };
+    let ids = |it: &mut dyn Iterator<Item = &&str>| -> BTreeSet<String> {
+        it.map(|d| d.to_string()).collect()
+    };
+    let customers = ids(&mut paid.keys().filter(|d| !churned.contains(*d)));
+    assert!(customers.len() >= 30, "{} customers", customers.len());
+    assert!(churned.len() >= 3, "{} churned", churned.len());
+    for (stage, want) in [
+        ("customer", customers.clone()),
+        ("churned", ids(&mut churned.iter())),
+    ] {
+        let (m, summary) = query(pb::QueryCohortRequest {
+            lifecycle_stage: stage.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(m, want, "{stage}");
+        assert_eq!(summary.users as usize, want.len());
+    }
+    let (_, prospects) = query(pb::QueryCohortRequest {
+        lifecycle_stage: "prospect".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (_, all) = query(pb::QueryCohortRequest::default()).await.unwrap();
+    assert_eq!(prospects.users as usize + paid.len(), all.users as usize);
+    // A plan tier: the tier of each customer's last payment.
+    for tier in paid.values().collect::<BTreeSet<_>>() {
+        let (m, _) = query(pb::QueryCohortRequest {
+            plan: tier.clone(),
+            lifecycle_stage: "customer".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let want = ids(&mut paid
+            .iter()
+            .filter(|(d, t)| *t == tier && !churned.contains(*d))
+            .map(|(d, _)| d));
+        assert_eq!(m, want, "plan {tier}");
+    }
+    for (req, field) in [
+        (
+            pb::QueryCohortRequest {
+                plan: "platinum".into(),
+                ..Default::default()
+            },
+            "plan",
+        ),
+        (
+            pb::QueryCohortRequest {
+                lifecycle_stage: "lead".into(),
+                ..Default::default()
+            },
+            "lifecycle_stage",
+        ),
+    ] {
+        let e = query(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    eprintln!(
+        "lifecycle cohorts: {} customers, {} churned, {} prospects",
+        customers.len(),
+        churned.len(),
+        prospects.users
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_passes_at_small_scale() {
     let f = fixture().await;
     let mut c = f.server.client().await;

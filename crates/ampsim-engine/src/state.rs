@@ -90,6 +90,49 @@ pub struct Subscription {
     pub canceled: bool,
 }
 
+/// Where a user stands in the customer lifecycle (the `lifecycle_stage` user property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LifecycleStage {
+    /// Has never paid.
+    Prospect,
+    /// Pays for a subscription.
+    Customer,
+    /// Paid, then churned.
+    Churned,
+}
+
+impl LifecycleStage {
+    /// All stages, in order.
+    pub const ALL: [LifecycleStage; 3] = [
+        LifecycleStage::Prospect,
+        LifecycleStage::Customer,
+        LifecycleStage::Churned,
+    ];
+
+    /// The stage's name: `prospect`, `customer` or `churned`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LifecycleStage::Prospect => "prospect",
+            LifecycleStage::Customer => "customer",
+            LifecycleStage::Churned => "churned",
+        }
+    }
+
+    /// The stage named `s`.
+    pub fn parse(s: &str) -> Option<LifecycleStage> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// A user's stage in its (latest) state.
+    pub fn of(st: &UserState) -> LifecycleStage {
+        match st.subscription {
+            None => LifecycleStage::Prospect,
+            Some(s) if s.canceled => LifecycleStage::Churned,
+            Some(_) => LifecycleStage::Customer,
+        }
+    }
+}
+
 impl Subscription {
     /// Whether the subscription is paid for on `day`.
     pub fn active_on(&self, day: u32) -> bool {

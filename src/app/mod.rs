@@ -16,7 +16,7 @@ pub use stream::{decode_chunks, EventStream};
 use crate::error::{Error, Result};
 use crate::store::days;
 use crate::store::sims::{self, NewSim, SimRow};
-use crate::store::Store;
+use crate::store::{Conn, Store};
 use crate::validate::{parse_date, truncate, validate_id, validate_scale};
 use ampsim_engine::report::{Report, ReportBuilder};
 use ampsim_engine::{codec, Engine, Scenario, SimConfig, UserDay, ENGINE_VERSION};
@@ -349,6 +349,61 @@ impl App {
         let conn = self.store.connect()?;
         let sim = sims::get(&conn, id)?;
         let engine = self.engine(&sim)?;
+        let (records, summary) =
+            self.device_journey(&conn, &sim, &engine, id, user_id, device_id)?;
+        Ok((engine, records, summary))
+    }
+
+    /// An account's journey: the records of every identified user of the company with domain
+    /// `company` first seen in the emitted days (those a cohort by `company` and
+    /// `identified` lists), in day order, and each user's summary, by device.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a domain no company of the simulation has;
+    /// [`Error::NotFound`] for an unknown simulation or an account without identified users.
+    #[allow(clippy::type_complexity)]
+    pub fn account_journey(
+        &self,
+        id: &str,
+        company: &str,
+    ) -> Result<(Arc<Engine>, Vec<UserDay>, Vec<crate::query::JourneySummary>)> {
+        let params = crate::query::CohortParams {
+            company: company.to_string(),
+            identified: Some(true),
+            ..Default::default()
+        };
+        let (engine, sim, agg) = self.cohort(id, &params, 1_000_000)?;
+        let (members, _) = agg.into_members();
+        if members.is_empty() {
+            return Err(Error::NotFound(format!(
+                "the account {:?} has no identified users in simulation {id:?}",
+                truncate(company)
+            )));
+        }
+        let conn = self.store.connect()?;
+        let mut records = Vec::new();
+        let mut summaries = Vec::with_capacity(members.len());
+        for m in &members {
+            let device_id = engine.ids().device_id(m.device);
+            let (r, s) = self.device_journey(&conn, &sim, &engine, id, "", &device_id)?;
+            records.extend(r);
+            summaries.push(s);
+        }
+        records.sort_by_key(|r| (r.day, r.device));
+        Ok((engine, records, summaries))
+    }
+
+    /// One user's records and summary (see [`App::journey`]).
+    fn device_journey(
+        &self,
+        conn: &Conn,
+        sim: &SimRow,
+        engine: &Arc<Engine>,
+        id: &str,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<(Vec<UserDay>, crate::query::JourneySummary)> {
+        let engine = engine.clone();
         let not_found = |what: &str, v: &str| {
             Error::NotFound(format!(
                 "{what} {:?} not found in simulation {id:?}",
@@ -406,7 +461,7 @@ impl App {
                 .map_err(|e| Error::Corrupt(format!("user state of the journey: {e}")))?;
             summary.label = Some(engine.label(&st, last));
         }
-        Ok((engine, records, summary))
+        Ok((records, summary))
     }
 
     /// Scans a cohort: the filters' aggregate over every user, with the first `max_members`

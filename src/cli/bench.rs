@@ -330,6 +330,7 @@ fn bench(a: &BenchArgs, db: &std::path::Path) -> anyhow::Result<()> {
                     simulation_id: "bench".into(),
                     user_id: id.clone(),
                     device_id: String::new(),
+                    company: String::new(),
                 })
                 .await?
                 .into_inner();

@@ -135,11 +135,15 @@ pub struct JourneyArgs {
     #[arg(long)]
     pub simulation: String,
     /// The user's user_id.
-    #[arg(long, required_unless_present = "device")]
+    #[arg(long, required_unless_present_any = ["device", "company"])]
     pub user: Option<String>,
     /// The user's device_id.
     #[arg(long)]
     pub device: Option<String>,
+    /// Instead of one user, an account by its company domain: the events of all its
+    /// identified users in time order, then a summary per user.
+    #[arg(long, conflicts_with_all = ["user", "device"])]
+    pub company: Option<String>,
     /// Only print the summary.
     #[arg(long)]
     pub summary_only: bool,
@@ -548,6 +552,7 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
             simulation_id: a.simulation,
             user_id: a.user.unwrap_or_default(),
             device_id: a.device.unwrap_or_default(),
+            company: a.company.unwrap_or_default(),
         })
         .await
         .map_err(status)?

@@ -66,6 +66,7 @@ async fn one(c: &mut Client, sim: &str, date: &str, users: &[String], i: u64) ->
                         simulation_id: sim.into(),
                         user_id: user,
                         device_id: String::new(),
+                        company: String::new(),
                     })
                     .await?
                     .into_inner();

@@ -353,9 +353,23 @@ impl SimulationService for Service {
     ) -> Result<Response<Self::GetUserJourneyStream>, Status> {
         let r = req.into_inner();
         let app = self.app.clone();
+        if !r.company.is_empty() && !(r.user_id.is_empty() && r.device_id.is_empty()) {
+            return Err(Error::invalid(
+                "company",
+                "give company (an account) or user_id / device_id (one user), not both",
+            )
+            .into());
+        }
         let slot = self.slot()?;
-        let (engine, records, summary) =
-            blocking(move || app.journey(&r.simulation_id, &r.user_id, &r.device_id)).await?;
+        let (engine, records, summaries) = blocking(move || {
+            if r.company.is_empty() {
+                app.journey(&r.simulation_id, &r.user_id, &r.device_id)
+                    .map(|(e, rec, s)| (e, rec, vec![s]))
+            } else {
+                app.account_journey(&r.simulation_id, &r.company)
+            }
+        })
+        .await?;
         Ok(self.stream(slot, move |sink| {
             let events = engine.render_sorted(&records);
             for batch in events.chunks(1000) {
@@ -364,8 +378,13 @@ impl SimulationService for Service {
                     return Ok(());
                 }
             }
-            let item = pb::journey_item::Item::Summary(convert::journey_summary(&engine, &summary));
-            sink(pb::JourneyItem { item: Some(item) });
+            for summary in &summaries {
+                let item =
+                    pb::journey_item::Item::Summary(convert::journey_summary(&engine, summary));
+                if !sink(pb::JourneyItem { item: Some(item) }) {
+                    return Ok(());
+                }
+            }
             Ok(())
         }))
     }

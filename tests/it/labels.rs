@@ -375,6 +375,7 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
                 simulation_id: SIM.into(),
                 user_id: String::new(),
                 device_id: d.clone(),
+                company: String::new(),
             })
             .await
             .unwrap()

@@ -47,6 +47,7 @@ async fn journey(
             simulation_id: "q".into(),
             user_id: user.into(),
             device_id: device.into(),
+            company: String::new(),
         })
         .await?
         .into_inner();
@@ -567,6 +568,88 @@ async fn cohorts_filter_by_company_and_size_band() {
         let e = cohort(&mut c, req).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_journey_is_its_identified_users_journeys() {
+    let f = fixture().await;
+    let mut c = f.server.client().await;
+    // From the events: the identified users (first seen in the range) of each company.
+    let mut company_of: BTreeMap<&str, String> = BTreeMap::new();
+    for e in f
+        .events
+        .iter()
+        .filter(|e| first_seen_in_range(&e.device_id))
+    {
+        if let Some(g) = e.groups.get("company") {
+            company_of.insert(&e.device_id, crate::support::prop_text(g));
+        }
+    }
+    let mut people: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (d, co) in &company_of {
+        people.entry(co.as_str()).or_default().insert(d);
+    }
+    let (busiest, devices) = people.iter().max_by_key(|(_, d)| d.len()).unwrap();
+    assert!(devices.len() >= 3, "{busiest}: {} people", devices.len());
+    let mut s = c
+        .get_user_journey(pb::GetUserJourneyRequest {
+            simulation_id: "q".into(),
+            company: busiest.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut got, mut summaries) = (Vec::new(), Vec::new());
+    while let Some(item) = s.message().await.unwrap() {
+        match item.item.unwrap() {
+            pb::journey_item::Item::Events(b) => {
+                assert!(summaries.is_empty(), "events after a summary");
+                got.extend(b.to_events().unwrap())
+            }
+            pb::journey_item::Item::Summary(x) => summaries.push(x),
+        }
+    }
+    // Every event of those devices (their anonymous beginnings too), in stream order.
+    let want: Vec<pb::Event> = f
+        .events
+        .iter()
+        .filter(|e| devices.contains(e.device_id.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(digest(&got), digest(&want), "{busiest}");
+    let summarized: BTreeSet<&str> = summaries.iter().map(|x| x.device_id.as_str()).collect();
+    assert_eq!(&summarized, devices);
+    for x in &summaries {
+        assert_eq!(&x.company, busiest);
+        let n = want.iter().filter(|e| e.device_id == x.device_id).count();
+        assert_eq!(x.event_count as usize, n);
+    }
+    // Errors name the field.
+    for (req, code) in [
+        (
+            pb::GetUserJourneyRequest {
+                simulation_id: "q".into(),
+                company: "nosuchcompany.com".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::GetUserJourneyRequest {
+                simulation_id: "q".into(),
+                company: busiest.to_string(),
+                device_id: devices.first().unwrap().to_string(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        ),
+    ] {
+        let e = c.get_user_journey(req).await.unwrap_err();
+        assert_eq!(e.code(), code);
+        assert!(e.message().starts_with("company"), "{}", e.message());
     }
 }
 

@@ -427,7 +427,7 @@ impl App {
         }
         let mut records = Vec::new();
         for (day, blob) in days::device_chunk_blobs(
-            &conn,
+            conn,
             &sim.handle(),
             device,
             sim.first_day,
@@ -455,7 +455,7 @@ impl App {
         let mut summary = crate::query::summarize_journey(&engine, device, &records);
         let last = sim.days_generated - 1;
         let since = records.last().map_or(sim.first_day, |r| r.day);
-        if let Some(st) = days::state_of(&conn, &sim.handle(), device, since)? {
+        if let Some(st) = days::state_of(conn, &sim.handle(), device, since)? {
             engine
                 .check_state(&st)
                 .map_err(|e| Error::Corrupt(format!("user state of the journey: {e}")))?;

@@ -353,7 +353,8 @@ impl SimulationService for Service {
     ) -> Result<Response<Self::GetUserJourneyStream>, Status> {
         let r = req.into_inner();
         let app = self.app.clone();
-        if !r.company.is_empty() && !(r.user_id.is_empty() && r.device_id.is_empty()) {
+        let one_user = !r.user_id.is_empty() || !r.device_id.is_empty();
+        if !r.company.is_empty() && one_user {
             return Err(Error::invalid(
                 "company",
                 "give company (an account) or user_id / device_id (one user), not both",

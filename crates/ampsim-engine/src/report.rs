@@ -1136,29 +1136,7 @@ impl<'e> ReportBuilder<'e> {
         // band over three times the slack.
         let mut rate =
             |key: &str, name: &str, target: f64, tol: f64, num: u64, den: u64, checked: bool| {
-                let measured = if den == 0 {
-                    0.0
-                } else {
-                    num as f64 / den as f64
-                };
-                let sigma = if den == 0 {
-                    1.0
-                } else {
-                    (target * (1.0 - target) / den as f64).sqrt()
-                };
-                let tolerance = tol.max(4.0 * sigma);
-                let status = if den == 0 || 4.0 * sigma > 3.0 * tol {
-                    RowStatus::Insufficient
-                } else if !checked {
-                    RowStatus::Info
-                } else if (measured - target).abs() <= tolerance {
-                    RowStatus::Pass
-                } else {
-                    RowStatus::Fail
-                };
-                rows.push(row(
-                    key, name, target, tolerance, measured, "ratio", status, den,
-                ));
+                rows.push(rate_row(key, name, target, tol, num, den, checked));
             };
         rate(
             "multi_session_users",
@@ -1544,35 +1522,7 @@ fn lifecycle_rows(
     let mut rows = Vec::new();
     let mut rate = |key: String, name: String, num: u64, den: u64, p_sum: f64, slack: f64| {
         let target = if den == 0 { 0.0 } else { p_sum / den as f64 };
-        let measured = if den == 0 {
-            0.0
-        } else {
-            num as f64 / den as f64
-        };
-        let sigma = if den == 0 {
-            1.0
-        } else {
-            (target * (1.0 - target) / den as f64).sqrt()
-        };
-        let tolerance = slack.max(4.0 * sigma);
-        let status = if den == 0 || 4.0 * sigma > 3.0 * slack {
-            RowStatus::Insufficient
-        } else if (measured - target).abs() <= tolerance {
-            RowStatus::Pass
-        } else {
-            RowStatus::Fail
-        };
-        rows.push(ReportRow {
-            key,
-            name,
-            target,
-            tolerance,
-            measured,
-            unit: "ratio".into(),
-            pass: status == RowStatus::Pass,
-            status,
-            sample: den,
-        });
+        rows.push(rate_row(&key, &name, target, slack, num, den, true));
     };
     for (pi, period) in ["monthly", "annual"].iter().enumerate() {
         let [lo, hi] = churn[pi];
@@ -1647,4 +1597,49 @@ fn lifecycle_rows(
         });
     }
     rows
+}
+
+/// A rate row: `num / den` against `target`, within the slack `tol` or 4 standard errors of a
+/// proportion, whichever is wider; insufficient data with no observation or a 4-sigma band
+/// over three times the slack; information when not `checked`.
+fn rate_row(
+    key: &str,
+    name: &str,
+    target: f64,
+    tol: f64,
+    num: u64,
+    den: u64,
+    checked: bool,
+) -> ReportRow {
+    let measured = if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    };
+    let sigma = if den == 0 {
+        1.0
+    } else {
+        (target * (1.0 - target) / den as f64).sqrt()
+    };
+    let tolerance = tol.max(4.0 * sigma);
+    let status = if den == 0 || 4.0 * sigma > 3.0 * tol {
+        RowStatus::Insufficient
+    } else if !checked {
+        RowStatus::Info
+    } else if (measured - target).abs() <= tolerance {
+        RowStatus::Pass
+    } else {
+        RowStatus::Fail
+    };
+    ReportRow {
+        key: key.into(),
+        name: name.into(),
+        target,
+        tolerance,
+        measured,
+        unit: "ratio".into(),
+        pass: status == RowStatus::Pass,
+        status,
+        sample: den,
+    }
 }

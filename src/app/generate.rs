@@ -139,7 +139,7 @@ impl GenerateJob {
                 (out.sessions, out.events, out.new_users) = (0, 0, 0);
             }
             let t2 = clock();
-            let enc = EncodedDay::new(&engine, &out);
+            let enc = EncodedDay::new(&engine, &key, &out);
             let t3 = clock();
             days::commit_day(&mut self.conn, &key, &enc)?;
             let t4 = clock();

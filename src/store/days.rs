@@ -16,17 +16,83 @@ use rayon::prelude::*;
 use rusqlite::params;
 use std::collections::BTreeMap;
 
-/// Devices per event chunk: `device >> CHUNK_BITS` is the chunk.
-pub const CHUNK_BITS: u32 = 10;
-const CHUNK_DEVICES: usize = 1 << CHUNK_BITS;
+/// The width of a new simulation's event chunks in device-number bits: one `event_chunks` row
+/// per day holds the records of 16,384 consecutive device numbers (`device >> CHUNK_BITS`).
+/// Wide enough that a day's sparse records (paying customers are about one device in a
+/// thousand, each in the product every few days) share rows: at 10 bits, half of a day's rows
+/// held one record each and the row count, not the bytes, set the commit time.
+pub const CHUNK_BITS: u32 = 14;
+/// The chunk width of simulations created before schema version 4, whose rows carry a bitmap
+/// of their devices rather than a list.
+const BITMAP_CHUNK_BITS: u32 = 10;
 /// zstd level for stored blobs: fast, and about 2× smaller than the raw varints.
 const ZSTD_LEVEL: i32 = 3;
 /// `due_day` of users with nothing scheduled.
 const NEVER: i64 = -1;
 
-/// The event chunk of a device.
-pub fn chunk_of(device: u64) -> i64 {
-    (device >> CHUNK_BITS) as i64
+/// How a simulation's event chunks are cut: `bits` of the device number are the offset in the
+/// chunk, the rest is the chunk. A row's `devices` blob names the devices it holds: a
+/// `2^bits`-bit bitmap for 10-bit chunks (schema version 3 and before), else the sorted
+/// offsets as little-endian u16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChunkLayout {
+    bits: u32,
+}
+
+impl ChunkLayout {
+    fn of(sim: &SimRef) -> Self {
+        debug_assert!(sim.chunk_bits <= 16, "offsets are stored as u16");
+        ChunkLayout {
+            bits: sim.chunk_bits,
+        }
+    }
+
+    /// The chunk of a device.
+    fn chunk(self, device: u64) -> i64 {
+        (device >> self.bits) as i64
+    }
+
+    /// The device's offset in its chunk.
+    fn offset(self, device: u64) -> usize {
+        (device & ((1u64 << self.bits) - 1)) as usize
+    }
+
+    /// The `devices` blob of a row holding `records` (in device order).
+    fn devices(self, records: &[ampsim_engine::UserDay]) -> Vec<u8> {
+        if self.bits == BITMAP_CHUNK_BITS {
+            let mut bitmap = vec![0u8; (1usize << self.bits) / 8];
+            for r in records {
+                let i = self.offset(r.device);
+                bitmap[i / 8] |= 1 << (i % 8);
+            }
+            bitmap
+        } else {
+            let mut list = Vec::with_capacity(records.len() * 2);
+            for r in records {
+                list.extend_from_slice(&(self.offset(r.device) as u16).to_le_bytes());
+            }
+            list
+        }
+    }
+
+    /// Whether a row's `devices` blob names `device` (of the row's chunk).
+    fn holds(self, devices: &[u8], device: u64) -> bool {
+        let i = self.offset(device);
+        if self.bits == BITMAP_CHUNK_BITS {
+            return devices.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
+        }
+        let (mut lo, mut hi) = (0, devices.len() / 2);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let v = usize::from(u16::from_le_bytes([devices[2 * mid], devices[2 * mid + 1]]));
+            match v.cmp(&i) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
 }
 
 /// Compresses a blob as one zstd frame carrying a checksum of its content (xxHash-32, checked
@@ -75,14 +141,15 @@ pub struct EncodedDay {
 }
 
 impl EncodedDay {
-    /// Encodes and compresses a day's output.
-    pub fn new(engine: &Engine, out: &DayOutput) -> EncodedDay {
+    /// Encodes and compresses a day's output, cut into the simulation's chunks.
+    pub fn new(engine: &Engine, sim: &SimRef, out: &DayOutput) -> EncodedDay {
+        let layout = ChunkLayout::of(sim);
         let day_start = engine.day_start_ms(out.day);
         let mut groups: Vec<&[ampsim_engine::UserDay]> = Vec::new();
         let mut rest = &out.records[..];
         while let Some(first) = rest.first() {
-            let c = chunk_of(first.device);
-            let n = rest.iter().take_while(|r| chunk_of(r.device) == c).count();
+            let c = layout.chunk(first.device);
+            let n = rest.iter().take_while(|r| layout.chunk(r.device) == c).count();
             groups.push(&rest[..n]);
             rest = &rest[n..];
         }
@@ -90,16 +157,11 @@ impl EncodedDay {
             .par_iter()
             .map(|g| {
                 let events: usize = g.iter().map(|r| r.events.len()).sum();
-                let mut bitmap = vec![0u8; CHUNK_DEVICES / 8];
-                for r in g.iter() {
-                    let i = (r.device & (CHUNK_DEVICES as u64 - 1)) as usize;
-                    bitmap[i / 8] |= 1 << (i % 8);
-                }
                 ChunkRow {
-                    chunk: chunk_of(g[0].device),
+                    chunk: layout.chunk(g[0].device),
                     records: g.len() as i64,
                     events: events as i64,
-                    devices: bitmap,
+                    devices: layout.devices(g),
                     data: compress(&codec::encode_user_days(day_start, g)),
                 }
             })
@@ -358,7 +420,7 @@ pub fn day_chunk_blobs(conn: &Conn, sim: &SimRef, day: u32) -> Result<Vec<Packed
 }
 
 /// The compressed chunks holding one device's records over a day range: (day, blob). Rows
-/// whose device bitmap lacks the device are skipped without reading their blob.
+/// whose device list lacks the device are skipped without reading their blob.
 ///
 /// # Errors
 /// Storage errors.
@@ -374,15 +436,11 @@ pub fn device_chunk_blobs(
     let mut stmt = tx.prepare_cached(
         "SELECT day, devices, data FROM event_chunks WHERE sim = ?1 AND chunk = ?2 AND day BETWEEN ?3 AND ?4 ORDER BY day",
     )?;
-    let bit = (device & (CHUNK_DEVICES as u64 - 1)) as usize;
-    let mut rows = stmt.query(params![sim_key, chunk_of(device), from_day, to_day])?;
+    let layout = ChunkLayout::of(sim);
+    let mut rows = stmt.query(params![sim_key, layout.chunk(device), from_day, to_day])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let bitmap = r.get_ref(1)?.as_blob()?;
-        if bitmap
-            .get(bit / 8)
-            .is_some_and(|b| b & (1 << (bit % 8)) != 0)
-        {
+        if layout.holds(r.get_ref(1)?.as_blob()?, device) {
             out.push((r.get::<_, u32>(0)?, Packed(r.get::<_, Vec<u8>>(2)?)));
         }
     }
@@ -390,4 +448,51 @@ pub fn device_chunk_blobs(
     drop(stmt);
     tx.commit()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ampsim_engine::UserDay;
+
+    fn record(device: u64) -> UserDay {
+        UserDay {
+            device,
+            day: 0,
+            event_id_base: 0,
+            first_touch: Default::default(),
+            user_id_from: 0,
+            trial: None,
+            plan: None,
+            sessions: Default::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Both row layouts name exactly the devices they hold: the bitmap of 10-bit chunks and
+    /// the offset list of wider ones, at the chunk's edges too.
+    #[test]
+    fn a_rows_device_blob_names_exactly_its_devices() {
+        for bits in [BITMAP_CHUNK_BITS, CHUNK_BITS] {
+            let layout = ChunkLayout { bits };
+            let base = (7u64 << 32) | (3 << bits);
+            let width = 1u64 << bits;
+            let held: Vec<u64> = (0..width)
+                .filter(|i| i % 7 == 0 || *i == width - 1)
+                .map(|i| base + i)
+                .collect();
+            let records: Vec<UserDay> = held.iter().map(|&d| record(d)).collect();
+            let blob = layout.devices(&records);
+            assert!(held.iter().all(|&d| layout.chunk(d) == layout.chunk(base)));
+            for i in 0..width {
+                let d = base + i;
+                assert_eq!(
+                    layout.holds(&blob, d),
+                    held.contains(&d),
+                    "{bits}-bit chunks, offset {i}"
+                );
+            }
+            assert!(!layout.holds(&layout.devices(&[]), base));
+        }
+    }
 }

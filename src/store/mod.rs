@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_first_day.sql",
         include_str!("../../migrations/0003_first_day.sql"),
     ),
+    (
+        4,
+        "0004_chunk_bits.sql",
+        include_str!("../../migrations/0004_chunk_bits.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

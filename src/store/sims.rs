@@ -38,6 +38,8 @@ pub struct SimRow {
     pub created_at: String,
     /// The simulation's identity: random, never reused (unlike `key`, SQLite's rowid).
     pub uid: String,
+    /// The width of its event chunks in device-number bits (see [`super::days::CHUNK_BITS`]).
+    pub chunk_bits: u32,
 }
 
 impl SimRow {
@@ -52,6 +54,7 @@ impl SimRow {
             key: self.key,
             uid: self.uid.clone(),
             id: self.id.clone(),
+            chunk_bits: self.chunk_bits,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct SimRef {
     pub uid: String,
     /// The public id, for messages.
     pub id: String,
+    /// The width of its event chunks in device-number bits.
+    pub(super) chunk_bits: u32,
 }
 
 impl SimRef {
@@ -114,7 +119,7 @@ pub struct NewSim<'a> {
 
 const COLUMNS: &str = "sim, simulation_id, seed, start_date, population_scale, scenario_toml, \
      scenario_name, engine_version, days_generated, sessions, events, users, created_at, uid, \
-     first_day";
+     first_day, chunk_bits";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
     let date: String = r.get(3)?;
@@ -136,6 +141,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
         created_at: r.get(12)?,
         uid: r.get(13)?,
         first_day: r.get(14)?,
+        chunk_bits: r.get(15)?,
     })
 }
 
@@ -146,8 +152,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SimRow> {
 pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
     let res = conn.raw().execute(
         "INSERT INTO simulations (simulation_id, seed, start_date, population_scale, scenario_toml,
-             scenario_name, engine_version, created_at, uid, first_day)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, lower(hex(randomblob(16))), ?9)",
+             scenario_name, engine_version, created_at, uid, first_day, chunk_bits)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, lower(hex(randomblob(16))), ?9, ?10)",
         params![
             s.id,
             s.seed as i64,
@@ -158,6 +164,7 @@ pub fn create(conn: &Conn, s: &NewSim<'_>) -> Result<SimRow> {
             s.engine_version,
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             s.first_day,
+            super::days::CHUNK_BITS,
         ],
     );
     match res {
@@ -208,7 +215,12 @@ pub fn list(conn: &Conn) -> Result<Vec<SimRow>> {
 /// Storage errors.
 pub fn delete(conn: &mut Conn, id: &str) -> Result<bool> {
     let conn = conn.raw_mut();
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock is taken before the read, so a day another connection commits
+    // meanwhile makes this wait (busy timeout), not fail: a deferred transaction that read
+    // first cannot upgrade past a newer commit (SQLITE_BUSY_SNAPSHOT, which no timeout retries).
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(super::storage_error)?;
     let key: Option<i64> = tx
         .query_row(
             "SELECT sim FROM simulations WHERE simulation_id = ?1",

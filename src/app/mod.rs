@@ -128,6 +128,8 @@ pub struct EventQuery {
     pub generate_missing: bool,
     /// Events per batch (0 = default).
     pub batch_size: u32,
+    /// The user properties the events carry: what each sends, or what Amplitude holds.
+    pub user_properties: ampsim_engine::UserPropertiesView,
 }
 
 impl App {

@@ -10,7 +10,7 @@ use crate::store::sims::{self, SimRef, SimRow};
 use crate::store::Conn;
 use crate::validate::{parse_date, truncate, validate_id};
 use crate::wire::EventBatch;
-use ampsim_engine::{codec, Engine, UserDay};
+use ampsim_engine::{codec, Engine, UserDay, UserPropertiesView};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -134,6 +134,7 @@ impl App {
             user_only: user.is_some(),
             types: q.event_types.iter().cloned().collect(),
             batch,
+            view: q.user_properties,
             generate,
         })
     }
@@ -151,6 +152,7 @@ pub struct EventStream {
     user_only: bool,
     types: BTreeSet<String>,
     batch: usize,
+    view: UserPropertiesView,
     generate: Option<GenerateJob>,
 }
 
@@ -205,8 +207,10 @@ const SLICE_EVENTS: usize = 32_768;
 /// The day goes out in time slices of about `slice` events: while the client reads one, the
 /// next is rendered, so neither side waits for a whole day. Each slice is rendered and
 /// encoded on all cores in parts, sorted by (time, device, event id) and cut into batches.
+#[allow(clippy::too_many_arguments)]
 fn stream_day(
     engine: &Engine,
+    view: UserPropertiesView,
     records: &[UserDay],
     day_start: i64,
     keep: &(impl Fn(&UserDay, usize, &ampsim_engine::state::EventRec) -> bool + Sync),
@@ -234,7 +238,7 @@ fn stream_day(
         let parts: Vec<Part> = recs
             .par_chunks(per_part)
             .enumerate()
-            .map(|(p, rs)| encode_part(engine, p as u32, rs, &in_slice, pool.take()))
+            .map(|(p, rs)| encode_part(engine, view, p as u32, rs, &in_slice, pool.take()))
             .collect();
         let mut order: Vec<Slot> = parts.iter().flat_map(|p| &p.slots).copied().collect();
         order.par_sort_unstable_by_key(|s| s.key);
@@ -367,6 +371,7 @@ impl EventStream {
             let day_start = engine.day_start_ms(day);
             if !stream_day(
                 engine,
+                self.view,
                 &records,
                 day_start,
                 &keep,
@@ -445,6 +450,7 @@ impl EventStream {
 /// stream-order key (time, device, event id).
 fn encode_part(
     engine: &Engine,
+    view: UserPropertiesView,
     part: u32,
     records: &[&UserDay],
     keep: &(impl Fn(&UserDay, usize, &ampsim_engine::state::EventRec) -> bool + Sync),
@@ -456,8 +462,9 @@ fn encode_part(
     let mut writer = crate::wire::EventWriter::new();
     for r in records {
         writer.next_user_day();
-        engine.for_each_event(
+        engine.for_each_event_as(
             r,
+            view,
             |i, e| keep(r, i, e),
             |e| {
                 let start = out.bytes.len();
@@ -545,6 +552,7 @@ mod tests {
             let mut batches = Vec::new();
             assert!(stream_day(
                 engine,
+                UserPropertiesView::Sent,
                 &out.records,
                 day_start,
                 &keep,
@@ -571,6 +579,7 @@ mod tests {
         let mut n = 0;
         assert!(!stream_day(
             engine,
+            UserPropertiesView::Sent,
             &out.records,
             day_start,
             &all,

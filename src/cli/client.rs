@@ -123,9 +123,33 @@ pub struct EventsArgs {
     /// Generate missing days first instead of failing.
     #[arg(long)]
     pub generate_missing: bool,
+    /// The user properties each event carries: sent (what the event sends, as an SDK sends it)
+    /// or stored (what Amplitude holds for the user at the event: every property set so far,
+    /// on earlier days too, as its Export shows it).
+    #[arg(long, value_enum, default_value_t = UserProperties::Sent)]
+    pub user_properties: UserProperties,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub client: ClientOpts,
+}
+
+/// `--user-properties`: which user properties streamed events carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UserProperties {
+    /// What each event sends (HTTP V2, Batch).
+    Sent,
+    /// What Amplitude holds for the user at the event (its Export API).
+    Stored,
+}
+
+impl UserProperties {
+    /// The request's value.
+    pub fn view(self) -> i32 {
+        match self {
+            UserProperties::Sent => pb::UserPropertiesView::Sent as i32,
+            UserProperties::Stored => pb::UserPropertiesView::Stored as i32,
+        }
+    }
 }
 
 /// Options of `ampsim journey`.
@@ -419,6 +443,7 @@ async fn events(a: EventsArgs) -> anyhow::Result<()> {
             device_id: a.device.unwrap_or_default(),
             generate_missing: a.generate_missing,
             batch_size: 0,
+            user_properties: a.user_properties.view(),
         })
         .await
         .map_err(status)?

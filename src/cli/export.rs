@@ -45,6 +45,11 @@ pub struct ExportArgs {
     /// Gzip level of amplitude-export files, 0 (none) to 9 (smallest) [default: 1]
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip_level: Option<u32>,
+    /// The user properties of jsonl events: sent (what each event sends, as an SDK sends it)
+    /// or stored (what Amplitude holds for the user at the event). amplitude-export always
+    /// has the stored ones, as Amplitude's Export does. [default: sent]
+    #[arg(long, value_enum)]
+    pub user_properties: Option<crate::cli::client::UserProperties>,
     /// Generate missing days up to --to first instead of failing.
     #[arg(long)]
     pub generate_missing: bool,
@@ -110,6 +115,11 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
         if a.gzip_level.is_some() {
             bail!("--gzip-level applies to --format amplitude-export only");
         }
+    }
+    if a.user_properties.is_some() && a.format != Format::Jsonl {
+        bail!(
+            "--user-properties applies to --format jsonl only (amplitude-export has the stored user properties, as Amplitude's Export does)"
+        );
     }
     if a.format == Format::Labels {
         if a.from.is_some() || a.to.is_some() {
@@ -229,6 +239,13 @@ pub async fn export(a: &ExportArgs) -> anyhow::Result<ExportSummary> {
                 to_date: to.to_string(),
                 generate_missing: a.generate_missing,
                 batch_size: 5000,
+                user_properties: if a.format == Format::AmplitudeExport {
+                    crate::cli::client::UserProperties::Stored
+                } else {
+                    a.user_properties
+                        .unwrap_or(crate::cli::client::UserProperties::Sent)
+                }
+                .view(),
                 ..Default::default()
             })
             .await

@@ -24,14 +24,12 @@
 //!   scenario's names for the event's `device_manufacturer` and `device_model`
 //!   ([`ampsim_engine::clients::ExportDeviceNames`]; e.g. `Apple` `Macintosh` → `Mac OS X`,
 //!   `Mac`); `null` for a pair the scenario does not have.
-//! - `user_properties` is the user's property state at the event as far as the session shows
-//!   it: the simulator sends attribution (`initial_*`, `utm_*`, `referrer`) on a session's first
-//!   event only, and a device's sessions never overlap; so the properties sent earlier in the
-//!   same session (device_id + session_id) are carried onto its later events, past midnight
-//!   too. State is kept for the sessions of the day being written and the day before (a session
-//!   lasts at most a few hours); a session that began before the exported range carries
-//!   nothing. Properties set on earlier days (e.g. `plan` from a conversion) are not carried:
-//!   that would need every user's state for the whole range.
+//! - `user_properties` is the user's full property state at the event, as Amplitude's Export
+//!   has it: the export streams its events with `USER_PROPERTIES_VIEW_STORED`, in which the
+//!   server renders every property the user's events set so far (`initial_*`, the latest
+//!   session's `utm_*`, the latest `utm_campaign` and `referrer` sent, `plan`, `product_sku`,
+//!   `seats`, `lifecycle_stage`), on earlier days and before the exported range too
+//!   ([`ampsim_engine::UserPropertiesView::Stored`]).
 //! - `groups` lists each group type's values (`{"company":["bluewavelabs.de"]}`), and
 //!   `group_properties` holds, per group type and value, the group's properties as the
 //!   `$groupidentify` events written so far set them
@@ -47,7 +45,7 @@ use ampsim_engine::json;
 use ampsim_engine::schema::{EventRecord, ExportAs, FieldId, PropValue, Value, FIELDS};
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -98,16 +96,6 @@ struct HourFile {
     events: u64,
 }
 
-/// User properties of each device's latest session (a device's sessions never overlap).
-#[derive(Default)]
-struct SessionProps {
-    /// The day (since the epoch) of the events being written.
-    day: i64,
-    /// device_id → (session_id, properties sent so far in that session), for sessions that
-    /// started on this day or the day before.
-    sessions: HashMap<String, (i64, BTreeMap<String, OwnedValue>)>,
-}
-
 /// A property value kept past its event.
 #[derive(Debug, Clone, PartialEq)]
 enum OwnedValue {
@@ -137,42 +125,6 @@ impl OwnedValue {
     }
 }
 
-impl SessionProps {
-    /// Appends the user properties to export with `e` as a JSON object: for a session event,
-    /// everything sent earlier in its session plus its own; otherwise its own.
-    fn write(&mut self, e: &EventView<'_>, out: &mut Vec<u8>) {
-        let day = e.time().div_euclid(DAY_MS);
-        if day != self.day {
-            // Sessions that began yesterday may still run; older ones have ended.
-            let keep_from = (day - 1) * DAY_MS;
-            self.sessions.retain(|_, (sid, _)| *sid >= keep_from);
-            self.day = day;
-        }
-        let own = e.user_properties();
-        if e.session_id() == -1 {
-            return json::write_sorted_props(own, out);
-        }
-        let s = match self.sessions.get_mut(e.device_id()) {
-            Some(s) => s,
-            None => self
-                .sessions
-                .entry(e.device_id().to_string())
-                .or_insert((e.session_id(), BTreeMap::new())),
-        };
-        if s.0 != e.session_id() {
-            *s = (e.session_id(), BTreeMap::new());
-        }
-        for (k, v) in own.iter() {
-            s.1.insert(k.to_string(), OwnedValue::of(v));
-        }
-        out.push(b'{');
-        for (i, (k, v)) in s.1.iter().enumerate() {
-            json::write_entries(&[(k.as_str(), v.as_value())], i > 0, out);
-        }
-        out.push(b'}');
-    }
-}
-
 /// Where the value of one key of an exported line comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -180,7 +132,7 @@ enum Source {
     Field(FieldId),
     /// `event_properties`, with the revenue fields in it.
     EventProperties,
-    /// `user_properties`, carried through the session.
+    /// `user_properties`: the event's, which the stream has as Amplitude holds them.
     UserProperties,
     /// `device_family`, as Amplitude derives it from the manufacturer and model.
     DeviceFamily,
@@ -304,7 +256,6 @@ pub(super) struct AmplitudeWriter {
     /// `YYYY-MM-DD HH:` of `prefix_hour`, the start of timestamps in that hour.
     prefix: String,
     prefix_hour: i64,
-    sessions: SessionProps,
     /// Each group's properties as the `$groupidentify` events so far set them: group type →
     /// group value → properties.
     groups: BTreeMap<String, BTreeMap<String, BTreeMap<String, OwnedValue>>>,
@@ -328,7 +279,6 @@ impl AmplitudeWriter {
             open: None,
             prefix: String::new(),
             prefix_hour: i64::MIN,
-            sessions: SessionProps::default(),
             groups: BTreeMap::new(),
             layout: layout(),
             revenue: revenue_keys(),
@@ -461,7 +411,7 @@ impl AmplitudeWriter {
                     json::write_entries(&own, more, out);
                     out.push(b'}');
                 }
-                Source::UserProperties => self.sessions.write(e, out),
+                Source::UserProperties => json::write_sorted_props(e.user_properties(), out),
                 Source::DeviceFamily | Source::DeviceType => {
                     let name = |id| match e.value(id) {
                         Value::Str(s) => s,
@@ -519,7 +469,11 @@ impl AmplitudeWriter {
                 Source::App => json::int(out, self.project_id as i64),
                 Source::Data => {
                     out.extend_from_slice(b"{\"path\":\"/2/httpapi\",\"user_properties_updated\":");
-                    let updated = !e.user_properties().is_empty();
+                    let updated = ampsim_engine::render::sends_user_properties(
+                        e.event_type(),
+                        e.session_id(),
+                        e.time(),
+                    );
                     out.extend_from_slice(if updated { b"true" } else { b"false" });
                     out.extend_from_slice(b",\"group_first_event\":{},\"group_ids\":{}");
                     if e.event_id() == 1 {

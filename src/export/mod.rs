@@ -3,8 +3,7 @@
 //!
 //! The exporter consumes events in time order (what `StreamEvents` sends) and writes them
 //! incrementally: memory holds one open file per format (plus, for Parquet, one row group, and for
-//! the Amplitude layout the user properties of the sessions of the last two days), never the
-//! range. Every file is written under a temporary name (`.<name>.partial`) and renamed to its
+//! the Amplitude layout the group properties set so far), never the range. Every file is written under a temporary name (`.<name>.partial`) and renamed to its
 //! final name once complete and synced, so an interrupted export never leaves a truncated file
 //! under a final name.
 //!

@@ -291,6 +291,7 @@ impl SimulationService for Service {
             device_id: r.device_id,
             generate_missing: r.generate_missing,
             batch_size: r.batch_size,
+            user_properties: user_properties_view(r.user_properties)?,
         };
         let slot = self.slot()?;
         let events = blocking(move || app.prepare_stream(&id, &q)).await?;
@@ -443,6 +444,20 @@ impl SimulationService for Service {
         let app = self.app.clone();
         let report = blocking(move || app.report(&id)).await?;
         Ok(Response::new(convert::report(&report)))
+    }
+}
+
+/// The user properties view of a StreamEvents request.
+fn user_properties_view(v: i32) -> Result<ampsim_engine::UserPropertiesView, Status> {
+    use ampsim_engine::UserPropertiesView;
+    match pb::UserPropertiesView::try_from(v) {
+        Ok(pb::UserPropertiesView::Sent) => Ok(UserPropertiesView::Sent),
+        Ok(pb::UserPropertiesView::Stored) => Ok(UserPropertiesView::Stored),
+        Err(_) => Err(Error::invalid(
+            "user_properties",
+            format!("{v} is not a UserPropertiesView (0 = SENT, 1 = STORED)"),
+        )
+        .into()),
     }
 }
 

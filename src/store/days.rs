@@ -149,7 +149,10 @@ impl EncodedDay {
         let mut rest = &out.records[..];
         while let Some(first) = rest.first() {
             let c = layout.chunk(first.device);
-            let n = rest.iter().take_while(|r| layout.chunk(r.device) == c).count();
+            let n = rest
+                .iter()
+                .take_while(|r| layout.chunk(r.device) == c)
+                .count();
             groups.push(&rest[..n]);
             rest = &rest[n..];
         }
@@ -461,6 +464,7 @@ mod tests {
             day: 0,
             event_id_base: 0,
             first_touch: Default::default(),
+            held: None,
             user_id_from: 0,
             trial: None,
             plan: None,

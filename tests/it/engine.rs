@@ -150,7 +150,7 @@ fn same_inputs_give_the_same_digest_and_other_inputs_another() {
 /// rendering, ids, the default scenario) changes it. When a change is intended, bump
 /// `ENGINE_VERSION` if stored simulations are affected, update the constants below, and say so
 /// in the commit message.
-const GOLDEN_DIGEST: &str = "c625930368a4276a7cd1e78535a14f751b6cb18220e50dccb8177fe94c43dab8";
+const GOLDEN_DIGEST: &str = "8ebb6747d0fee94e8dd1acf705e6554426655798de8a6d471e638f8e3166e96b";
 const GOLDEN_EVENTS: u64 = 12199;
 
 #[test]

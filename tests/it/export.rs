@@ -72,6 +72,7 @@ fn args(f: &Fixture, format: Format, out: &Path) -> ExportArgs {
         project_id: 100_000,
         part_size: None,
         gzip_level: None,
+        user_properties: None,
         generate_missing: false,
         quiet: true,
         client: ClientOpts {
@@ -479,59 +480,48 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
-/// The assumption behind carrying user properties, checked on the real stream: a device's
-/// sessions never overlap (they are at least Amplitude's 30-minute timeout apart), a session's
-/// first event sends the attribution properties and its later events send none, some devices
-/// have several sessions on one day and some sessions run past midnight. And the export carries
-/// the properties onto those events, across midnight too.
+/// The Export's `user_properties` are the user's full state at each event: exactly the
+/// stream's stored view (USER_PROPERTIES_VIEW_STORED: what the user's events sent so far, days
+/// before the range included, tests/it/user_properties.rs), so attribution reaches every event
+/// of a session, past midnight too, and properties set on earlier days reach later ones;
+/// `data.user_properties_updated` says whether the event itself sent properties (the sent
+/// view). `ampsim export --format jsonl --user-properties stored` writes the same properties.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amplitude_export_carries_session_user_properties() {
+async fn amplitude_export_has_the_users_stored_properties() {
     let f = fixture().await;
-    let from_ms = date(FROM)
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let mut sessions: BTreeMap<(&str, i64), Vec<&pb::Event>> = BTreeMap::new();
-    for e in f.range.iter().filter(|e| e.session_id != -1) {
-        sessions
-            .entry((e.device_id.as_str(), e.session_id))
-            .or_default()
-            .push(e);
-    }
-    assert!(sessions.len() > 500, "{}", sessions.len());
-    let mut per_device_day: BTreeMap<(&str, NaiveDate), u32> = BTreeMap::new();
-    let mut crossing = 0;
-    let mut last_end: BTreeMap<&str, i64> = BTreeMap::new();
-    for ((dev, sid), evs) in &sessions {
-        // Sessions of a device in start order (the map's key order): apart by the timeout.
-        if let Some(end) = last_end.get(dev) {
-            assert!(*sid >= end + 30 * 60_000, "sessions of {dev} overlap");
-        }
-        last_end.insert(dev, evs.last().unwrap().time);
-        let day = day_of(*sid);
-        crossing += usize::from(evs.iter().any(|e| day_of(e.time) != day));
-        if *sid < from_ms {
-            // Began before the range: its first event is not here.
-            continue;
-        }
-        assert_eq!(evs[0].time, *sid, "a session starts with its first event");
-        *per_device_day.entry((dev, day)).or_default() += 1;
-        assert!(
-            evs[0].user_properties.contains_key("initial_utm_source"),
-            "the session's first event sends attribution"
-        );
-        assert!(
-            evs[1..]
-                .iter()
-                .all(|e| e.user_properties.is_empty() || e.event_type == "trial_converted"),
-            "later session events send none (but the conversion sets the plan)"
-        );
-    }
-    let several = per_device_day.values().filter(|&&n| n >= 2).count();
-    assert!(several >= 5, "{several} device-days with 2+ sessions");
-    assert!(crossing >= 1, "{crossing} sessions cross midnight");
-    sessions.retain(|(_, sid), _| *sid >= from_ms);
+    let mut c = f.server.client().await;
+    let stored = pull(
+        &mut c,
+        pb::StreamEventsRequest {
+            simulation_id: SIM.into(),
+            from_date: FROM.into(),
+            to_date: TO.into(),
+            user_properties: pb::UserPropertiesView::Stored as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(stored.len(), f.range.len());
+    let ids = |evs: &[pb::Event]| evs.iter().map(|e| e.insert_id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&stored),
+        ids(&f.range),
+        "the same events in the same order"
+    );
+    // Every event holds its user's first touch; most send nothing themselves.
+    assert!(stored
+        .iter()
+        .all(|e| e.user_properties.contains_key("initial_utm_source")));
+    let quiet = f
+        .range
+        .iter()
+        .filter(|e| e.user_properties.is_empty())
+        .count();
+    assert!(
+        quiet * 2 > f.range.len(),
+        "{quiet} of {} events send none",
+        f.range.len()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     ampsim::cli::export::export(&args(f, Format::AmplitudeExport, dir.path()))
@@ -542,31 +532,15 @@ async fn amplitude_export_carries_session_user_properties() {
         .iter()
         .map(|l| (l["$insert_id"].as_str().unwrap(), &l["user_properties"]))
         .collect();
-    let as_json = |m: &BTreeMap<String, ampsim::pb::PropertyValue>| crate::support::props_json(m);
-    let mut carried = 0;
-    for evs in sessions.values() {
-        // The session's attribution, and what its events set from then on (the conversion's
-        // plan).
-        let mut want = BTreeMap::new();
-        for e in evs {
-            want.extend(e.user_properties.clone());
-            assert_eq!(
-                exported[e.insert_id.as_str()],
-                &as_json(&want),
-                "{}",
-                e.insert_id
-            );
-            carried += usize::from(e.user_properties.is_empty());
-        }
+    assert_eq!(exported.len(), stored.len());
+    for e in &stored {
+        assert_eq!(
+            exported[e.insert_id.as_str()],
+            &crate::support::props_json(&e.user_properties),
+            "{}",
+            e.insert_id
+        );
     }
-    assert!(
-        carried > 1000,
-        "properties were carried onto {carried} events"
-    );
-    for e in f.range.iter().filter(|e| e.session_id == -1) {
-        assert_eq!(exported[e.insert_id.as_str()], &as_json(&e.user_properties));
-    }
-    // user_properties_updated says whether the event itself sent properties.
     let sent: BTreeMap<&str, bool> = f
         .range
         .iter()
@@ -574,8 +548,28 @@ async fn amplitude_export_carries_session_user_properties() {
         .collect();
     for l in &lines {
         let id = l["$insert_id"].as_str().unwrap();
-        assert_eq!(l["data"]["user_properties_updated"], sent[id]);
+        assert_eq!(l["data"]["user_properties_updated"], sent[id], "{id}");
     }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(f, Format::Jsonl, dir.path());
+    a.user_properties = Some(ampsim::cli::client::UserProperties::Stored);
+    ampsim::cli::export::export(&a).await.unwrap();
+    let mut lines = 0;
+    for name in names(dir.path()) {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let e = &stored[lines];
+            assert_eq!(v["insert_id"], e.insert_id.as_str());
+            assert_eq!(
+                v["user_properties"],
+                crate::support::props_json(&e.user_properties)
+            );
+            lines += 1;
+        }
+    }
+    assert_eq!(lines, stored.len());
 }
 
 /// Revenue fields move into event_properties; the synthetic event goes through the library's
@@ -1073,6 +1067,16 @@ async fn export_options_errors_name_the_flag() {
     a.part_size = Some(10);
     let e = err(a).await;
     assert!(e.contains("--part-size"), "{e}");
+
+    for format in [Format::AmplitudeExport, Format::Parquet, Format::Labels] {
+        let mut a = args(f, format, &out);
+        a.user_properties = Some(ampsim::cli::client::UserProperties::Sent);
+        let e = err(a).await;
+        assert!(
+            e.contains("--user-properties") && e.contains("jsonl"),
+            "{e}"
+        );
+    }
 
     let mut a = args(f, Format::Jsonl, &out);
     a.simulation = "nope".into();

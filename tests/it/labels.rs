@@ -139,6 +139,7 @@ fn args(addr: std::net::SocketAddr, out: &std::path::Path) -> ExportArgs {
         project_id: 100_000,
         part_size: None,
         gzip_level: None,
+        user_properties: None,
         generate_missing: false,
         quiet: true,
         client: ClientOpts {

@@ -21,4 +21,5 @@ mod server;
 mod support;
 mod trials;
 mod upload;
+mod user_properties;
 mod wire;

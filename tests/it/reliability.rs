@@ -401,6 +401,7 @@ async fn hostile_inputs_get_clear_errors() {
     };
     for (req, field) in [
         (stream(&|r| r.batch_size = 1_000_000), "batch_size"),
+        (stream(&|r| r.user_properties = 7), "user_properties"),
         (
             stream(&|r| r.device_id = "\u{0}\u{ffff}".into()),
             "device_id",

@@ -6,13 +6,13 @@
 
 use super::scenario::TrialPath;
 use super::state::{
-    Carry, EventKind, EventRec, PlanDay, SessionRec, SessionSummary, Subscription, Touch, Trial,
-    UserDay, UserState,
+    Carry, EventKind, EventRec, HeldAttribution, PlanDay, SessionRec, SessionSummary, Subscription,
+    Touch, Trial, UserDay, UserState,
 };
 use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 6;
-const DAYS_FORMAT: u8 = 3;
+const STATES_FORMAT: u8 = 7;
+const DAYS_FORMAT: u8 = 4;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,9 +181,20 @@ where
             | u8::from(st.carry.is_some()) << 6
             | u8::from(st.quiet_until.is_some()) << 7;
         out.push(flags);
-        out.push(u8::from(st.viewed_high_intent) | u8::from(st.subscription.is_some()) << 1);
+        out.push(
+            u8::from(st.viewed_high_intent)
+                | u8::from(st.subscription.is_some()) << 1
+                | u8::from(st.last_campaign.is_some()) << 2
+                | u8::from(st.last_referrer.is_some()) << 3,
+        );
         put_touch(&mut out, st.first_touch);
         put_touch(&mut out, st.last_touch);
+        if let Some(t) = st.last_campaign {
+            put_touch(&mut out, t);
+        }
+        if let Some(src) = st.last_referrer {
+            out.push(src);
+        }
         put_varint(&mut out, st.sessions.len() as u64);
         let mut day = super::ids::first_day_of(st.device);
         for s in &st.sessions {
@@ -268,11 +279,17 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
         prev = device;
         let flags = r.u8()?;
         let flags2 = r.u8()?;
-        if flags2 > 3 {
+        if flags2 > 15 {
             return Err(CodecError("state flags"));
         }
         let first_touch = get_touch(&mut r)?;
         let last_touch = get_touch(&mut r)?;
+        let last_campaign = if flags2 & 4 != 0 {
+            Some(get_touch(&mut r)?)
+        } else {
+            None
+        };
+        let last_referrer = if flags2 & 8 != 0 { Some(r.u8()?) } else { None };
         let ns = r.varint()? as usize;
         if ns > blob.len() {
             return Err(CodecError("session count"));
@@ -372,6 +389,8 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             device,
             first_touch,
             last_touch,
+            last_campaign,
+            last_referrer,
             sessions,
             engagement_total,
             identified_day,
@@ -416,10 +435,17 @@ pub fn encode_user_days(day_start_ms: i64, records: &[UserDay]) -> Vec<u8> {
         let flags = u8::from(r.trial.is_some()) << 2
             | u8::from(matches!(r.trial, Some((TrialPath::SalesAssisted, _)))) << 3
             | u8::from(r.plan.is_some()) << 4
-            | u8::from(r.plan.is_some_and(|p| p.canceled)) << 5;
+            | u8::from(r.plan.is_some_and(|p| p.canceled)) << 5
+            | u8::from(r.held.is_some()) << 6;
         out.push(flags);
         put_varint(&mut out, u64::from(r.event_id_base));
         put_touch(&mut out, r.first_touch);
+        if let Some(h) = r.held {
+            put_touch(&mut out, h.touch);
+            // The campaign touch, or source 0 campaign 0 for none (a campaign is never 0).
+            put_touch(&mut out, h.campaign.unwrap_or_default());
+            out.push(h.referrer.map_or(0, |src| src + 1));
+        }
         put_varint(&mut out, u64::from(r.user_id_from));
         if let Some((_, start)) = r.trial {
             put_varint(&mut out, u64::from(r.day - start));
@@ -466,6 +492,18 @@ pub fn for_each_user_day(
         let flags = r.u8()?;
         let event_id_base = r.u32()?;
         let first_touch = get_touch(&mut r)?;
+        let held = if flags & 64 != 0 {
+            let touch = get_touch(&mut r)?;
+            let campaign = get_touch(&mut r)?;
+            let referrer = r.u8()?;
+            Some(HeldAttribution {
+                touch,
+                campaign: (campaign.campaign > 0).then_some(campaign),
+                referrer: referrer.checked_sub(1),
+            })
+        } else {
+            None
+        };
         let user_id_from = u16::try_from(r.varint()?).map_err(|_| CodecError("user_id_from"))?;
         let trial = if flags & 4 != 0 {
             let back = r.u32()?;
@@ -512,6 +550,7 @@ pub fn for_each_user_day(
             day,
             event_id_base,
             first_touch,
+            held,
             user_id_from,
             trial,
             plan,

@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 8;
+pub const ENGINE_VERSION: u32 = 9;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -653,6 +653,7 @@ impl Engine {
             day,
             event_id_base: st.event_count,
             first_touch: st.first_touch,
+            held: st.held_attribution(),
             user_id_from: 0,
             trial: None,
             plan: None,
@@ -1083,6 +1084,12 @@ impl Engine {
             st.first_touch = touch;
         }
         st.last_touch = touch;
+        if touch.campaign > 0 {
+            st.last_campaign = Some(touch);
+        }
+        if !s.sources[usize::from(touch.source)].referrer.is_empty() {
+            st.last_referrer = Some(touch.source);
+        }
         st.engagement_total = st.engagement_total.saturating_add(u32::from(score10));
         st.sessions.push(SessionSummary {
             day,

@@ -40,6 +40,6 @@ pub mod schema;
 pub mod state;
 
 pub use engine::{DayOutput, Engine, Shard, SimConfig, ENGINE_VERSION};
-pub use render::{Event, EventDigest, Prop};
+pub use render::{Event, EventDigest, Prop, UserPropertiesView};
 pub use scenario::{Scenario, ScenarioError};
 pub use state::{EventKind, UserDay, UserState};

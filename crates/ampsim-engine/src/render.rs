@@ -4,7 +4,7 @@
 use super::engine::{DayOutput, Engine};
 
 use super::schema::{EventRecord, FieldId, PropMap, PropValue, Value};
-use super::state::{EventKind, SeatChange, UserDay};
+use super::state::{EventKind, SeatChange, SessionRec, UserDay};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -157,6 +157,31 @@ pub struct UserDayContext<'a> {
     company: Option<(crate::accounts::Company, String)>,
     first_src: &'a super::scenario::Source,
     first_campaign: Option<&'a str>,
+    /// Which user properties the events carry.
+    view: UserPropertiesView,
+}
+
+/// Which user properties rendered events carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum UserPropertiesView {
+    /// What each event sends, as an SDK sends it (HTTP V2, Batch; the digests): the
+    /// properties that change at the event.
+    #[default]
+    Sent,
+    /// What Amplitude holds for the user at the event, as its Export API and charts show it:
+    /// every property the user's events have set so far, the latest value of each, sorted by
+    /// key.
+    Stored,
+}
+
+impl UserPropertiesView {
+    /// The view's name: `sent` or `stored`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UserPropertiesView::Sent => "sent",
+            UserPropertiesView::Stored => "stored",
+        }
+    }
 }
 
 impl<'a> UserDayContext<'a> {
@@ -173,6 +198,22 @@ impl<'a> UserDayContext<'a> {
         ev.region = &self.geo.region;
         ev.city = &self.geo.city;
         ev.language = &self.geo.language;
+    }
+}
+
+/// Whether an event sends user properties (Amplitude's `data.user_properties_updated`), from
+/// what every view of it shows: a session's first event (at its start, `time == session_id`)
+/// sends its attribution, `$groupidentify` aside; the conversion and the billing events set
+/// the plan. What [`Engine::fill_event`]'s sent view puts on an event is non-empty exactly
+/// then (a unit test holds the two together).
+pub fn sends_user_properties(event_type: &str, session_id: i64, time_ms: i64) -> bool {
+    match event_type {
+        "trial_converted"
+        | "subscription_renewed"
+        | "subscription_changed"
+        | "subscription_canceled" => true,
+        "$groupidentify" => false,
+        _ => session_id != -1 && time_ms == session_id,
     }
 }
 
@@ -253,12 +294,23 @@ impl Engine {
         &'a self,
         ud: &UserDay,
         keep: impl Fn(usize, &super::state::EventRec) -> bool,
+        f: impl FnMut(&Event<'a>),
+    ) {
+        self.for_each_event_as(ud, UserPropertiesView::Sent, keep, f);
+    }
+
+    /// [`Engine::for_each_event`], the events carrying the user properties of `view`.
+    pub fn for_each_event_as<'a>(
+        &'a self,
+        ud: &UserDay,
+        view: UserPropertiesView,
+        keep: impl Fn(usize, &super::state::EventRec) -> bool,
         mut f: impl FnMut(&Event<'a>),
     ) {
         if !ud.events.iter().enumerate().any(|(i, e)| keep(i, e)) {
             return;
         }
-        let ctx = self.user_day_context(ud);
+        let ctx = self.user_day_context_as(ud, view);
         let mut ev = Event::default();
         ctx.set_shared(&mut ev);
         for (i, e) in ud.events.iter().enumerate() {
@@ -270,8 +322,18 @@ impl Engine {
     }
 
     /// What every event of one user-day shares (browser, device, place, ids, attribution),
-    /// resolved once: [`Engine::fill_event`] then renders any of the day's events on its own.
+    /// resolved once: [`Engine::fill_event`] then renders any of the day's events on its own,
+    /// with the user properties each event sends.
     pub fn user_day_context(&self, ud: &UserDay) -> UserDayContext<'_> {
+        self.user_day_context_as(ud, UserPropertiesView::Sent)
+    }
+
+    /// [`Engine::user_day_context`], its events carrying the user properties of `view`.
+    pub fn user_day_context_as(
+        &self,
+        ud: &UserDay,
+        view: UserPropertiesView,
+    ) -> UserDayContext<'_> {
         let s = self.scenario();
         let (geo, kind) = self.profile(ud.device);
         let (geo, dev) = (&s.geography[geo], &s.devices[kind]);
@@ -294,7 +356,154 @@ impl Engine {
             company,
             first_src,
             first_campaign: campaign_name(s, ud.first_touch),
+            view,
         }
+    }
+
+    /// Appends the user properties event `i` of a user-day sends (what an SDK puts on it):
+    /// the conversion and the billing events set `plan`, `seats` and `lifecycle_stage` when
+    /// they change; a customer's product session sets them again on its first event (the
+    /// product identifies its user on load); a session's first event sets its attribution:
+    /// `initial_*` (first touch; Amplitude keeps the first value) and the session's `utm_*`
+    /// and `referrer`. `session` is the event's session (`None` outside one).
+    fn sent_user_properties<'a>(
+        &'a self,
+        ud: &UserDay,
+        ctx: &UserDayContext<'a>,
+        i: usize,
+        session: Option<&SessionRec>,
+        out: &mut Vec<(&'static str, Prop<'a>)>,
+    ) {
+        let s = self.scenario();
+        let e = &ud.events[i];
+        let text = |v: &'a str| Prop::Str(Cow::Borrowed(v));
+        match (e.kind, ud.plan) {
+            (EventKind::TrialConverted, plan) if ud.trial.is_some() => {
+                let p = &s.products[usize::from(e.aux)];
+                out.push(("plan", text(&p.tier)));
+                out.push(("product_sku", text(&p.sku)));
+                if let Some(plan) = plan {
+                    out.push(("seats", Prop::Int(i64::from(plan.seats))));
+                }
+                out.push(("lifecycle_stage", text("customer")));
+            }
+            (EventKind::SubscriptionRenewed, Some(plan)) => {
+                out.push(("plan", text(&s.products[usize::from(e.aux)].tier)));
+                out.push(("seats", Prop::Int(i64::from(plan.seats))));
+                out.push(("lifecycle_stage", text("customer")));
+            }
+            (EventKind::SubscriptionChanged, Some(plan)) => {
+                out.push(("seats", Prop::Int(i64::from(plan.seats))));
+            }
+            (EventKind::SubscriptionCanceled, Some(_)) => {
+                out.push(("lifecycle_stage", text("churned")));
+            }
+            _ => {}
+        }
+        let Some(sess) = session.filter(|s| !s.continued && e.time_ms == s.start_ms) else {
+            return;
+        };
+        if let Some(plan) = ud.plan.filter(|p| ud.day > p.start_day) {
+            out.push(("plan", text(&s.products[usize::from(plan.sku)].tier)));
+            out.push(("seats", Prop::Int(i64::from(plan.seats))));
+            out.push(("lifecycle_stage", text("customer")));
+        }
+        // Web attribution: the session's first event (its landing page, at its start) sets
+        // the user's attribution; `$groupidentify` carries only the group's properties.
+        if e.kind == EventKind::GroupIdentify {
+            return;
+        }
+        let first_src = ctx.first_src;
+        out.push(("initial_utm_source", text(&first_src.source)));
+        out.push(("initial_utm_medium", text(&first_src.medium)));
+        out.push((
+            "initial_utm_campaign",
+            text(ctx.first_campaign.unwrap_or(EMPTY)),
+        ));
+        out.push((
+            "initial_referrer",
+            text(if first_src.referrer.is_empty() {
+                EMPTY
+            } else {
+                &first_src.referrer
+            }),
+        ));
+        let src = &s.sources[usize::from(sess.touch.source)];
+        out.push(("utm_source", text(&src.source)));
+        out.push(("utm_medium", text(&src.medium)));
+        if let Some(c) = campaign_name(s, sess.touch) {
+            out.push(("utm_campaign", text(c)));
+        }
+        if !src.referrer.is_empty() {
+            out.push(("referrer", text(&src.referrer)));
+        }
+    }
+
+    /// Appends the user properties Amplitude holds for the user at event `i` of a user-day
+    /// ([`UserPropertiesView::Stored`]): what the user held at the start of the day (its
+    /// attribution, [`UserDay::held`], and its plan before today's billing events), updated by
+    /// what today's events up to `i` sent, sorted by key.
+    fn stored_user_properties<'a>(
+        &'a self,
+        ud: &UserDay,
+        ctx: &UserDayContext<'a>,
+        i: usize,
+        out: &mut Vec<(&'static str, Prop<'a>)>,
+    ) {
+        let s = self.scenario();
+        let text = |v: &'a str| Prop::Str(Cow::Borrowed(v));
+        if let Some(h) = ud.held {
+            let first_src = ctx.first_src;
+            out.push(("initial_utm_source", text(&first_src.source)));
+            out.push(("initial_utm_medium", text(&first_src.medium)));
+            out.push((
+                "initial_utm_campaign",
+                text(ctx.first_campaign.unwrap_or(EMPTY)),
+            ));
+            out.push((
+                "initial_referrer",
+                text(if first_src.referrer.is_empty() {
+                    EMPTY
+                } else {
+                    &first_src.referrer
+                }),
+            ));
+            let src = &s.sources[usize::from(h.touch.source)];
+            out.push(("utm_source", text(&src.source)));
+            out.push(("utm_medium", text(&src.medium)));
+            if let Some(c) = h.campaign.and_then(|t| campaign_name(s, t)) {
+                out.push(("utm_campaign", text(c)));
+            }
+            if let Some(r) = h.referrer {
+                let r = &s.sources[usize::from(r)].referrer;
+                if !r.is_empty() {
+                    out.push(("referrer", text(r)));
+                }
+            }
+        }
+        if let Some(plan) = ud.plan.filter(|p| ud.day > p.start_day) {
+            let p = &s.products[usize::from(plan.sku)];
+            out.push(("plan", text(&p.tier)));
+            out.push(("product_sku", text(&p.sku)));
+            out.push(("seats", Prop::Int(i64::from(plan.prev_seats))));
+            out.push(("lifecycle_stage", text("customer")));
+        }
+        let mut sent = Vec::new();
+        for (j, e) in ud.events[..=i].iter().enumerate() {
+            let session = if e.kind.in_session() {
+                ud.session_at(e.time_ms)
+            } else {
+                None
+            };
+            self.sent_user_properties(ud, ctx, j, session, &mut sent);
+            for (k, v) in sent.drain(..) {
+                match out.iter_mut().find(|(key, _)| *key == k) {
+                    Some(slot) => slot.1 = v,
+                    None => out.push((k, v)),
+                }
+            }
+        }
+        out.sort_unstable_by_key(|(k, _)| *k);
     }
 
     /// Renders event `i` of a user-day into `ev`, whose shared fields
@@ -311,7 +520,6 @@ impl Engine {
         let s = self.scenario();
         let ids = self.ids();
         let e = &ud.events[i];
-        let (first_src, first_campaign) = (ctx.first_src, ctx.first_campaign);
         // Identification only goes one way: the user id is on every event from the
         // identifying one on.
         match ctx.user_id.as_deref() {
@@ -392,12 +600,6 @@ impl Engine {
                         props.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
                         props.push(("conversion_day", Prop::Int(days)));
                         props.push(("trial_length_days", Prop::Int(s.trials.expiry_day)));
-                        uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
-                        uprops.push(("product_sku", Prop::Str(Cow::Borrowed(&p.sku))));
-                        if let Some(plan) = ud.plan {
-                            uprops.push(("seats", Prop::Int(i64::from(plan.seats))));
-                        }
-                        uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("customer"))));
                     } else {
                         props.push(("trial_length_days", Prop::Int(days)));
                     }
@@ -445,9 +647,6 @@ impl Engine {
                         "period_active_days",
                         Prop::Int(i64::from(plan.period_active_days)),
                     ));
-                    uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
-                    uprops.push(("seats", Prop::Int(i64::from(seats))));
-                    uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("customer"))));
                 }
                 revenue = Some(Revenue {
                     price: p.price,
@@ -476,7 +675,6 @@ impl Engine {
                         props.push(("change", Prop::Str(Cow::Borrowed(change.name()))));
                         props.push(("previous_seats", Prop::Int(i64::from(plan.prev_seats))));
                         props.push(("seats", Prop::Int(i64::from(plan.seats))));
-                        uprops.push(("seats", Prop::Int(i64::from(plan.seats))));
                     } else {
                         props.push(("seats", Prop::Int(i64::from(plan.seats))));
                         props.push(("renewals", Prop::Int(i64::from(plan.renewals))));
@@ -485,21 +683,8 @@ impl Engine {
                             "period_active_days",
                             Prop::Int(i64::from(plan.period_active_days)),
                         ));
-                        uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("churned"))));
                     }
                 }
-            }
-        }
-        // A customer's product session starts by setting its plan, seats and lifecycle stage
-        // (the product identifies its user on load), as a website session starts with its
-        // attribution; the billing events and the conversion set them when they change.
-        if let (Some(plan), Some(sess)) = (ud.plan, session) {
-            let opens = !sess.continued && e.time_ms == sess.start_ms;
-            if opens && ud.day > plan.start_day {
-                let p = &s.products[usize::from(plan.sku)];
-                uprops.push(("plan", Prop::Str(Cow::Borrowed(&p.tier))));
-                uprops.push(("seats", Prop::Int(i64::from(plan.seats))));
-                uprops.push(("lifecycle_stage", Prop::Str(Cow::Borrowed("customer"))));
             }
         }
         // `$groupidentify` carries only the group's properties.
@@ -513,38 +698,10 @@ impl Engine {
             if !src.referrer.is_empty() {
                 props.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
             }
-            // Web attribution: the session's first event (its landing page, at its start)
-            // sets the user's attribution.
-            if !sess.continued && e.time_ms == sess.start_ms {
-                uprops.push((
-                    "initial_utm_source",
-                    Prop::Str(Cow::Borrowed(&first_src.source)),
-                ));
-                uprops.push((
-                    "initial_utm_medium",
-                    Prop::Str(Cow::Borrowed(&first_src.medium)),
-                ));
-                uprops.push((
-                    "initial_utm_campaign",
-                    Prop::Str(Cow::Borrowed(first_campaign.unwrap_or(EMPTY))),
-                ));
-                uprops.push((
-                    "initial_referrer",
-                    Prop::Str(Cow::Borrowed(if first_src.referrer.is_empty() {
-                        EMPTY
-                    } else {
-                        &first_src.referrer
-                    })),
-                ));
-                uprops.push(("utm_source", Prop::Str(Cow::Borrowed(&src.source))));
-                uprops.push(("utm_medium", Prop::Str(Cow::Borrowed(&src.medium))));
-                if let Some(c) = campaign_name(s, sess.touch) {
-                    uprops.push(("utm_campaign", Prop::Str(Cow::Borrowed(c))));
-                }
-                if !src.referrer.is_empty() {
-                    uprops.push(("referrer", Prop::Str(Cow::Borrowed(&src.referrer))));
-                }
-            }
+        }
+        match ctx.view {
+            UserPropertiesView::Sent => self.sent_user_properties(ud, ctx, i, session, uprops),
+            UserPropertiesView::Stored => self.stored_user_properties(ud, ctx, i, uprops),
         }
         ev.revenue = revenue;
         ev.event_type = self.event_type_name(e.kind, e.aux);

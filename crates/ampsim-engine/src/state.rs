@@ -179,6 +179,31 @@ pub struct PlanDay {
     pub canceled: bool,
 }
 
+/// The attribution user properties a user holds, as Amplitude holds them after applying the
+/// session starts so far: each session's first event sets `utm_source` and `utm_medium`, and
+/// `utm_campaign` and `referrer` when the session has them; a key a session does not send
+/// keeps its earlier value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldAttribution {
+    /// The latest session's touch (`utm_source`, `utm_medium`).
+    pub touch: Touch,
+    /// The latest session's touch that had a campaign (`utm_campaign`).
+    pub campaign: Option<Touch>,
+    /// The latest session's source that had a referrer (`referrer`).
+    pub referrer: Option<u8>,
+}
+
+impl UserState {
+    /// The attribution the user holds now; `None` before its first session.
+    pub fn held_attribution(&self) -> Option<HeldAttribution> {
+        (self.event_count > 0).then_some(HeldAttribution {
+            touch: self.last_touch,
+            campaign: self.last_campaign,
+            referrer: self.last_referrer,
+        })
+    }
+}
+
 /// One past session, kept for reports, retention and cohorts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionSummary {
@@ -197,6 +222,10 @@ pub struct UserState {
     pub first_touch: Touch,
     /// Last-touch attribution.
     pub last_touch: Touch,
+    /// The touch of the latest session that had a campaign (its `utm_campaign` is the user's).
+    pub last_campaign: Option<Touch>,
+    /// The source of the latest session that had a referrer (its `referrer` is the user's).
+    pub last_referrer: Option<u8>,
     /// Every session so far, in order; `session_count` and `last_session_date` derive from it.
     pub sessions: Vec<SessionSummary>,
     /// Sum of session engagement scores, in tenths of a point.
@@ -258,6 +287,8 @@ impl UserState {
             device,
             first_touch: Touch::default(),
             last_touch: Touch::default(),
+            last_campaign: None,
+            last_referrer: None,
             sessions: Vec::new(),
             engagement_total: 0,
             identified_day: None,
@@ -447,6 +478,9 @@ pub struct UserDay {
     pub event_id_base: u32,
     /// First-touch attribution, for `initial_*` user properties.
     pub first_touch: Touch,
+    /// The attribution the user held at the start of the day (`None` for a user new today):
+    /// with today's session starts, the user properties Amplitude holds at each event.
+    pub held: Option<HeldAttribution>,
     /// Index of the first event that carries `user_id`: 0 if the user was identified before
     /// today, the identifying form's index if identified today, `events.len()` if anonymous.
     pub user_id_from: u16,

@@ -413,7 +413,11 @@ impl App {
             ))
         };
         let (by_device, by_user) = parse_ids(&engine, user_id, device_id, not_found)?;
-        let device = by_device.or(by_user).expect("one id given");
+        // Either device id names the person: the journey shows both devices.
+        let device = by_device
+            .map(ampsim_engine::ids::person_of)
+            .or(by_user)
+            .expect("one id given");
         let unknown_user = || {
             not_found(
                 "user",
@@ -451,7 +455,10 @@ impl App {
         let identified = records
             .iter()
             .any(|r| usize::from(r.user_id_from) < r.events.len());
-        if records.is_empty() || (by_device.is_none() && !identified) {
+        // A second device that has not been used yet has sent nothing.
+        let unused_second = by_device.is_some_and(ampsim_engine::ids::is_second_device)
+            && !records.iter().any(|r| r.second.is_some());
+        if records.is_empty() || (by_device.is_none() && !identified) || unused_second {
             return Err(unknown_user());
         }
         let mut summary = crate::query::summarize_journey(&engine, device, &records);
@@ -541,7 +548,10 @@ fn parse_ids(
     let device = if device_id.is_empty() {
         None
     } else {
-        let d = engine.ids().parse_device_id(device_id);
+        // A second device's id names it only if its person has one.
+        let d = engine.ids().parse_device_id(device_id).filter(|&d| {
+            !ampsim_engine::ids::is_second_device(d) || engine.second_device_kind(d).is_some()
+        });
         Some(d.ok_or_else(|| unknown("device_id", device_id))?)
     };
     let user = if user_id.is_empty() {
@@ -551,7 +561,7 @@ fn parse_ids(
         Some(u.ok_or_else(|| unknown("user_id", user_id))?)
     };
     if let (Some(d), Some(u)) = (device, user) {
-        if d != u {
+        if ampsim_engine::ids::person_of(d) != u {
             return Err(Error::invalid(
                 "user_id",
                 "user_id and device_id name different users",

@@ -10,6 +10,7 @@ use crate::store::sims::{self, SimRef, SimRow};
 use crate::store::Conn;
 use crate::validate::{parse_date, truncate, validate_id};
 use crate::wire::EventBatch;
+use ampsim_engine::ids::person_of;
 use ampsim_engine::{codec, Engine, UserDay, UserPropertiesView};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
@@ -130,7 +131,8 @@ impl App {
             engine,
             from_day,
             to_day,
-            device: device.or(user),
+            person: device.map(person_of).or(user),
+            device,
             user_only: user.is_some(),
             types: q.event_types.iter().cloned().collect(),
             batch,
@@ -148,7 +150,12 @@ pub struct EventStream {
     engine: Arc<Engine>,
     from_day: u32,
     to_day: u32,
+    /// The person whose events are asked for (by device id or user id).
+    person: Option<u64>,
+    /// Only this device's events (the person's first or second device), when asked by
+    /// device id.
     device: Option<u64>,
+    /// Only events that carry the user id, when asked by user id.
     user_only: bool,
     types: BTreeSet<String>,
     batch: usize,
@@ -350,10 +357,12 @@ impl EventStream {
             job.run(|_| true)?;
         }
         let engine = &*self.engine;
-        let (only, user_only, types) = (self.device, self.user_only, &self.types);
+        let (only, device, user_only, types) =
+            (self.person, self.device, self.user_only, &self.types);
         let keep = |r: &UserDay, i: usize, e: &ampsim_engine::state::EventRec| {
             (only.is_none() || only == Some(r.device))
-                && (!user_only || i >= usize::from(r.user_id_from))
+                && device.is_none_or(|d| r.device_of(i) == d)
+                && (!user_only || r.has_user_id(i))
                 && (types.is_empty() || types.contains(engine.event_type_name(e.kind, e.aux)))
         };
         for day in self.from_day..=self.to_day {
@@ -466,11 +475,11 @@ fn encode_part(
             r,
             view,
             |i, e| keep(r, i, e),
-            |e| {
+            |i, e| {
                 let start = out.bytes.len();
                 writer.write(e, &mut out.bytes);
                 out.slots.push(Slot {
-                    key: (e.time, r.device, e.event_id),
+                    key: (e.time, r.device_of(i), e.event_id),
                     part,
                     start: start as u32,
                     end: out.bytes.len() as u32,

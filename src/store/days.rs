@@ -470,6 +470,7 @@ mod tests {
             plan: None,
             sessions: Default::default(),
             events: Vec::new(),
+            second: None,
         }
     }
 

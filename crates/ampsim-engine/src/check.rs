@@ -57,6 +57,19 @@ impl Engine {
             .ok()
             .and_then(|n| ud.event_id_base.checked_add(n))
             .ok_or(CodecError("event id overflow"))?;
+        // Sessions on a second device need the day's view of it, and a person who has one.
+        if crate::ids::is_second_device(ud.device)
+            || ud.sessions.iter().any(|s| s.second) != ud.second.is_some()
+            || (ud.second.is_some() && self.second_device_kind(ud.device).is_none())
+        {
+            return Err(CodecError("second-device session without its device"));
+        }
+        if let Some(sd) = ud.second {
+            u32::try_from(ud.events.len())
+                .ok()
+                .and_then(|n| sd.event_id_base.checked_add(n))
+                .ok_or(CodecError("event id overflow"))?;
+        }
         for e in &ud.events {
             if !(day_start..day_start + crate::engine::DAY_MS).contains(&e.time_ms) {
                 return Err(CodecError("event time outside its day"));
@@ -115,8 +128,16 @@ impl Engine {
         if st.sessions.iter().any(|x| x.tier >= TIERS) {
             return Err(CodecError("session tier out of range"));
         }
+        if crate::ids::is_second_device(st.device)
+            || (st.second.is_some() && self.second_device_kind(st.device).is_none())
+        {
+            return Err(CodecError("second device of a person without one"));
+        }
         if let Some(c) = &st.carry {
             self.check_session(&c.session)?;
+            if c.session.second && st.second.is_none() {
+                return Err(CodecError("carried second-device session without its device"));
+            }
             let day_start = self.day_start_ms(c.day);
             if !c.session.continued
                 || c.session.start_ms >= day_start

@@ -6,13 +6,17 @@
 
 use super::scenario::TrialPath;
 use super::state::{
-    Carry, EventKind, EventRec, HeldAttribution, PlanDay, SessionRec, SessionSummary, Subscription,
-    Touch, Trial, UserDay, UserState,
+    Carry, EventKind, EventRec, HeldAttribution, PlanDay, SecondDay, SecondDevice, SessionRec,
+    SessionSummary, Subscription, Touch, Trial, UserDay, UserState,
 };
 use smallvec::SmallVec;
 
-const STATES_FORMAT: u8 = 7;
-const DAYS_FORMAT: u8 = 4;
+/// Format 8 adds the second device (flags2 bits 4 and 5); format 7 blobs, which never set
+/// them, decode the same.
+const STATES_FORMAT: u8 = 8;
+/// Format 5 adds the second device (record flag bit 0, session flag bit 2); format 4 blobs,
+/// which never set them, decode the same.
+const DAYS_FORMAT: u8 = 5;
 
 /// A blob that does not decode: the database is corrupt or from an unknown layout.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,7 +105,7 @@ fn get_touch(r: &mut Reader<'_>) -> Result<Touch, CodecError> {
 
 /// Appends a session; its start relative to `base_ms` (before it for a continued one).
 fn put_session(out: &mut Vec<u8>, base_ms: i64, s: &SessionRec) {
-    out.push(u8::from(s.first) | u8::from(s.continued) << 1);
+    out.push(u8::from(s.first) | u8::from(s.continued) << 1 | u8::from(s.second) << 2);
     put_varint(out, zigzag(s.start_ms - base_ms));
     put_touch(out, s.touch);
     put_varint(out, u64::from(s.score10));
@@ -110,12 +114,16 @@ fn put_session(out: &mut Vec<u8>, base_ms: i64, s: &SessionRec) {
 
 fn get_session(r: &mut Reader<'_>, base_ms: i64) -> Result<SessionRec, CodecError> {
     let flags = r.u8()?;
+    if flags > 7 {
+        return Err(CodecError("session flags"));
+    }
     let start_ms = base_ms
         .checked_add(unzigzag(r.varint()?))
         .ok_or(CodecError("session start"))?;
     Ok(SessionRec {
         first: flags & 1 != 0,
         continued: flags & 2 != 0,
+        second: flags & 4 != 0,
         start_ms,
         touch: get_touch(r)?,
         score10: u16::try_from(r.varint()?).map_err(|_| CodecError("score"))?,
@@ -185,7 +193,9 @@ where
             u8::from(st.viewed_high_intent)
                 | u8::from(st.subscription.is_some()) << 1
                 | u8::from(st.last_campaign.is_some()) << 2
-                | u8::from(st.last_referrer.is_some()) << 3,
+                | u8::from(st.last_referrer.is_some()) << 3
+                | u8::from(st.second.is_some()) << 4
+                | u8::from(st.second.is_some_and(|d| d.login_ms.is_some())) << 5,
         );
         put_touch(&mut out, st.first_touch);
         put_touch(&mut out, st.last_touch);
@@ -253,6 +263,13 @@ where
             put_varint(&mut out, u64::from(sub.active_days));
             put_varint(&mut out, u64::from(sub.last_active_day));
         }
+        if let Some(d) = st.second {
+            put_varint(&mut out, u64::from(d.first_day));
+            put_varint(&mut out, u64::from(d.event_count));
+            if let Some(t) = d.login_ms {
+                put_varint(&mut out, zigzag(t));
+            }
+        }
     }
     out
 }
@@ -267,7 +284,7 @@ fn u16_of(r: &mut Reader<'_>, what: &'static str) -> Result<u16, CodecError> {
 /// [`CodecError`] if the blob is truncated or of an unknown format.
 pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), CodecError> {
     let mut r = Reader::new(blob);
-    if r.u8()? != STATES_FORMAT {
+    if !matches!(r.u8()?, 7 | STATES_FORMAT) {
         return Err(CodecError("unknown state format"));
     }
     let n = r.varint()?;
@@ -279,7 +296,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
         prev = device;
         let flags = r.u8()?;
         let flags2 = r.u8()?;
-        if flags2 > 15 {
+        if flags2 > 63 || flags2 & 0b11_0000 == 0b10_0000 {
             return Err(CodecError("state flags"));
         }
         let first_touch = get_touch(&mut r)?;
@@ -385,6 +402,19 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
         } else {
             None
         };
+        let second = if flags2 & 16 != 0 {
+            Some(SecondDevice {
+                first_day: r.u32()?,
+                event_count: r.u32()?,
+                login_ms: if flags2 & 32 != 0 {
+                    Some(unzigzag(r.varint()?))
+                } else {
+                    None
+                },
+            })
+        } else {
+            None
+        };
         f(UserState {
             device,
             first_touch,
@@ -406,6 +436,7 @@ pub fn for_each_state(blob: &[u8], mut f: impl FnMut(UserState)) -> Result<(), C
             quiet_until,
             identify_hazard,
             subscription,
+            second,
         });
     }
     Ok(())
@@ -436,9 +467,22 @@ pub fn encode_user_days(day_start_ms: i64, records: &[UserDay]) -> Vec<u8> {
             | u8::from(matches!(r.trial, Some((TrialPath::SalesAssisted, _)))) << 3
             | u8::from(r.plan.is_some()) << 4
             | u8::from(r.plan.is_some_and(|p| p.canceled)) << 5
-            | u8::from(r.held.is_some()) << 6;
+            | u8::from(r.held.is_some()) << 6
+            | u8::from(r.second.is_some());
         out.push(flags);
         put_varint(&mut out, u64::from(r.event_id_base));
+        if let Some(sd) = r.second {
+            put_varint(&mut out, u64::from(sd.event_id_base));
+            // The login relative to midnight; 0 for none (a login is never exactly i64::MAX).
+            put_varint(
+                &mut out,
+                if sd.login_ms == i64::MAX {
+                    0
+                } else {
+                    1 + zigzag(sd.login_ms - day_start_ms)
+                },
+            );
+        }
         put_touch(&mut out, r.first_touch);
         if let Some(h) = r.held {
             put_touch(&mut out, h.touch);
@@ -479,7 +523,7 @@ pub fn for_each_user_day(
     mut f: impl FnMut(UserDay),
 ) -> Result<(), CodecError> {
     let mut r = Reader::new(blob);
-    if r.u8()? != DAYS_FORMAT {
+    if !matches!(r.u8()?, 4 | DAYS_FORMAT) {
         return Err(CodecError("unknown day format"));
     }
     let n = r.varint()?;
@@ -490,7 +534,25 @@ pub fn for_each_user_day(
             .ok_or(CodecError("device overflow"))?;
         prev = device;
         let flags = r.u8()?;
+        if flags & 0b1000_0010 != 0 {
+            return Err(CodecError("record flags"));
+        }
         let event_id_base = r.u32()?;
+        let second = if flags & 1 != 0 {
+            let event_id_base = r.u32()?;
+            let login_ms = match r.varint()? {
+                0 => i64::MAX,
+                v => day_start_ms
+                    .checked_add(unzigzag(v - 1))
+                    .ok_or(CodecError("login time"))?,
+            };
+            Some(SecondDay {
+                event_id_base,
+                login_ms,
+            })
+        } else {
+            None
+        };
         let first_touch = get_touch(&mut r)?;
         let held = if flags & 64 != 0 {
             let touch = get_touch(&mut r)?;
@@ -556,6 +618,7 @@ pub fn for_each_user_day(
             plan,
             sessions,
             events,
+            second,
         });
     }
     Ok(())

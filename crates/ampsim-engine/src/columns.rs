@@ -202,14 +202,8 @@ impl BatchPlan {
         let total: usize = records.iter().map(|r| r.events.len()).sum();
         let mut keys: Vec<(i64, u64, u32, u32, u32)> = Vec::with_capacity(total);
         for (ri, r) in records.iter().enumerate() {
-            for (i, e) in r.events.iter().enumerate() {
-                keys.push((
-                    e.time_ms,
-                    r.device,
-                    r.event_id_base + i as u32,
-                    ri as u32,
-                    i as u32,
-                ));
+            for (i, (time, device, id)) in r.stream_keys().enumerate() {
+                keys.push((time, device, id, ri as u32, i as u32));
             }
         }
         keys.par_sort_unstable();

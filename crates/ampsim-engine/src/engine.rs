@@ -8,13 +8,13 @@
 
 use super::accounts::{Companies, Company, CompanyInfo};
 use super::dist::{Delay, Draw, Lengths};
-use super::ids::{device_num, Ids};
+use super::ids::{device_num, is_second_device, person_of, Ids};
 use super::rng::{hash_bytes, hash_words, KeyedRng, Purpose, Weighted};
 use super::scenario::{Scenario, TrialPath};
 use super::scenario::{MAX_DELAY_DAYS, SESSION_TIMEOUT_MINUTES};
 use super::state::{
-    Carry, EventKind, EventRec, PlanDay, SeatChange, SessionRec, SessionSummary, Subscription,
-    Touch, Trial, UserDay, UserState,
+    Carry, EventKind, EventRec, PlanDay, SeatChange, SecondDay, SecondDevice, SessionRec,
+    SessionSummary, Subscription, Touch, Trial, UserDay, UserState,
 };
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 
 /// Version of the engine's output. Stored with every simulation: a database written by one
 /// engine version is not extended by another, because the events would differ.
-pub const ENGINE_VERSION: u32 = 9;
+pub const ENGINE_VERSION: u32 = 10;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -129,6 +129,12 @@ pub struct Engine {
     /// Geography and device tables, used when rendering events.
     pub(crate) geo: Weighted,
     pub(crate) devices: Weighted,
+    /// The device kinds a second device is drawn from: mobile ones for a person whose first
+    /// device is a computer (index 0), computers for one on a mobile device (index 1); `None`
+    /// when the catalogue has no device of that class.
+    second_kinds: [Option<Weighted>; 2],
+    /// Whether each device kind is a mobile one (`second_devices.mobile_families`).
+    mobile: Vec<bool>,
     /// The companies visitors work for.
     companies: Companies,
 }
@@ -327,6 +333,25 @@ impl Engine {
             companies: Companies::new(s, cfg.population_scale, tag, cfg.seed),
             geo: Weighted::new(s.geography.iter().map(|g| g.weight)),
             devices: Weighted::new(s.devices.iter().map(|d| d.weight)),
+            second_kinds: [true, false].map(|want_mobile| {
+                let w: Vec<f64> = s
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        if s.second_devices.is_mobile(d) == want_mobile {
+                            d.weight
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                (w.iter().sum::<f64>() > 0.0).then(|| Weighted::new(w))
+            }),
+            mobile: s
+                .devices
+                .iter()
+                .map(|d| s.second_devices.is_mobile(d))
+                .collect(),
             // Every day a simulation may emit: the warm start, then up to 30 years.
             clients: crate::clients::Clients::new(
                 s,
@@ -373,6 +398,12 @@ impl Engine {
     /// Midnight UTC of a simulation day, in ms since the epoch.
     pub fn day_start_ms(&self, day: u32) -> i64 {
         self.day0_ms + self.offset(day) * DAY_MS
+    }
+
+    /// The simulation day a time (ms since the epoch) falls on.
+    pub fn day_at_ms(&self, ms: i64) -> u32 {
+        let d = (ms - self.day0_ms).div_euclid(DAY_MS) + i64::from(self.first_day);
+        d.clamp(0, i64::from(u32::MAX)) as u32
     }
 
     /// The calendar date of a simulation day.
@@ -501,11 +532,34 @@ impl Engine {
     }
 
     /// A device's geography and browser/device (indexes into the scenario's tables): drawn
-    /// once from the device number, the same in the day step and in rendering.
+    /// once from the device number, the same in the day step and in rendering. A second
+    /// device ([`crate::ids::second_device_of`]) is in its person's place, of its own kind
+    /// ([`Engine::second_device_kind`]).
     pub fn profile(&self, device: u64) -> (usize, usize) {
-        let mut prof = KeyedRng::new(self.cfg.seed, 0, device, Purpose::Profile);
+        let person = person_of(device);
+        let mut prof = KeyedRng::new(self.cfg.seed, 0, person, Purpose::Profile);
         let geo = self.geo.pick(&mut prof);
-        (geo, self.devices.pick(&mut prof))
+        let kind = self.devices.pick(&mut prof);
+        if is_second_device(device) {
+            if let Some(second) = self.second_device_kind(person) {
+                return (geo, second);
+            }
+        }
+        (geo, kind)
+    }
+
+    /// The device kind of a person's second device, or `None` if the person has none
+    /// (`second_devices.probability`): a mobile device beside a computer, or a computer
+    /// beside a mobile device, drawn once from the person.
+    pub fn second_device_kind(&self, person: u64) -> Option<usize> {
+        let person = person_of(person);
+        let mut prof = KeyedRng::new(self.cfg.seed, 0, person, Purpose::Profile);
+        let _geo = self.geo.pick(&mut prof);
+        let first = self.devices.pick(&mut prof);
+        let table = self.second_kinds[usize::from(self.mobile[first])].as_ref()?;
+        let mut rng = KeyedRng::new(self.cfg.seed, 0, person, Purpose::SecondDevice);
+        rng.chance(self.cfg.scenario.second_devices.probability)
+            .then(|| table.pick(&mut rng))
     }
 
     /// A user's latent buying intent (ground truth): normal around the mean of its first
@@ -659,6 +713,7 @@ impl Engine {
             plan: None,
             sessions: SmallVec::new(),
             events: Vec::new(),
+            second: None,
         };
         let identified_before = st.identified_day.is_some_and(|d| d < day);
 
@@ -687,10 +742,18 @@ impl Engine {
         if st.next_session_day == Some(day) {
             // One generator for the day's sessions, drawn from in order.
             let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
+            // Which device each session is on: its own stream, so that the sessions and their
+            // events are the same with or without second devices.
+            let second_kind = self.second_device_kind(st.device);
+            let mut dev_rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::SessionDevice);
             let mut at = None;
             while st.next_session_day == Some(day) {
+                let identified = st.is_identified();
                 let (end, next_at) =
                     self.session(day, &mut st, &mut rec, geo, shape, &mut rng, at, not_before);
+                if identified && second_kind.is_some() {
+                    self.place_session(day, &mut st, &mut rec, &mut dev_rng);
+                }
                 not_before = end + SESSION_TIMEOUT_MS;
                 at = next_at;
             }
@@ -724,6 +787,20 @@ impl Engine {
                 canceled: sub.canceled,
             }
         });
+        // The day's events on the second device count on its own counter.
+        let mut on_second = 0;
+        if rec.sessions.iter().any(|s| s.second) {
+            let sd = st
+                .second
+                .as_mut()
+                .expect("a second-device session made the device");
+            rec.second = Some(SecondDay {
+                event_id_base: sd.event_count,
+                login_ms: sd.login_ms.unwrap_or(i64::MAX),
+            });
+            on_second = (0..rec.events.len()).filter(|&i| rec.on_second(i)).count();
+            sd.event_count += on_second as u32;
+        }
         rec.user_id_from = if identified_before {
             0
         } else if st.identified_day == Some(day) {
@@ -735,8 +812,49 @@ impl Engine {
         } else {
             rec.events.len() as u16
         };
-        st.event_count += rec.events.len() as u32;
+        st.event_count += (rec.events.len() - on_second) as u32;
         (st, Some(rec))
+    }
+
+    /// Puts the session just generated (the last of `rec.sessions`) on the person's first or
+    /// second device (`second_devices`): a website session with `website_session_share`, a
+    /// product session with `product_session_share`. On the second device it logs in at its
+    /// start if it is a product session or with `login_probability`; the device is created
+    /// with its first session. Only identified people's sessions are placed (the caller
+    /// checks), and the draws come from `rng` alone, so sessions and events are unchanged.
+    fn place_session(&self, day: u32, st: &mut UserState, rec: &mut UserDay, rng: &mut KeyedRng) {
+        let sd = &self.cfg.scenario.second_devices;
+        let Some(sess) = rec.sessions.last_mut() else {
+            return;
+        };
+        let product = rec
+            .events
+            .iter()
+            .find(|e| e.time_ms == sess.start_ms && e.kind.in_session())
+            .is_some_and(|e| e.kind == EventKind::App);
+        let share = if product {
+            sd.product_session_share
+        } else {
+            sd.website_session_share
+        };
+        if !rng.chance(share) {
+            return;
+        }
+        sess.second = true;
+        let device = st.second.get_or_insert(SecondDevice {
+            first_day: day,
+            login_ms: None,
+            event_count: 0,
+        });
+        if device.login_ms.is_none() && (product || rng.chance(sd.login_probability)) {
+            device.login_ms = Some(sess.start_ms);
+        }
+        // The rest of a session that crosses midnight is on the same device.
+        if let Some(c) = st.carry.as_mut() {
+            if c.session.start_ms == sess.start_ms {
+                c.session.second = true;
+            }
+        }
     }
 
     /// Generates one session of the user on `day`, starting at `at` (a same-day return) or at
@@ -1102,6 +1220,7 @@ impl Engine {
             score10,
             tier: tier as u8,
             first,
+            second: false,
         };
         rec.sessions.push(session);
         st.quiet_until = Some(end + SESSION_TIMEOUT_MS).filter(|&t| t >= day_end);

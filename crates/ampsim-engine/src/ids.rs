@@ -22,6 +22,29 @@ pub fn first_day_of(device: u64) -> u32 {
     (device >> 32) as u32
 }
 
+/// The bit that marks a person's second device: its device number is the person's (its first
+/// device's) with bit 31 of the day index set. Day indexes stay below 2^31 (arrivals per day
+/// are capped there), so the two never collide.
+pub const SECOND_DEVICE_BIT: u64 = 1 << 31;
+
+/// The device number of a person's second device.
+#[inline]
+pub fn second_device_of(person: u64) -> u64 {
+    person | SECOND_DEVICE_BIT
+}
+
+/// The person (first device number) a device number belongs to: itself for a first device.
+#[inline]
+pub fn person_of(device: u64) -> u64 {
+    device & !SECOND_DEVICE_BIT
+}
+
+/// Whether a device number is a second device.
+#[inline]
+pub fn is_second_device(device: u64) -> bool {
+    device & SECOND_DEVICE_BIT != 0
+}
+
 const ROUNDS: u64 = 4;
 
 fn feistel(x: u64, key: u64) -> u64 {

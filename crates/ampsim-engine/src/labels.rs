@@ -84,6 +84,9 @@ pub struct Label {
     pub product_sku: Option<u8>,
     /// The company the user works for (its true account), known for anonymous users too.
     pub company: crate::accounts::Company,
+    /// The person's second device, once it has been used: the day of its first session and
+    /// the day of its login (`None` while it is anonymous).
+    pub second_device: Option<(u32, Option<u32>)>,
 }
 
 impl Label {
@@ -149,12 +152,20 @@ impl Engine {
             }),
             trial,
             company: self.company_of(st.device),
+            second_device: st.second.filter(|d| d.first_day <= as_of).map(|d| {
+                (
+                    d.first_day,
+                    d.login_ms
+                        .map(|t| self.day_at_ms(t))
+                        .filter(|&day| day <= as_of),
+                )
+            }),
         }
     }
 }
 
 /// The columns of labels: (name, type, nullable, doc).
-const COLUMNS: [(&str, DataType, bool, &str); 24] = [
+const COLUMNS: [(&str, DataType, bool, &str); 27] = [
     ("device_id", DataType::Utf8, false, "The device id, as in the events."),
     ("user_id", DataType::Utf8, true, "The user id once identified, as in the events."),
     ("company", DataType::Utf8, false, "The domain of the company the user works for (its true account): known for every user, the `company` group of its events once identified."),
@@ -179,6 +190,9 @@ const COLUMNS: [(&str, DataType, bool, &str); 24] = [
     ("trial_end_date", DataType::Date32, true, "The day of trial_converted or trial_expired, once decided."),
     ("trial_outcome", DataType::Utf8, false, "none, active, converted or expired, as of the last generated day."),
     ("product_sku", DataType::Utf8, true, "The product bought on conversion."),
+    ("second_device_id", DataType::Utf8, true, "The device id of the person's second device (the other kind: a phone beside a computer, or the reverse), once it has been used; null for none. Its events belong to this person (its anonymous ones too, which Amplitude merges once it logs in)."),
+    ("second_device_first_seen_date", DataType::Date32, true, "The day of the second device's first session."),
+    ("second_device_login_date", DataType::Date32, true, "The day the second device logged in (its events carry the user id from then on); null while it is anonymous."),
 ];
 
 /// The Arrow schema of labels, with each column's doc as `doc` metadata (without the effects:
@@ -242,8 +256,8 @@ pub struct LabelsBuilder<'e> {
     as_of: u32,
     schema: SchemaRef,
     rows: usize,
-    strs: [StringBuilder; 11],
-    dates: [Date32Builder; 5],
+    strs: [StringBuilder; 12],
+    dates: [Date32Builder; 7],
     floats: [Float64Builder; 3],
     ints: [Int64Builder; 3],
     bools: [BooleanBuilder; 2],
@@ -298,9 +312,10 @@ impl<'e> LabelsBuilder<'e> {
     pub fn push(&mut self, l: &Label) {
         let e = self.engine;
         let s = e.scenario();
-        let [device_id, user_id, company, band, source, medium, campaign, form, path, outcome, sku] =
+        let [device_id, user_id, company, band, source, medium, campaign, form, path, outcome, sku, second_id] =
             &mut self.strs;
-        let [first_seen, identified_date, start, decision, end] = &mut self.dates;
+        let [first_seen, identified_date, start, decision, end, second_seen, second_login] =
+            &mut self.dates;
         let [intent, intent_mean, p] = &mut self.floats;
         let [sessions, milestones, usage] = &mut self.ints;
         let [identified, converts] = &mut self.bools;
@@ -342,14 +357,30 @@ impl<'e> LabelsBuilder<'e> {
             l.product_sku
                 .map(|k| s.products[usize::from(k)].sku.as_str()),
         );
+        match l.second_device {
+            Some((first, login)) => {
+                self.buf.clear();
+                e.ids()
+                    .write_device_id(crate::ids::second_device_of(l.device), &mut self.buf);
+                second_id.append_value(&self.buf);
+                second_seen.append_value(date32(e, first));
+                second_login.append_option(login.map(|d| date32(e, d)));
+            }
+            None => {
+                second_id.append_null();
+                second_seen.append_null();
+                second_login.append_null();
+            }
+        }
         self.rows += 1;
     }
 
     /// The rows added since the last call, as a batch of [`LabelsBuilder::schema`].
     pub fn finish(&mut self) -> RecordBatch {
-        let [device_id, user_id, company, band, source, medium, campaign, form, path, outcome, sku] =
+        let [device_id, user_id, company, band, source, medium, campaign, form, path, outcome, sku, second_id] =
             &mut self.strs;
-        let [first_seen, identified_date, start, decision, end] = &mut self.dates;
+        let [first_seen, identified_date, start, decision, end, second_seen, second_login] =
+            &mut self.dates;
         let [intent, intent_mean, p] = &mut self.floats;
         let [sessions, milestones, usage] = &mut self.ints;
         let [identified, converts] = &mut self.bools;
@@ -379,6 +410,9 @@ impl<'e> LabelsBuilder<'e> {
             Arc::new(end.finish()),
             Arc::new(outcome.finish()),
             Arc::new(sku.finish()),
+            Arc::new(second_id.finish()),
+            Arc::new(second_seen.finish()),
+            Arc::new(second_login.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), cols).expect("columns follow the schema")

@@ -146,11 +146,11 @@ impl Default for Event<'_> {
 /// ([`Engine::user_day_context`]).
 pub struct UserDayContext<'a> {
     geo: &'a super::scenario::Geo,
-    dev: &'a super::scenario::Device,
-    /// The browser version on the day and the device's model.
-    os_version: &'a str,
-    model: crate::clients::ModelNames<'a>,
-    device_id: String,
+    /// The person's first device.
+    first: DeviceContext<'a>,
+    /// On a day with sessions on the person's second device: that device, and every event's
+    /// `event_id` (each device counts its own).
+    second: Option<(DeviceContext<'a>, Vec<u32>)>,
     /// The user id, when the user is identified by the end of the day.
     user_id: Option<String>,
     /// The user's company and its domain, when the user is identified by the end of the day.
@@ -159,6 +159,27 @@ pub struct UserDayContext<'a> {
     first_campaign: Option<&'a str>,
     /// Which user properties the events carry.
     view: UserPropertiesView,
+}
+
+/// One device's fields, resolved once per user-day.
+struct DeviceContext<'a> {
+    dev: &'a super::scenario::Device,
+    /// The browser version on the day and the device's model.
+    os_version: &'a str,
+    model: crate::clients::ModelNames<'a>,
+    device_id: String,
+}
+
+impl<'a> DeviceContext<'a> {
+    fn set(&self, ev: &mut Event<'a>) {
+        ev.device_id.clear();
+        ev.device_id.push_str(&self.device_id);
+        ev.platform = &self.dev.platform;
+        ev.os_name = &self.dev.os_name;
+        ev.os_version = self.os_version;
+        ev.device_manufacturer = self.model.manufacturer;
+        ev.device_model = self.model.model;
+    }
 }
 
 /// Which user properties rendered events carry.
@@ -186,14 +207,10 @@ impl UserPropertiesView {
 
 impl<'a> UserDayContext<'a> {
     /// Sets the fields every event of the user-day shares (device id, browser, device, place).
+    /// On a day with second-device sessions [`Engine::fill_event`] sets the device fields of
+    /// each event (its device's).
     pub fn set_shared(&self, ev: &mut Event<'a>) {
-        ev.device_id.clear();
-        ev.device_id.push_str(&self.device_id);
-        ev.platform = &self.dev.platform;
-        ev.os_name = &self.dev.os_name;
-        ev.os_version = self.os_version;
-        ev.device_manufacturer = self.model.manufacturer;
-        ev.device_model = self.model.model;
+        self.first.set(ev);
         ev.country = &self.geo.country;
         ev.region = &self.geo.region;
         ev.city = &self.geo.city;
@@ -284,17 +301,17 @@ impl Engine {
         keep: impl Fn(usize, &super::state::EventRec) -> bool,
         out: &mut Vec<Event<'a>>,
     ) {
-        self.for_each_event(ud, keep, |e| out.push(e.clone()));
+        self.for_each_event(ud, keep, |_, e| out.push(e.clone()));
     }
 
     /// Renders the events of one user's day for which `keep(index, event)` holds and hands
-    /// each to `f`, in time order. One [`Event`] is reused from call to call (its strings and
+    /// each to `f` with its index, in time order. One [`Event`] is reused from call to call (its strings and
     /// property lists keep their allocations), so rendering allocates nothing per event.
     pub fn for_each_event<'a>(
         &'a self,
         ud: &UserDay,
         keep: impl Fn(usize, &super::state::EventRec) -> bool,
-        f: impl FnMut(&Event<'a>),
+        f: impl FnMut(usize, &Event<'a>),
     ) {
         self.for_each_event_as(ud, UserPropertiesView::Sent, keep, f);
     }
@@ -305,7 +322,7 @@ impl Engine {
         ud: &UserDay,
         view: UserPropertiesView,
         keep: impl Fn(usize, &super::state::EventRec) -> bool,
-        mut f: impl FnMut(&Event<'a>),
+        mut f: impl FnMut(usize, &Event<'a>),
     ) {
         if !ud.events.iter().enumerate().any(|(i, e)| keep(i, e)) {
             return;
@@ -316,7 +333,7 @@ impl Engine {
         for (i, e) in ud.events.iter().enumerate() {
             if keep(i, e) {
                 self.fill_event(ud, &ctx, i, &mut ev);
-                f(&ev);
+                f(i, &ev);
             }
         }
     }
@@ -335,10 +352,8 @@ impl Engine {
         view: UserPropertiesView,
     ) -> UserDayContext<'_> {
         let s = self.scenario();
-        let (geo, kind) = self.profile(ud.device);
-        let (geo, dev) = (&s.geography[geo], &s.devices[kind]);
-        let client = self.clients.client(self.config().seed, ud.device, kind);
-        let ids = self.ids();
+        let (geo, _) = self.profile(ud.device);
+        let geo = &s.geography[geo];
         let first_src = &s.sources[ud.first_touch.source as usize];
         let company = (usize::from(ud.user_id_from) < ud.events.len()).then(|| {
             let c = self.company_of(ud.device);
@@ -346,10 +361,13 @@ impl Engine {
         });
         UserDayContext {
             geo,
-            dev,
-            os_version: self.clients.version(s, kind, client, self.date_of(ud.day)),
-            model: crate::clients::Clients::model(s, kind, client),
-            device_id: ids.device_id(ud.device),
+            first: self.device_context(ud.device, ud.day),
+            second: ud.second.map(|_| {
+                (
+                    self.device_context(crate::ids::second_device_of(ud.device), ud.day),
+                    ud.event_ids(),
+                )
+            }),
             user_id: company
                 .as_ref()
                 .map(|(c, domain)| self.user_id_at(ud.device, *c, domain)),
@@ -357,6 +375,19 @@ impl Engine {
             first_src,
             first_campaign: campaign_name(s, ud.first_touch),
             view,
+        }
+    }
+
+    /// A device's fields on `day`: its kind, model and browser version, and its id.
+    fn device_context(&self, device: u64, day: u32) -> DeviceContext<'_> {
+        let s = self.scenario();
+        let (_, kind) = self.profile(device);
+        let client = self.clients.client(self.config().seed, device, kind);
+        DeviceContext {
+            dev: &s.devices[kind],
+            os_version: self.clients.version(s, kind, client, self.date_of(day)),
+            model: crate::clients::Clients::model(s, kind, client),
+            device_id: self.ids().device_id(device),
         }
     }
 
@@ -520,10 +551,22 @@ impl Engine {
         let s = self.scenario();
         let ids = self.ids();
         let e = &ud.events[i];
+        // A day with second-device sessions: each event on its own device.
+        let (device, event_id) = match &ctx.second {
+            None => (ud.device, ud.event_id_base + i as u32 + 1),
+            Some((second, ids)) if ud.on_second(i) => {
+                second.set(ev);
+                (crate::ids::second_device_of(ud.device), ids[i])
+            }
+            Some((_, ids)) => {
+                ctx.first.set(ev);
+                (ud.device, ids[i])
+            }
+        };
         // Identification only goes one way: the user id is on every event from the
-        // identifying one on.
+        // identifying one on (on a second device, from its login on).
         match ctx.user_id.as_deref() {
-            Some(uid) if i >= usize::from(ud.user_id_from) => {
+            Some(uid) if ud.has_user_id(i) => {
                 let s = ev.user_id.get_or_insert_with(String::new);
                 s.clear();
                 s.push_str(uid);
@@ -545,9 +588,8 @@ impl Engine {
             _ => ev.groups.clear(),
         }
         ev.group_properties.clear();
-        let event_id = ud.event_id_base + i as u32 + 1;
         ev.insert_id.clear();
-        ids.write_insert_id(ud.device, event_id, &mut ev.insert_id);
+        ids.write_insert_id(device, event_id, &mut ev.insert_id);
         let props = &mut ev.event_properties;
         let uprops = &mut ev.user_properties;
         props.clear();
@@ -731,14 +773,9 @@ impl Engine {
         let mut keys: Vec<(i64, u64, u32, u32)> = Vec::with_capacity(total);
         let mut events = Vec::with_capacity(total);
         for r in records {
-            for (i, e) in r.events.iter().enumerate() {
+            for ((i, e), (time, device, id)) in r.events.iter().enumerate().zip(r.stream_keys()) {
                 if keep(r, i, e) {
-                    keys.push((
-                        e.time_ms,
-                        r.device,
-                        r.event_id_base + i as u32,
-                        keys.len() as u32,
-                    ));
+                    keys.push((time, device, id, keys.len() as u32));
                 }
             }
             self.render_user_day_where(r, |i, e| keep(r, i, e), &mut events);

@@ -41,6 +41,11 @@ pub enum Purpose {
     Renewal = 12,
     /// A customer's product use (a latent trait), drawn once from its device.
     Usage = 13,
+    /// Whether a person has a second device and its kind, drawn once from the person.
+    SecondDevice = 14,
+    /// Which device each of a two-device person's sessions on a day is on, and whether it
+    /// logs in there.
+    SessionDevice = 15,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix with good avalanche.

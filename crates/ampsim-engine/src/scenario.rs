@@ -66,6 +66,8 @@ pub struct Scenario {
     pub accounts: Accounts,
     /// After the purchase: customers' product use, renewals, seat changes and churn.
     pub lifecycle: Lifecycle,
+    /// People who also use a second device of the other kind (a phone or a computer).
+    pub second_devices: SecondDevices,
     /// Where visitors are.
     pub geography: Vec<Geo>,
     /// Seasonal factors: public holidays and lulls.
@@ -828,6 +830,37 @@ impl BillingPeriod {
             "annual" => Some(BillingPeriod::Annual),
             _ => None,
         }
+    }
+}
+
+/// People with two devices: an identified person may also use a second device of the other
+/// kind than its first (a mobile device, by `device_family`, beside a computer, or the
+/// reverse). The second device has its own device id and starts anonymous; some of the
+/// person's later sessions are on it, and from its first logged-in session on its events carry
+/// the person's user id, so Amplitude merges it (its earlier anonymous events included).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecondDevices {
+    /// Share of people who have a second device (drawn once per person; it appears with the
+    /// first session placed on it, after identification).
+    pub probability: f64,
+    /// The `devices[].device_family` values of mobile devices; the other devices are computers.
+    pub mobile_families: Vec<String>,
+    /// Share of a two-device person's website sessions (after identification) on the second
+    /// device.
+    pub website_session_share: f64,
+    /// Share of a two-device person's product sessions (trial or customer) on the second
+    /// device.
+    pub product_session_share: f64,
+    /// Chance that a website session on the not yet logged-in second device logs in (a
+    /// product session always does).
+    pub login_probability: f64,
+}
+
+impl SecondDevices {
+    /// Whether a device kind is a mobile one (its family is one of `mobile_families`).
+    pub fn is_mobile(&self, d: &Device) -> bool {
+        self.mobile_families.iter().any(|f| *f == d.device_family)
     }
 }
 
@@ -2087,6 +2120,25 @@ impl Validator {
                     );
                 }
             }
+        }
+
+        // second devices
+        let sd = &s.second_devices;
+        self.prob("second_devices.probability", sd.probability);
+        self.prob(
+            "second_devices.website_session_share",
+            sd.website_session_share,
+        );
+        self.prob(
+            "second_devices.product_session_share",
+            sd.product_session_share,
+        );
+        self.prob("second_devices.login_probability", sd.login_probability);
+        if sd.mobile_families.len() > 64 {
+            self.err("second_devices.mobile_families", "at most 64 families");
+        }
+        for (i, f) in sd.mobile_families.iter().enumerate() {
+            self.non_empty_str(&format!("second_devices.mobile_families[{i}]"), f);
         }
 
         // geography and devices

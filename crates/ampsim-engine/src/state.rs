@@ -262,6 +262,21 @@ pub struct UserState {
     pub identify_hazard: u32,
     /// The subscription, from the purchase on.
     pub subscription: Option<Subscription>,
+    /// The person's second device, from its first session on
+    /// ([`crate::scenario::SecondDevices`]).
+    pub second: Option<SecondDevice>,
+}
+
+/// A person's second device (device number [`crate::ids::second_device_of`] the person's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondDevice {
+    /// The day of its first session.
+    pub first_day: u32,
+    /// The start of its first logged-in session (from then on its events carry the user id);
+    /// `None` while it is anonymous.
+    pub login_ms: Option<i64>,
+    /// How many events it has sent (its own `event_id` counter).
+    pub event_count: u32,
 }
 
 /// The fixed-point unit of [`UserState::identify_hazard`].
@@ -304,6 +319,7 @@ impl UserState {
             quiet_until: None,
             identify_hazard: 0,
             subscription: None,
+            second: None,
         }
     }
 
@@ -464,6 +480,8 @@ pub struct SessionRec {
     pub tier: u8,
     /// Whether this was the user's first session.
     pub first: bool,
+    /// Whether the session is on the person's second device.
+    pub second: bool,
 }
 
 /// What one user did on one day, compactly.
@@ -494,6 +512,18 @@ pub struct UserDay {
     pub sessions: SmallVec<[SessionRec; 1]>,
     /// Today's events in time order.
     pub events: Vec<EventRec>,
+    /// The second device, when some of today's sessions are on it.
+    pub second: Option<SecondDay>,
+}
+
+/// A user-day's view of the person's second device, on a day some sessions are on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondDay {
+    /// The second device's event counter before this day.
+    pub event_id_base: u32,
+    /// From this time on (ms) its events carry the user id (its login, today or before);
+    /// `i64::MAX` while it is still anonymous at the end of the day.
+    pub login_ms: i64,
 }
 
 impl UserDay {
@@ -507,5 +537,65 @@ impl UserDay {
     /// The sessions that start today (not the rest of yesterday's).
     pub fn new_sessions(&self) -> impl Iterator<Item = &SessionRec> {
         self.sessions.iter().filter(|s| !s.continued)
+    }
+
+    /// Whether event `i` is on the person's second device: an in-session event of a session
+    /// on it (out-of-session events, the billing system's, are the person's first device's).
+    #[inline]
+    pub fn on_second(&self, i: usize) -> bool {
+        self.second.is_some() && {
+            let e = &self.events[i];
+            e.kind.in_session() && self.session_at(e.time_ms).is_some_and(|s| s.second)
+        }
+    }
+
+    /// The device number of event `i`: the person's, or its second device's.
+    #[inline]
+    pub fn device_of(&self, i: usize) -> u64 {
+        if self.on_second(i) {
+            crate::ids::second_device_of(self.device)
+        } else {
+            self.device
+        }
+    }
+
+    /// Whether event `i` carries the user id: on the first device from the identifying form
+    /// on ([`UserDay::user_id_from`]), on the second from its login.
+    #[inline]
+    pub fn has_user_id(&self, i: usize) -> bool {
+        match self.second {
+            Some(sd) if self.on_second(i) => self.events[i].time_ms >= sd.login_ms,
+            _ => i >= usize::from(self.user_id_from),
+        }
+    }
+
+    /// The stream-order key of every event today, in record order: (time, device number,
+    /// event id), the device being the event's own ([`UserDay::device_of`]).
+    pub fn stream_keys(&self) -> impl Iterator<Item = (i64, u64, u32)> + '_ {
+        let ids = self.second.map(|_| self.event_ids());
+        self.events.iter().enumerate().map(move |(i, e)| match &ids {
+            None => (e.time_ms, self.device, self.event_id_base + i as u32 + 1),
+            Some(ids) => (e.time_ms, self.device_of(i), ids[i]),
+        })
+    }
+
+    /// The `event_id` of every event today, on its own device's counter (primary events count
+    /// from [`UserDay::event_id_base`], the second device's from its own base).
+    pub fn event_ids(&self) -> Vec<u32> {
+        let (mut first, mut second) = (
+            self.event_id_base,
+            self.second.map_or(0, |s| s.event_id_base),
+        );
+        (0..self.events.len())
+            .map(|i| {
+                let c = if self.on_second(i) {
+                    &mut second
+                } else {
+                    &mut first
+                };
+                *c += 1;
+                *c
+            })
+            .collect()
     }
 }

@@ -17,7 +17,7 @@ fn text(props: &[(&str, Prop<'_>)], key: &str) -> Option<String> {
         .map(|(_, v)| v.to_string_value())
 }
 
-/// What the stream shows of one identified device.
+/// What the stream shows of one identified person (its devices' events together).
 #[derive(Default)]
 struct Person {
     user_id: String,
@@ -57,7 +57,9 @@ fn run() -> &'static Run {
         for _ in 0..120 {
             let out = sim.step();
             for e in sim.engine.render_day(&out) {
-                observe(&e, &mut people, &mut anonymous_grouped);
+                // A person's second device is the same person.
+                let person = crate::support::person_device_id(&sim.engine, &e.device_id);
+                observe(&e, &person, &mut people, &mut anonymous_grouped);
             }
             for st in out.states {
                 states.insert(st.device, st);
@@ -81,13 +83,18 @@ fn run() -> &'static Run {
     })
 }
 
-fn observe(e: &Event<'_>, people: &mut BTreeMap<String, Person>, anonymous_grouped: &mut usize) {
+fn observe(
+    e: &Event<'_>,
+    person: &str,
+    people: &mut BTreeMap<String, Person>,
+    anonymous_grouped: &mut usize,
+) {
     let company = text(&e.groups, "company");
     let Some(uid) = &e.user_id else {
         *anonymous_grouped += usize::from(company.is_some());
         return;
     };
-    let p = people.entry(e.device_id.clone()).or_default();
+    let p = people.entry(person.to_string()).or_default();
     if p.user_id.is_empty() {
         p.user_id = uid.clone();
         p.identified_at = e.time;

@@ -201,6 +201,7 @@ fn campaigns_and_email_reach_only_their_audience() {
         session: i64,
         trial: bool,
         pricing: bool,
+        identified: bool,
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut warm: HashMap<String, ()> = HashMap::new();
@@ -211,15 +212,18 @@ fn campaigns_and_email_reach_only_their_audience() {
     for _ in 0..200 {
         let out = sim.step();
         for e in sim.engine.render_day(&out) {
-            if warm.contains_key(&e.device_id) {
+            // A person's two devices are one person (and one audience).
+            let person = crate::support::person_device_id(&sim.engine, &e.device_id);
+            if warm.contains_key(&person) {
                 continue;
             }
-            if !seen.contains_key(&e.device_id) && e.event_id > 1 {
+            if !seen.contains_key(&person) && (e.device_id != person || e.event_id > 1) {
                 // First seen in the warm start: its history is not in the stream.
-                warm.insert(e.device_id.clone(), ());
+                warm.insert(person, ());
                 continue;
             }
-            let d = seen.entry(e.device_id.clone()).or_default();
+            let d = seen.entry(person).or_default();
+            d.identified |= e.user_id.is_some();
             if e.session_id >= 0 && e.session_id != d.session {
                 d.session = e.session_id;
                 match prop(&e, "utm_campaign") {
@@ -233,9 +237,11 @@ fn campaigns_and_email_reach_only_their_audience() {
                     }
                     _ => {}
                 }
+                // E-mail reaches identified people (on a second device that has not logged
+                // in yet, its events do not carry the user id).
                 if prop(&e, "utm_medium") == "email" {
                     email.0 += 1;
-                    email.1 += u32::from(e.user_id.is_none());
+                    email.1 += u32::from(!d.identified);
                 }
             }
             d.trial |= e.event_type == "trial_started";

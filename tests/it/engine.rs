@@ -150,7 +150,7 @@ fn same_inputs_give_the_same_digest_and_other_inputs_another() {
 /// rendering, ids, the default scenario) changes it. When a change is intended, bump
 /// `ENGINE_VERSION` if stored simulations are affected, update the constants below, and say so
 /// in the commit message.
-const GOLDEN_DIGEST: &str = "8ebb6747d0fee94e8dd1acf705e6554426655798de8a6d471e638f8e3166e96b";
+const GOLDEN_DIGEST: &str = "0f9bdffde20f36aeef8fa2a5f760a3666ba5240970edc50d64a334fa9fb363b9";
 const GOLDEN_EVENTS: u64 = 12199;
 
 #[test]
@@ -321,9 +321,11 @@ fn an_events_only_simulation_has_the_same_days_and_keeps_only_users_still_due() 
 // 5: journey invariants on the rendered events of a 120-day run
 // ---------------------------------------------------------------------------------------------
 
-/// The rendered events of one device, owned so that they outlive the engine.
+/// One rendered event of a person, owned so that it outlives the engine.
 #[derive(Debug)]
 struct Ev {
+    /// Whether it is on the person's second device (its own device id and event ids).
+    second: bool,
     event_type: String,
     user_id: Option<String>,
     time: i64,
@@ -349,7 +351,8 @@ struct Run {
     scenario: Scenario,
     start_date: NaiveDate,
     days: u32,
-    /// Events by device id, each device's in stream order.
+    /// Events by person (its first device's id; a second device's events are its person's),
+    /// each person's in stream order.
     devices: BTreeMap<String, Vec<Ev>>,
     /// Every insert id, in stream order.
     insert_ids: Vec<String>,
@@ -406,7 +409,8 @@ fn run() -> &'static Run {
                 assert!(e.time >= last_time, "stream is not in time order");
                 last_time = e.time;
                 let device = sim.engine.ids().parse_device_id(&e.device_id).unwrap();
-                if ampsim_engine::ids::first_day_of(device) < sim.engine.first_day() {
+                let person = ampsim_engine::ids::person_of(device);
+                if ampsim_engine::ids::first_day_of(person) < sim.engine.first_day() {
                     continue;
                 }
                 events += 1;
@@ -414,6 +418,7 @@ fn run() -> &'static Run {
                 let json = (e.event_type == "purchase")
                     .then(|| serde_json::from_str(&e.to_json()).expect("canonical JSON parses"));
                 let ev = Ev {
+                    second: person != device,
                     event_type: e.event_type.to_string(),
                     user_id: e.user_id.clone(),
                     time: e.time,
@@ -435,7 +440,8 @@ fn run() -> &'static Run {
                     }),
                     json,
                 };
-                devices.entry(e.device_id.clone()).or_default().push(ev);
+                let person = sim.engine.ids().device_id(person);
+                devices.entry(person).or_default().push(ev);
             }
         }
         Run {
@@ -470,7 +476,27 @@ fn invariant_user_id_from_the_identifying_form_on() {
             .iter()
             .position(|e| FORM_EVENTS.contains(&e.event_type.as_str()));
         let from = first_form.unwrap_or(evs.len());
+        // A second device is used only after identification, starts anonymous and carries
+        // the person's user id from its login on.
+        let second: Vec<(usize, &Ev)> = evs.iter().enumerate().filter(|(_, e)| e.second).collect();
+        if let Some(&(i, _)) = second.first() {
+            assert!(i > from, "device {device}: a second device before identification");
+        }
+        let login = second.iter().position(|(_, e)| e.user_id.is_some());
+        for (k, (i, e)) in second.iter().enumerate() {
+            if login.is_some_and(|l| k >= l) {
+                assert_eq!(
+                    e.user_id, evs[from].user_id,
+                    "device {device}: the second device's event {i} after its login"
+                );
+            } else {
+                assert!(e.user_id.is_none(), "device {device}: {i} before the login");
+            }
+        }
         for (i, e) in evs.iter().enumerate() {
+            if e.second {
+                continue;
+            }
             if i < from {
                 assert!(
                     e.user_id.is_none(),
@@ -497,12 +523,12 @@ fn invariant_user_id_from_the_identifying_form_on() {
         identified > 50,
         "too few identified users to test: {identified}"
     );
-    // A user id belongs to one device.
+    // A user id belongs to one person.
     let mut owners: HashMap<&str, &str> = HashMap::new();
     for (device, evs) in &r.devices {
         if let Some(u) = evs.iter().find_map(|e| e.user_id.as_deref()) {
             let prev = owners.insert(u, device);
-            assert!(prev.is_none(), "user_id {u} on two devices");
+            assert!(prev.is_none(), "user_id {u} on two people");
         }
     }
 }
@@ -792,11 +818,13 @@ fn invariant_sessions_times_and_event_ids() {
     let mut sessions = 0;
     for (device, evs) in &r.devices {
         let mut last_time: HashMap<i64, i64> = HashMap::new();
+        let mut counts = [0u32; 2];
         for (i, e) in evs.iter().enumerate() {
-            // Event ids count the device's events across days.
+            // Event ids count each device's events across days.
+            counts[usize::from(e.second)] += 1;
             assert_eq!(
                 e.event_id,
-                i as u32 + 1,
+                counts[usize::from(e.second)],
                 "device {device}: event_id {} at position {i}",
                 e.event_id
             );

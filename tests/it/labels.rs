@@ -51,6 +51,8 @@ struct Row {
     intent: f64,
     intent_mean: f64,
     source: String,
+    /// The second device: its id, first-seen date and login date.
+    second: Option<(String, i32, Option<i32>)>,
 }
 
 fn rows(b: &RecordBatch) -> BTreeMap<String, Row> {
@@ -83,6 +85,11 @@ fn rows(b: &RecordBatch) -> BTreeMap<String, Row> {
         s("first_touch_source"),
     );
     let ident_date = d("identified_date");
+    let (second_id, second_seen, second_login) = (
+        s("second_device_id"),
+        d("second_device_first_seen_date"),
+        d("second_device_login_date"),
+    );
     let (first, start, decision, end) = (
         d("first_seen_date"),
         d("trial_start_date"),
@@ -119,6 +126,13 @@ fn rows(b: &RecordBatch) -> BTreeMap<String, Row> {
             intent: intent.value(k),
             intent_mean: intent_mean.value(k),
             source: source.value(k).to_string(),
+            second: opt_s(&second_id, k).map(|id| {
+                (
+                    id,
+                    second_seen.value(k),
+                    second_login.is_valid(k).then(|| second_login.value(k)),
+                )
+            }),
         };
         assert!(
             out.insert(dev.value(k).to_string(), row).is_none(),
@@ -218,8 +232,28 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         .map(|u| u.event_type.as_str())
         .collect();
     let mut seen: BTreeMap<&str, Seen> = BTreeMap::new();
+    // A second device's events are its person's; what the stream shows of each second device:
+    // the dates of its first event and of its first event with the user id.
+    let person: BTreeMap<&str, &str> = labels
+        .iter()
+        .filter_map(|(d, l)| l.second.as_ref().map(|(id, _, _)| (id.as_str(), d.as_str())))
+        .collect();
+    let mut second_seen: BTreeMap<&str, (i32, Option<i32>)> = BTreeMap::new();
+    let date_of = |t: i64| t.div_euclid(DAY_MS) as i32;
     for e in &events {
-        let s = seen.entry(e.device_id.as_str()).or_default();
+        let device = match person.get(e.device_id.as_str()) {
+            Some(p) => {
+                let s = second_seen
+                    .entry(e.device_id.as_str())
+                    .or_insert((date_of(e.time), None));
+                if !e.user_id.is_empty() && s.1.is_none() {
+                    s.1 = Some(date_of(e.time));
+                }
+                p
+            }
+            None => e.device_id.as_str(),
+        };
+        let s = seen.entry(device).or_default();
         if !e.user_id.is_empty() {
             assert!(s.user_id.get_or_insert(e.user_id.clone()) == &e.user_id);
             let group = e.groups.get("company").map(crate::support::prop_text);
@@ -251,6 +285,25 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
             "device {d} has events but no label"
         );
     }
+    // Second devices: every one the labels name is in the stream from its first-seen date, and
+    // logs in on its login date; first-seen people's second devices appear only after their
+    // identification.
+    let mut seconds = 0;
+    for (d, l) in &labels {
+        let Some((id, first, login)) = &l.second else {
+            continue;
+        };
+        let s = second_seen.get(id.as_str());
+        if *first >= start32 {
+            seconds += 1;
+            let &(seen_first, seen_login) =
+                s.unwrap_or_else(|| panic!("{d}: second device {id} has no events"));
+            assert_eq!(seen_first, *first, "{d}: second device first seen");
+            assert_eq!(seen_login, *login, "{d}: second device login");
+            assert!(l.identified_date.is_some_and(|i| i <= *first), "{d}: {l:?}");
+        }
+    }
+    assert!(seconds > 50, "{seconds} second devices to check");
     let (mut new_users, mut checked_trials, mut identified) = (0, 0, 0);
     let (mut p_sum, mut p_var, mut converts) = (0.0, 0.0, 0.0);
     let mut decided = 0;

@@ -5,6 +5,7 @@
 mod access;
 mod accounts;
 mod causes;
+mod devices;
 mod engine;
 mod export;
 mod fuzz;

@@ -74,11 +74,14 @@ async fn journeys_match_the_event_stream_event_for_event() {
             .map(|e| e.device_id.clone())
             .unwrap()
     };
+    // An anonymous person (a second device that has not logged in is not one: its person is
+    // identified).
     let anonymous = f
         .events
         .iter()
         .find(|e| {
             e.user_id.is_empty()
+                && person(&e.device_id) == e.device_id
                 && !f
                     .events
                     .iter()
@@ -86,16 +89,26 @@ async fn journeys_match_the_event_stream_event_for_event() {
         })
         .map(|e| e.device_id.clone())
         .unwrap();
+    // A person with a second device, asked for by the second device's id.
+    let second = f
+        .events
+        .iter()
+        .find(|e| person(&e.device_id) != e.device_id)
+        .map(|e| e.device_id.clone())
+        .expect("a second device in the fixture");
     for (device, outcome) in [
         (pick("purchase"), "converted"),
         (pick("trial_expired"), "expired"),
         (pick("demo_requested"), ""),
         (anonymous, "none"),
+        (second, ""),
     ] {
+        // The journey is the person's: both devices' events.
+        let who = person(&device);
         let want: Vec<_> = f
             .events
             .iter()
-            .filter(|e| e.device_id == device)
+            .filter(|e| person(&e.device_id) == who)
             .cloned()
             .collect();
         let (got, summary) = journey(&mut c, "", &device).await.unwrap();
@@ -154,7 +167,7 @@ async fn a_warm_start_users_journey_starts_anonymous() {
             !first_seen_in_range(&e.device_id)
                 && f.events
                     .iter()
-                    .filter(|x| x.device_id == e.device_id)
+                    .filter(|x| person(&x.device_id) == person(&e.device_id))
                     .all(|x| !x.user_id.is_empty())
         })
         .map(|e| e.device_id.clone())
@@ -197,26 +210,30 @@ struct Derived {
     outcome: String,
 }
 
-/// Whether a device was first seen in the emitted days of the fixture's simulation (cohorts
-/// leave out the warm start's users, first seen before the start date).
-fn first_seen_in_range(device_id: &str) -> bool {
+/// The engine of the fixture's simulation.
+fn engine() -> &'static ampsim_engine::Engine {
     static ENGINE: std::sync::OnceLock<ampsim_engine::Engine> = std::sync::OnceLock::new();
-    let engine = ENGINE.get_or_init(|| {
-        ampsim_engine::Engine::new(ampsim_engine::SimConfig {
-            scenario: ampsim_engine::Scenario::default_scenario(),
-            seed: 17,
-            start_date: chrono::NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
-            population_scale: 0.01,
-        })
-    });
-    let device = engine.ids().parse_device_id(device_id).unwrap();
-    ampsim_engine::ids::first_day_of(device) >= engine.first_day()
+    ENGINE.get_or_init(|| crate::support::engine_of(17, 0.01))
+}
+
+/// The person of a device id (its first device's id): journeys and cohorts are per person,
+/// a second device's events included.
+fn person(device_id: &str) -> String {
+    crate::support::person_device_id(engine(), device_id)
+}
+
+/// Whether a device's person was first seen in the emitted days of the fixture's simulation
+/// (cohorts leave out the warm start's users, first seen before the start date).
+fn first_seen_in_range(device_id: &str) -> bool {
+    let device = engine().ids().parse_device_id(device_id).unwrap();
+    let person = ampsim_engine::ids::person_of(device);
+    ampsim_engine::ids::first_day_of(person) >= engine().first_day()
 }
 
 fn derive(events: &[pb::Event]) -> BTreeMap<String, Derived> {
     let mut m: BTreeMap<String, Derived> = BTreeMap::new();
     for e in events.iter().filter(|e| first_seen_in_range(&e.device_id)) {
-        let d = m.entry(e.device_id.clone()).or_insert_with(|| Derived {
+        let d = m.entry(person(&e.device_id)).or_insert_with(|| Derived {
             first_day: e.time / DAY_MS,
             outcome: "none".into(),
             ..Default::default()
@@ -465,7 +482,7 @@ async fn cohorts_filter_by_company_and_size_band() {
     let mut c = f.server.client().await;
     // From the events: each identified user's company group, and each company's band (from
     // its `$groupidentify`), for users first seen in the emitted days.
-    let mut company_of: BTreeMap<&str, String> = BTreeMap::new();
+    let mut company_of: BTreeMap<String, String> = BTreeMap::new();
     let mut band_of: BTreeMap<String, String> = BTreeMap::new();
     for e in f
         .events
@@ -473,7 +490,7 @@ async fn cohorts_filter_by_company_and_size_band() {
         .filter(|e| first_seen_in_range(&e.device_id))
     {
         if let Some(g) = e.groups.get("company") {
-            company_of.insert(&e.device_id, crate::support::prop_text(g));
+            company_of.insert(person(&e.device_id), crate::support::prop_text(g));
         }
         if e.event_type == "$groupidentify" {
             band_of.insert(
@@ -504,7 +521,7 @@ async fn cohorts_filter_by_company_and_size_band() {
     let want: BTreeSet<&str> = company_of
         .iter()
         .filter(|(_, co)| co.as_str() == busiest)
-        .map(|(d, _)| *d)
+        .map(|(d, _)| d.as_str())
         .collect();
     let got: BTreeSet<&str> = members.iter().map(|m| m.device_id.as_str()).collect();
     assert_eq!(got, want);
@@ -576,19 +593,19 @@ async fn an_accounts_journey_is_its_identified_users_journeys() {
     let f = fixture().await;
     let mut c = f.server.client().await;
     // From the events: the identified users (first seen in the range) of each company.
-    let mut company_of: BTreeMap<&str, String> = BTreeMap::new();
+    let mut company_of: BTreeMap<String, String> = BTreeMap::new();
     for e in f
         .events
         .iter()
         .filter(|e| first_seen_in_range(&e.device_id))
     {
         if let Some(g) = e.groups.get("company") {
-            company_of.insert(&e.device_id, crate::support::prop_text(g));
+            company_of.insert(person(&e.device_id), crate::support::prop_text(g));
         }
     }
     let mut people: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (d, co) in &company_of {
-        people.entry(co.as_str()).or_default().insert(d);
+        people.entry(co.as_str()).or_default().insert(d.as_str());
     }
     let (busiest, devices) = people.iter().max_by_key(|(_, d)| d.len()).unwrap();
     assert!(devices.len() >= 3, "{busiest}: {} people", devices.len());
@@ -611,11 +628,12 @@ async fn an_accounts_journey_is_its_identified_users_journeys() {
             pb::journey_item::Item::Summary(x) => summaries.push(x),
         }
     }
-    // Every event of those devices (their anonymous beginnings too), in stream order.
+    // Every event of those people (their anonymous beginnings and second devices too), in
+    // stream order.
     let want: Vec<pb::Event> = f
         .events
         .iter()
-        .filter(|e| devices.contains(e.device_id.as_str()))
+        .filter(|e| devices.contains(person(&e.device_id).as_str()))
         .cloned()
         .collect();
     assert_eq!(got.len(), want.len());
@@ -624,7 +642,10 @@ async fn an_accounts_journey_is_its_identified_users_journeys() {
     assert_eq!(&summarized, devices);
     for x in &summaries {
         assert_eq!(&x.company, busiest);
-        let n = want.iter().filter(|e| e.device_id == x.device_id).count();
+        let n = want
+            .iter()
+            .filter(|e| person(&e.device_id) == x.device_id)
+            .count();
         assert_eq!(x.event_count as usize, n);
     }
     // Errors name the field.
@@ -676,14 +697,15 @@ async fn cohorts_filter_by_lifecycle_stage_and_plan() {
     .await;
     // From the events (users first seen in the emitted days, as cohorts count): who paid, who
     // churned, and the plan tier of each one's last payment.
-    let mut paid: BTreeMap<&str, String> = BTreeMap::new();
-    let mut churned: BTreeSet<&str> = BTreeSet::new();
+    // (A purchase may be on a person's second device: key by person.)
+    let mut paid: BTreeMap<String, String> = BTreeMap::new();
+    let mut churned: BTreeSet<String> = BTreeSet::new();
     for e in billing.iter().filter(|e| first_seen_in_range(&e.device_id)) {
         if e.event_type == "subscription_canceled" {
-            churned.insert(&e.device_id);
+            churned.insert(person(&e.device_id));
         } else {
             let tier = crate::support::prop_text(&e.event_properties["plan_tier"]);
-            paid.insert(&e.device_id, tier);
+            paid.insert(person(&e.device_id), tier);
         }
     }
     let mut query = async |mut req: pb::QueryCohortRequest| {
@@ -701,7 +723,7 @@ async fn cohorts_filter_by_lifecycle_stage_and_plan() {
         }
         Ok::<_, tonic::Status>((members, summary.unwrap()))
     };
-    let ids = |it: &mut dyn Iterator<Item = &&str>| -> BTreeSet<String> {
+    let ids = |it: &mut dyn Iterator<Item = &String>| -> BTreeSet<String> {
         it.map(|d| d.to_string()).collect()
     };
     let customers = ids(&mut paid.keys().filter(|d| !churned.contains(*d)));
@@ -828,14 +850,14 @@ async fn the_report_passes_at_small_scale() {
                     .as_deref()
                     == Some("customer")
         })
-        .map(|e| (&e.device_id, e.session_id))
+        .map(|e| (person(&e.device_id), e.session_id))
         .collect::<BTreeSet<_>>();
     assert!(!customer_sessions.is_empty(), "no customer session");
     assert_eq!(
         row("sessions").measured as usize,
         f.events
             .iter()
-            .map(|e| (&e.device_id, e.session_id))
+            .map(|e| (person(&e.device_id), e.session_id))
             .filter(|x| x.1 != -1 && !customer_sessions.contains(x))
             .collect::<BTreeSet<_>>()
             .len()

@@ -355,3 +355,25 @@ pub fn default_device_names() -> ampsim_engine::clients::ExportDeviceNames {
         &ampsim_engine::Scenario::from_toml("").expect("the default scenario loads"),
     )
 }
+
+/// The device id of the person a device id belongs to: its own for a first device, the
+/// person's first device's for a second device (`ampsim_engine::ids::person_of`). Tests that
+/// follow a person over the stream group its events by this key.
+pub fn person_device_id(engine: &ampsim_engine::Engine, device_id: &str) -> String {
+    let d = engine
+        .ids()
+        .parse_device_id(device_id)
+        .unwrap_or_else(|| panic!("{device_id} is a device id of the simulation"));
+    engine.ids().device_id(ampsim_engine::ids::person_of(d))
+}
+
+/// The engine of a default-scenario simulation as the test server builds it (start date
+/// 2025-03-03, the server's default).
+pub fn engine_of(seed: u64, scale: f64) -> ampsim_engine::Engine {
+    ampsim_engine::Engine::new(ampsim_engine::SimConfig {
+        scenario: ampsim_engine::Scenario::default_scenario(),
+        seed,
+        start_date: chrono::NaiveDate::from_ymd_opt(2025, 3, 3).expect("a date"),
+        population_scale: scale,
+    })
+}

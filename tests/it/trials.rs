@@ -65,6 +65,8 @@ fn world() -> &'static World {
         for _ in 0..days {
             let out = sim.step();
             for e in sim.engine.render_day(&out) {
+                // A trialist's second device is the trialist.
+                let person = crate::support::person_device_id(&sim.engine, &e.device_id);
                 let seen = Seen {
                     event_type: e.event_type.to_string(),
                     time: e.time,
@@ -90,11 +92,11 @@ fn world() -> &'static World {
                         events: Vec::new(),
                     };
                     assert!(
-                        by_device.insert(e.device_id.clone(), t).is_none(),
-                        "two trials of one device"
+                        by_device.insert(person.clone(), t).is_none(),
+                        "two trials of one person"
                     );
                 }
-                if let Some(t) = by_device.get_mut(&e.device_id) {
+                if let Some(t) = by_device.get_mut(&person) {
                     t.events.push(seen);
                 }
             }

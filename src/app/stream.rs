@@ -476,6 +476,11 @@ fn encode_part(
             view,
             |i, e| keep(r, i, e),
             |i, e| {
+                // A day with second-device events changes device within the user-day: the
+                // shared fields are encoded afresh for each event.
+                if r.second.is_some() {
+                    writer.next_user_day();
+                }
                 let start = out.bytes.len();
                 writer.write(e, &mut out.bytes);
                 out.slots.push(Slot {

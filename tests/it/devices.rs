@@ -109,18 +109,28 @@ fn second_devices_are_the_persons_and_take_the_scenarios_shares() {
         let seconds: Vec<&Session> = p.sessions.iter().filter(|s| s.second).collect();
         let id = engine.ids().device_id(person);
         if seconds.is_empty() {
-            assert!(p.second_user_ids.is_empty() && p.mobile[1].is_empty(), "{id}");
+            assert!(
+                p.second_user_ids.is_empty() && p.mobile[1].is_empty(),
+                "{id}"
+            );
         } else {
             seen_second += 1;
             assert!(has_trait, "{id}: a second device without the trait");
             // It comes after identification, of the other class, with the person's user id.
-            let at = p.identified_at.expect("identified before its second device");
-            assert!(seconds[0].start > at, "{id}: second device before identification");
+            let at = p
+                .identified_at
+                .expect("identified before its second device");
+            assert!(
+                seconds[0].start > at,
+                "{id}: second device before identification"
+            );
             assert_eq!(p.mobile[0].len(), 1, "{id}: one first device");
             assert_eq!(p.mobile[1].len(), 1, "{id}: one second device");
             assert_ne!(p.mobile[0], p.mobile[1], "{id}: the other class");
             assert!(
-                p.second_user_ids.iter().all(|u| Some(u) == p.user_id.as_ref()),
+                p.second_user_ids
+                    .iter()
+                    .all(|u| Some(u) == p.user_id.as_ref()),
                 "{id}: {:?}",
                 p.second_user_ids
             );
@@ -149,7 +159,11 @@ fn second_devices_are_the_persons_and_take_the_scenarios_shares() {
         }
         with_trait += 1;
         for s in p.sessions.iter().filter(|s| s.start > at) {
-            let c = if s.product { &mut product } else { &mut website };
+            let c = if s.product {
+                &mut product
+            } else {
+                &mut website
+            };
             c.0 += u32::from(s.second);
             c.1 += 1;
         }

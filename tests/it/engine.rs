@@ -480,7 +480,10 @@ fn invariant_user_id_from_the_identifying_form_on() {
         // the person's user id from its login on.
         let second: Vec<(usize, &Ev)> = evs.iter().enumerate().filter(|(_, e)| e.second).collect();
         if let Some(&(i, _)) = second.first() {
-            assert!(i > from, "device {device}: a second device before identification");
+            assert!(
+                i > from,
+                "device {device}: a second device before identification"
+            );
         }
         let login = second.iter().position(|(_, e)| e.user_id.is_some());
         for (k, (i, e)) in second.iter().enumerate() {

@@ -236,7 +236,11 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
     // the dates of its first event and of its first event with the user id.
     let person: BTreeMap<&str, &str> = labels
         .iter()
-        .filter_map(|(d, l)| l.second.as_ref().map(|(id, _, _)| (id.as_str(), d.as_str())))
+        .filter_map(|(d, l)| {
+            l.second
+                .as_ref()
+                .map(|(id, _, _)| (id.as_str(), d.as_str()))
+        })
         .collect();
     let mut second_seen: BTreeMap<&str, (i32, Option<i32>)> = BTreeMap::new();
     let date_of = |t: i64| t.div_euclid(DAY_MS) as i32;
@@ -303,7 +307,7 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
             assert!(l.identified_date.is_some_and(|i| i <= *first), "{d}: {l:?}");
         }
     }
-    assert!(seconds > 50, "{seconds} second devices to check");
+    assert!(seconds > 20, "{seconds} second devices to check");
     let (mut new_users, mut checked_trials, mut identified) = (0, 0, 0);
     let (mut p_sum, mut p_var, mut converts) = (0.0, 0.0, 0.0);
     let mut decided = 0;

@@ -136,7 +136,9 @@ impl Engine {
         if let Some(c) = &st.carry {
             self.check_session(&c.session)?;
             if c.session.second && st.second.is_none() {
-                return Err(CodecError("carried second-device session without its device"));
+                return Err(CodecError(
+                    "carried second-device session without its device",
+                ));
             }
             let day_start = self.day_start_ms(c.day);
             if !c.session.continued

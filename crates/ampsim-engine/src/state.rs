@@ -573,10 +573,13 @@ impl UserDay {
     /// event id), the device being the event's own ([`UserDay::device_of`]).
     pub fn stream_keys(&self) -> impl Iterator<Item = (i64, u64, u32)> + '_ {
         let ids = self.second.map(|_| self.event_ids());
-        self.events.iter().enumerate().map(move |(i, e)| match &ids {
-            None => (e.time_ms, self.device, self.event_id_base + i as u32 + 1),
-            Some(ids) => (e.time_ms, self.device_of(i), ids[i]),
-        })
+        self.events
+            .iter()
+            .enumerate()
+            .map(move |(i, e)| match &ids {
+                None => (e.time_ms, self.device, self.event_id_base + i as u32 + 1),
+                Some(ids) => (e.time_ms, self.device_of(i), ids[i]),
+            })
     }
 
     /// The `event_id` of every event today, on its own device's counter (primary events count

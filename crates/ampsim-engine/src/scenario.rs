@@ -860,7 +860,7 @@ pub struct SecondDevices {
 impl SecondDevices {
     /// Whether a device kind is a mobile one (its family is one of `mobile_families`).
     pub fn is_mobile(&self, d: &Device) -> bool {
-        self.mobile_families.iter().any(|f| *f == d.device_family)
+        self.mobile_families.contains(&d.device_family)
     }
 }
 

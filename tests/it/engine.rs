@@ -1137,6 +1137,17 @@ fn validation_errors_name_the_key_path() {
         ),
         // empty products
         ("products = []\n", "products", "empty"),
+        // second devices
+        (
+            "[second_devices]\nwebsite_session_share = 1.2\n",
+            "second_devices.website_session_share",
+            "[0, 1]",
+        ),
+        (
+            "[second_devices]\nmobile_families = [\"\"]\n",
+            "second_devices.mobile_families[0]",
+            "",
+        ),
         // inverted conversion window
         (
             "[trials]\nconversion_window = [16, 10]\n",
@@ -1313,7 +1324,11 @@ fn assert_truncations_fail<T: std::fmt::Debug>(
 
 #[test]
 fn codec_round_trips_states_and_day_records() {
-    let cfg = config("", 13, start(), 0.005);
+    // Everyone identified has a second device, which logs in only in a product session: the
+    // records hold anonymous and logged-in second devices.
+    let second = "[second_devices]\nprobability = 1.0\nwebsite_session_share = 0.5\n\
+                  login_probability = 0.0\n";
+    let cfg = config(second, 13, start(), 0.005);
     let mut sim = MemorySim::new(Engine::new(cfg));
     let mut days: Vec<(u32, Vec<UserDay>)> = Vec::new();
     for _ in 0..30 {
@@ -1355,6 +1370,14 @@ fn codec_round_trips_states_and_day_records() {
         all().any(|r| r.sessions.first().is_some_and(|s| s.continued)),
         "no record with the rest of a session across midnight was exercised"
     );
+    assert!(
+        all().any(|r| r.second.is_some_and(|d| d.login_ms < i64::MAX)),
+        "no record with a logged-in second device was exercised"
+    );
+    assert!(
+        all().any(|r| r.second.is_some_and(|d| d.login_ms == i64::MAX)),
+        "no record with an anonymous second device was exercised"
+    );
 
     // States.
     let states = sim.states();
@@ -1362,6 +1385,12 @@ fn codec_round_trips_states_and_day_records() {
     assert!(states.iter().any(|s| s.product_sku.is_some()));
     assert!(states.iter().any(|s| s.identify_hazard > 0));
     assert!(states.iter().any(|s| s.subscription.is_some()));
+    assert!(states
+        .iter()
+        .any(|s| s.second.is_some_and(|d| d.login_ms.is_some())));
+    assert!(states
+        .iter()
+        .any(|s| s.second.is_some_and(|d| d.login_ms.is_none())));
     // A session running past the last day's midnight waits in its state.
     let mut states = states;
     if !states.iter().any(|s| s.carry.is_some()) {

@@ -2,8 +2,10 @@
 -- computed in DuckDB from the Parquet export alone (`ampsim export --format parquet`). The
 -- caller defines the view `events` over the export's files; examples/duckdb/series.py does:
 --   CREATE VIEW events AS SELECT * FROM read_parquet('export/*.parquet')
--- Every query below gives figures that must equal the report's, exactly
--- (python/tests/test_duckdb.py checks them).
+-- Every query below gives figures that must equal the report's, exactly, for a simulation
+-- without second devices (python/tests/test_duckdb.py checks them). Users here are devices, as
+-- Amplitude counts them before a merge: a person's second device ([second_devices]) is a
+-- user of its own, while the report counts people (the labels' second_device_id resolves it).
 SET TimeZone = 'UTC';
 
 -- The exported days.

@@ -17,8 +17,15 @@ spec.loader.exec_module(duckdb_series)
 
 
 def test_duckdb_over_the_parquet_export_gives_the_reports_series(server, work: Path):
+    # One device per person: the SQL counts devices as Amplitude counts users, and the report
+    # counts people; a second device that never logs in is a user of its own to Amplitude (the
+    # labels' second_device_id names its person), so with second devices the two differ by
+    # those devices.
+    scenario = work / "one-device.toml"
+    scenario.write_text("[second_devices]\nprobability = 0.0\n")
     server.cli(
-        "create", "--id", "wh", "--seed", "4", "--start", "2025-01-06", "--scale", "0.02"
+        "create", "--id", "wh", "--seed", "4", "--start", "2025-01-06", "--scale", "0.02",
+        "--scenario", str(scenario),
     )
     server.cli("generate", "--simulation", "wh", "--days", "63")
     server.cli("export", "--simulation", "wh", "--format", "parquet", "--out", str(work / "x"))

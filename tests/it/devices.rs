@@ -11,12 +11,16 @@ use ampsim_engine::{Engine, Scenario, SimConfig};
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The shares under test, above the default's so that 120 days at scale 0.05 has power.
+/// The shares under test, above the default's so that 120 days at scale 0.05 has power (and
+/// identified people fill more forms, some on their second device).
 const SCENARIO: &str = "[second_devices]
 probability = 0.5
 website_session_share = 0.4
 product_session_share = 0.15
 login_probability = 0.3
+[forms]
+reach_probability = 0.05
+secondary_probability = 1.0
 ";
 
 /// One session as the stream shows it.
@@ -26,6 +30,8 @@ struct Session {
     product: bool,
     /// Whether its first event carries the user id.
     logged_in: bool,
+    /// Whether any of its events does (a form logs a device in mid-session).
+    any_user_id: bool,
 }
 
 /// What the stream shows of one person.
@@ -65,6 +71,10 @@ fn second_devices_are_the_persons_and_take_the_scenarios_shares() {
     };
     let mut sim = MemorySim::new(Engine::new(cfg));
     let app: HashSet<String> = sim.engine.app_event_types().map(str::to_string).collect();
+    let forms: HashSet<String> = (sim.engine.scenario().forms.types.iter())
+        .map(|f| f.event_type.clone())
+        .collect();
+    let mut second_forms = 0u32;
     let mut people: BTreeMap<u64, Person> = BTreeMap::new();
     for _ in 0..120 {
         let out = sim.step();
@@ -87,13 +97,28 @@ fn second_devices_are_the_persons_and_take_the_scenarios_shares() {
                     p.user_id = Some(u.clone());
                 }
             }
+            if second && forms.contains(e.event_type) {
+                // A form identifies the device it is sent from.
+                second_forms += 1;
+                assert!(
+                    e.user_id.is_some(),
+                    "{}: a form without the user id",
+                    e.device_id
+                );
+            }
             if e.session_id >= 0 && e.time == e.session_id {
                 p.sessions.push(Session {
                     second,
                     start: e.session_id,
                     product: app.contains(e.event_type),
                     logged_in: e.user_id.is_some(),
+                    any_user_id: e.user_id.is_some(),
                 });
+            } else if e.user_id.is_some() {
+                // A later event of the device's latest session.
+                if let Some(s) = p.sessions.iter_mut().rev().find(|s| s.second == second) {
+                    s.any_user_id = true;
+                }
             }
         }
     }
@@ -146,7 +171,7 @@ fn second_devices_are_the_persons_and_take_the_scenarios_shares() {
                     logins.1 += 1;
                     logins.0 += u32::from(s.logged_in);
                 }
-                logged_in = s.logged_in;
+                logged_in = s.any_user_id;
             }
         }
         assert!(firsts > 0, "{id}: the first device has sessions");
@@ -170,9 +195,10 @@ fn second_devices_are_the_persons_and_take_the_scenarios_shares() {
     }
     eprintln!(
         "{identified} identified people, {with_trait} with the trait, {seen_second} with second-device \
-         events; sessions on it: website {website:?}, product {product:?}; logins {logins:?}"
+         events; sessions on it: website {website:?}, product {product:?}; logins {logins:?}; \
+         {second_forms} forms on it"
     );
-    assert!(website.1 >= 150 && product.1 >= 1000 && logins.1 >= 40);
+    assert!(website.1 >= 150 && product.1 >= 1000 && logins.1 >= 40 && second_forms >= 5);
     assert!(near(website.0, website.1, sd.website_session_share, 4.0));
     assert!(near(product.0, product.1, sd.product_session_share, 4.0));
     assert!(near(logins.0, logins.1, sd.login_probability, 4.0));

@@ -819,8 +819,9 @@ impl Engine {
     /// Puts the session just generated (the last of `rec.sessions`) on the person's first or
     /// second device (`second_devices`): a website session with `website_session_share`, a
     /// product session with `product_session_share`. On the second device it logs in at its
-    /// start if it is a product session or with `login_probability`; the device is created
-    /// with its first session. Only identified people's sessions are placed (the caller
+    /// start if it is a product session or with `login_probability`, else at its first form
+    /// (a form identifies the device it is sent from); the device is created with its first
+    /// session. Only identified people's sessions are placed (the caller
     /// checks), and the draws come from `rng` alone, so sessions and events are unchanged.
     fn place_session(&self, day: u32, st: &mut UserState, rec: &mut UserDay, rng: &mut KeyedRng) {
         let sd = &self.cfg.scenario.second_devices;
@@ -848,6 +849,21 @@ impl Engine {
         });
         if device.login_ms.is_none() && (product || rng.chance(sd.login_probability)) {
             device.login_ms = Some(sess.start_ms);
+        }
+        // A form sent from the device identifies it (the site sets the user id from the
+        // form's e-mail), as the first device's identifying form did.
+        if device.login_ms.is_none() {
+            let carried = st
+                .carry
+                .as_ref()
+                .filter(|c| c.session.start_ms == sess.start_ms);
+            device.login_ms = rec
+                .events
+                .iter()
+                .chain(carried.iter().flat_map(|c| c.events.iter()))
+                .filter(|e| e.kind == EventKind::Form && e.time_ms >= sess.start_ms)
+                .map(|e| e.time_ms)
+                .min();
         }
         // The rest of a session that crosses midnight is on the same device.
         if let Some(c) = st.carry.as_mut() {

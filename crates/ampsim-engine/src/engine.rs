@@ -743,16 +743,24 @@ impl Engine {
             // One generator for the day's sessions, drawn from in order.
             let mut rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::Session);
             // Which device each session is on: its own stream, so that the sessions and their
-            // events are the same with or without second devices.
-            let second_kind = self.second_device_kind(st.device);
-            let mut dev_rng = KeyedRng::new(self.cfg.seed, day, st.device, Purpose::SessionDevice);
+            // events are the same with or without second devices. Only identified people's
+            // sessions are placed, so the trait and the stream are drawn for them alone.
+            let mut dev_rng: Option<Option<KeyedRng>> = None;
             let mut at = None;
             while st.next_session_day == Some(day) {
                 let identified = st.is_identified();
                 let (end, next_at) =
                     self.session(day, &mut st, &mut rec, geo, shape, &mut rng, at, not_before);
-                if identified && second_kind.is_some() {
-                    self.place_session(day, &mut st, &mut rec, &mut dev_rng);
+                if identified {
+                    let device = st.device;
+                    let placing = dev_rng.get_or_insert_with(|| {
+                        self.second_device_kind(device).map(|_| {
+                            KeyedRng::new(self.cfg.seed, day, device, Purpose::SessionDevice)
+                        })
+                    });
+                    if let Some(r) = placing {
+                        self.place_session(day, &mut st, &mut rec, r);
+                    }
                 }
                 not_before = end + SESSION_TIMEOUT_MS;
                 at = next_at;

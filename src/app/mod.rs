@@ -455,10 +455,7 @@ impl App {
         let identified = records
             .iter()
             .any(|r| usize::from(r.user_id_from) < r.events.len());
-        // A second device that has not been used yet has sent nothing.
-        let unused_second = by_device.is_some_and(ampsim_engine::ids::is_second_device)
-            && !records.iter().any(|r| r.second.is_some());
-        if records.is_empty() || (by_device.is_none() && !identified) || unused_second {
+        if records.is_empty() || (by_device.is_none() && !identified) {
             return Err(unknown_user());
         }
         let mut summary = crate::query::summarize_journey(&engine, device, &records);
@@ -469,6 +466,15 @@ impl App {
                 .check_state(&st)
                 .map_err(|e| Error::Corrupt(format!("user state of the journey: {e}")))?;
             summary.label = Some(engine.label(&st, last));
+        }
+        // A second device that has not been used yet has sent nothing.
+        let unused_second = by_device.is_some_and(ampsim_engine::ids::is_second_device)
+            && summary
+                .label
+                .as_ref()
+                .is_none_or(|l| l.second_device.is_none());
+        if unused_second {
+            return Err(unknown_user());
         }
         Ok((records, summary))
     }

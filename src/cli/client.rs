@@ -609,6 +609,13 @@ async fn journey(a: JourneyArgs) -> anyhow::Result<()> {
                             "intent": g.intent, "intent_mean": g.intent_mean,
                             "company": {"domain": g.company, "name": g.company_name, "size_band": g.company_size_band},
                         });
+                        if !g.second_device_id.is_empty() {
+                            v["second_device"] = serde_json::json!({
+                                "device_id": g.second_device_id,
+                                "first_seen_date": g.second_device_first_seen_date,
+                                "login_date": g.second_device_login_date,
+                            });
+                        }
                         if g.trial_decided {
                             v["trial_decision"] = serde_json::json!({
                                 "date": g.trial_decision_date,

@@ -173,6 +173,23 @@ pub fn journey_summary(
                 company_size_band: engine.scenario().accounts.size_bands[company.company.band]
                     .name
                     .clone(),
+                second_device_id: l
+                    .second_device
+                    .map(|_| {
+                        engine
+                            .ids()
+                            .device_id(ampsim_engine::ids::second_device_of(l.device))
+                    })
+                    .unwrap_or_default(),
+                second_device_first_seen_date: l
+                    .second_device
+                    .map(|(first, _)| date(engine, first))
+                    .unwrap_or_default(),
+                second_device_login_date: l
+                    .second_device
+                    .and_then(|(_, login)| login)
+                    .map(|d| date(engine, d))
+                    .unwrap_or_default(),
             }
         }),
     }

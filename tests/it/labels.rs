@@ -466,5 +466,44 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         journeys += 1;
     }
     assert_eq!(journeys, 5);
+    // A journey asked for by a second device's id is its person's, and its ground truth names
+    // the second device as the labels do.
+    let date = |d: i32| (epoch + chrono::Duration::days(i64::from(d))).to_string();
+    let mut by_second = 0;
+    // (People with events in the emitted days: a journey holds those.)
+    for (d, l) in labels
+        .iter()
+        .filter(|(d, l)| l.second.is_some() && seen.contains_key(d.as_str()))
+        .take(5)
+    {
+        let (id, first, login) = l.second.clone().unwrap();
+        let mut s = c
+            .get_user_journey(ampsim::pb::GetUserJourneyRequest {
+                simulation_id: SIM.into(),
+                user_id: String::new(),
+                device_id: id.clone(),
+                company: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut summary = None;
+        while let Some(item) = s.message().await.unwrap() {
+            if let Some(ampsim::pb::journey_item::Item::Summary(x)) = item.item {
+                summary = Some(x);
+            }
+        }
+        let summary = summary.unwrap();
+        assert_eq!(&summary.device_id, d, "the person of {id}");
+        let g = summary.ground_truth.expect("ground truth in the summary");
+        assert_eq!(g.second_device_id, id);
+        assert_eq!(g.second_device_first_seen_date, date(first));
+        assert_eq!(
+            g.second_device_login_date,
+            login.map(date).unwrap_or_default()
+        );
+        by_second += 1;
+    }
+    assert_eq!(by_second, 5);
     server.stop().await;
 }

@@ -164,6 +164,27 @@ fn args(addr: std::net::SocketAddr, out: &std::path::Path) -> ExportArgs {
     }
 }
 
+/// The summary of the journey GetUserJourney gives for a device id.
+async fn journey_summary(c: &mut Client, device_id: &str) -> ampsim::pb::JourneySummary {
+    let mut s = c
+        .get_user_journey(ampsim::pb::GetUserJourneyRequest {
+            simulation_id: SIM.into(),
+            user_id: String::new(),
+            device_id: device_id.to_string(),
+            company: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut summary = None;
+    while let Some(item) = s.message().await.unwrap() {
+        if let Some(ampsim::pb::journey_item::Item::Summary(x)) = item.item {
+            summary = Some(x);
+        }
+    }
+    summary.expect("a summary ends the journey")
+}
+
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
@@ -428,23 +449,7 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         .filter(|(_, l)| l.p.is_some() && l.first_seen >= start32)
         .take(5)
     {
-        let mut s = c
-            .get_user_journey(ampsim::pb::GetUserJourneyRequest {
-                simulation_id: SIM.into(),
-                user_id: String::new(),
-                device_id: d.clone(),
-                company: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut summary = None;
-        while let Some(item) = s.message().await.unwrap() {
-            if let Some(ampsim::pb::journey_item::Item::Summary(x)) = item.item {
-                summary = Some(x);
-            }
-        }
-        let summary = summary.unwrap();
+        let summary = journey_summary(&mut c, d).await;
         assert_eq!(
             summary.company, l.company,
             "{d}: decided trialists are identified"
@@ -477,23 +482,7 @@ async fn labels_agree_with_the_events_and_the_outcome_model() {
         .take(5)
     {
         let (id, first, login) = l.second.clone().unwrap();
-        let mut s = c
-            .get_user_journey(ampsim::pb::GetUserJourneyRequest {
-                simulation_id: SIM.into(),
-                user_id: String::new(),
-                device_id: id.clone(),
-                company: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut summary = None;
-        while let Some(item) = s.message().await.unwrap() {
-            if let Some(ampsim::pb::journey_item::Item::Summary(x)) = item.item {
-                summary = Some(x);
-            }
-        }
-        let summary = summary.unwrap();
+        let summary = journey_summary(&mut c, &id).await;
         assert_eq!(&summary.device_id, d, "the person of {id}");
         let g = summary.ground_truth.expect("ground truth in the summary");
         assert_eq!(g.second_device_id, id);
